@@ -1,0 +1,29 @@
+"""netshrink: compress trained PyTorch networks into models that are measurably
+smaller on disk and faster to run.
+
+    import netshrink as ns
+    train, test = ns.zoo.data.load("mnist5k", fold=0)
+    model = ns.zoo.baseline("lenet300_100", "mnist5k", fold=0)
+    ns.compress_(model, ns.Recipe.from_toml("recipes/magnitude.toml"), data=train)
+    print(ns.measure(model, test))
+    ns.save(model, "lenet.nshr")
+"""
+from netshrink import zoo
+from netshrink.core.artifact import load, save
+from netshrink.core.compress import compress_
+from netshrink.core.method import Method
+from netshrink.core.recipe import Recipe, Step
+from netshrink.core.registry import all_methods, create, register
+from netshrink.core.targets import Site, Targets, select
+from netshrink.errors import ArtifactError, NetshrinkError, RecipeError, TargetError
+from netshrink.measure.report import Report, measure
+from netshrink.train.config import TrainConfig
+from netshrink.train.loop import evaluate, fit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "zoo", "load", "save", "compress_", "Method", "Recipe", "Step", "all_methods", "create", "register",
+    "Site", "Targets", "select", "ArtifactError", "NetshrinkError", "RecipeError", "TargetError",
+    "Report", "measure", "TrainConfig", "evaluate", "fit",
+]

@@ -1,0 +1,171 @@
+"""The `netshrink` command line.
+
+Every user error (a bad recipe, an unknown method, a corrupt file, an existing
+output) is one line on stderr and exit code 2 — never a traceback.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+from rich.console import Console
+
+from netshrink.errors import NetshrinkError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Compress trained PyTorch networks into models that are measurably smaller and faster.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+@app.command()
+def demo(out: str = typer.Option("runs/demo", help="run folder to write"),
+         force: bool = typer.Option(False, help="replace an existing run folder"),
+         fold: int = typer.Option(0, help="mnist5k fold (0-4)")):
+    """Baseline LeNet-300-100 on mnist5k, pruned to 90 %: a before/after table and a run folder."""
+    from netshrink.demo import run_demo
+
+    run_demo(out, force, fold, console)
+
+
+@app.command()
+def train(model: str = typer.Option(..., help="zoo model, e.g. lenet300_100"),
+          data: str = typer.Option(..., help="zoo dataset, e.g. mnist5k"),
+          fold: int = typer.Option(0, help="fold (0-4)"),
+          out: Optional[str] = typer.Option(None, help="also save the trained model to this .nshr file"),
+          force: bool = typer.Option(False, help="overwrite --out")):
+    """Train (or load from cache) a zoo baseline and print its figures."""
+    from netshrink.core.artifact import save
+    from netshrink.measure.report import measure
+    from netshrink.measure.tables import print_table
+    from netshrink.zoo import data as zoo_data
+    from netshrink.zoo.baseline import baseline
+
+    if out and Path(out).exists() and not force:
+        raise NetshrinkError(f"output {out} already exists; pass --force to replace it")
+    _, test = zoo_data.load(data, fold)
+    net = baseline(model, data, fold)
+    r = measure(net, test)
+    print_table(f"{model} on {data} fold {fold}", ["figure", "value"], [list(x) for x in r.rows()], console)
+    if out:
+        save(net, out)
+        console.print(f"saved {out}")
+
+
+@app.command()
+def compress(recipe: str = typer.Option(..., help="recipe TOML file"),
+             out: str = typer.Option(..., help="run folder to write"),
+             model: Optional[str] = typer.Option(None, help="zoo model (its cached baseline is compressed)"),
+             data: str = typer.Option("mnist5k", help="zoo dataset for fine-tuning and measurement"),
+             fold: int = typer.Option(0, help="fold (0-4)"),
+             input: Optional[str] = typer.Option(None, "--input", help="compress this .nshr model instead"),
+             force: bool = typer.Option(False, help="replace an existing run folder")):
+    """Compress a model with a recipe: writes recipe.toml, report.json and model.nshr to --out."""
+    from netshrink.core.artifact import load, save
+    from netshrink.core.compress import compress_
+    from netshrink.core.recipe import Recipe
+    from netshrink.measure.report import measure
+    from netshrink.measure.tables import comparison_rows, print_table
+    from netshrink.rundir import check_free, run_folder
+    from netshrink.zoo import data as zoo_data
+    from netshrink.zoo.baseline import baseline
+
+    rec = Recipe.from_toml(recipe)          # fail fast, before any training
+    check_free(out, force)
+    if (model is None) == (input is None):
+        raise NetshrinkError("give exactly one of --model (a zoo baseline) or --input (a .nshr file)")
+    train_ds, test = zoo_data.load(data, fold)
+    base = load(input) if input else baseline(model, data, fold)
+    net = copy.deepcopy(base)
+    with run_folder(out, force) as d:
+        t0 = time.perf_counter()
+        compress_(net, rec, data=train_ds)
+        seconds = time.perf_counter() - t0
+        before, after = measure(base, test), measure(net, test, reference=base)
+        print_table(f"compressed in {seconds:.1f} s", ["figure", "before", "after"], comparison_rows(before, after),
+                    console)
+        for note in after.notes:
+            console.print(f"[yellow]note:[/] {note}")
+        command = "netshrink " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        result = f"accuracy {100 * after.accuracy:.2f} % (baseline {100 * before.accuracy:.2f} %), " \
+                 f"{after.file_bytes:,} bytes, storage ratio {after.storage_ratio:.1f}x"
+        (d / "recipe.toml").write_text(rec.to_toml(f"{command}\nresult: {result}"))
+        (d / "report.json").write_text(json.dumps({"baseline": before.to_dict(), "compressed": after.to_dict(),
+                                                   "compress_seconds": seconds}, indent=2))
+        save(net, d / "model.nshr", meta={"report": after.to_dict()})
+    console.print(f"wrote {out}/")
+
+
+@app.command()
+def methods():
+    """List every registered method with one line."""
+    from netshrink.core.registry import all_methods
+    from netshrink.measure.tables import print_table
+
+    print_table("methods", ["name", "what it does"], [[n, c.summary] for n, c in all_methods().items()], console)
+
+
+@app.command()
+def inspect(file: str = typer.Argument(..., help=".nshr file")):
+    """Per tensor: encoding, bits per weight and bytes; totals against dense fp32."""
+    from netshrink.codec import inspect_archive, read_archive
+    from netshrink.measure.tables import print_table
+
+    if not Path(file).is_file():
+        raise NetshrinkError(f"{file}: no such file")
+    header, _ = read_archive(file)
+    rows = inspect_archive(file)
+    if not rows:
+        raise NetshrinkError(f"{file}: holds no tensors")
+    keys = list(rows[0].keys())
+    print_table(f"{file} ({Path(file).stat().st_size:,} bytes; model {header.get('factory', {}).get('name')}, "
+                f"{len(header.get('edits', []))} architecture edits)", keys,
+                [[_cell(r.get(k)) for k in keys] for r in rows], console)
+
+
+def _cell(v):
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    if isinstance(v, (list, tuple)):
+        return "x".join(str(x) for x in v) if all(isinstance(x, int) for x in v) else json.dumps(v)
+    return "" if v is None else str(v)
+
+
+@app.command()
+def bench(suite: str = typer.Argument(..., help="suite name (see `netshrink bench list`)"),
+          quick: bool = typer.Option(False, help="one fold, short budgets: a smoke check"),
+          out: str = typer.Option("benchmarks", help="folder for results, tables and plots")):
+    """Run a benchmark suite: results (JSON lines), tables and plots in benchmarks/, and BENCHMARKS.md."""
+    from netshrink.bench.registry import run_suite
+
+    run_suite(suite, quick=quick, out=out, console=console)
+
+
+def main(argv: list[str] | None = None) -> int:
+    cmd = typer.main.get_command(app)
+    try:
+        cmd.main(args=argv, prog_name="netshrink", standalone_mode=False)
+    except NetshrinkError as e:
+        err_console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        return 2
+    except click.exceptions.Abort:
+        err_console.print("interrupted")
+        return 130
+    except KeyboardInterrupt:
+        err_console.print("interrupted; earlier outputs are left as they were")
+        return 130
+    except click.ClickException as e:
+        e.show()
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

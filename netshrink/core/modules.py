@@ -1,0 +1,179 @@
+"""Module types an artifact may rebuild, each with its config (JSON) and builder.
+
+A saved model is its zoo factory plus "edits": modules whose type or configuration
+differ from what the factory builds (a Linear shrunk to fewer outputs, a Linear
+replaced by a sparse or low-rank module, a block replaced by Identity). Only the
+types listed here can be built, so a file can never name code to run.
+
+netshrink's own runtime modules define `ns_config() -> dict` and a classmethod
+`from_ns_config(cfg)`; they are listed in `_netshrink_modules`.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from netshrink.errors import ArtifactError
+
+
+def _linear(m):
+    return {"in_features": m.in_features, "out_features": m.out_features, "bias": m.bias is not None}
+
+
+def _conv(m):
+    return {"in_channels": m.in_channels, "out_channels": m.out_channels, "kernel_size": list(m.kernel_size),
+            "stride": list(m.stride), "padding": m.padding if isinstance(m.padding, str) else list(m.padding),
+            "dilation": list(m.dilation), "groups": m.groups, "bias": m.bias is not None,
+            "padding_mode": m.padding_mode}
+
+
+def _bn(m):
+    return {"num_features": m.num_features, "eps": m.eps, "momentum": m.momentum, "affine": m.affine,
+            "track_running_stats": m.track_running_stats}
+
+
+def _ln(m):
+    return {"normalized_shape": list(m.normalized_shape), "eps": m.eps,
+            "elementwise_affine": m.elementwise_affine, "bias": getattr(m, "bias", None) is not None}
+
+
+def _rnn(m):
+    cfg = {"input_size": m.input_size, "hidden_size": m.hidden_size, "num_layers": m.num_layers,
+           "bias": m.bias, "batch_first": m.batch_first, "dropout": m.dropout, "bidirectional": m.bidirectional}
+    if isinstance(m, nn.LSTM):
+        cfg["proj_size"] = m.proj_size
+    return cfg
+
+
+def _emb(m):
+    return {"num_embeddings": m.num_embeddings, "embedding_dim": m.embedding_dim, "padding_idx": m.padding_idx}
+
+
+def _container(m):
+    return {"children": list(m._modules.keys())}
+
+
+def _build_container(cls):
+    def build(cfg):
+        children = [(n, nn.Identity()) for n in cfg["children"]]
+        if cls is nn.Sequential:
+            from collections import OrderedDict
+            return nn.Sequential(OrderedDict(children))
+        if cls is nn.ModuleList:
+            return nn.ModuleList(m for _, m in children)
+        return nn.ModuleDict(dict(children))
+    return build
+
+
+# type name -> (config of a module, build from config)
+_TORCH: dict[str, tuple[type, Callable, Callable]] = {
+    "Linear": (nn.Linear, _linear, lambda c: nn.Linear(**c)),
+    "Conv1d": (nn.Conv1d, _conv, lambda c: nn.Conv1d(**c)),
+    "Conv2d": (nn.Conv2d, _conv, lambda c: nn.Conv2d(**c)),
+    "BatchNorm1d": (nn.BatchNorm1d, _bn, lambda c: nn.BatchNorm1d(**c)),
+    "BatchNorm2d": (nn.BatchNorm2d, _bn, lambda c: nn.BatchNorm2d(**c)),
+    "LayerNorm": (nn.LayerNorm, _ln, lambda c: nn.LayerNorm(**c)),
+    "LSTM": (nn.LSTM, _rnn, lambda c: nn.LSTM(**c)),
+    "GRU": (nn.GRU, _rnn, lambda c: nn.GRU(**c)),
+    "Embedding": (nn.Embedding, _emb, lambda c: nn.Embedding(**c)),
+    "Identity": (nn.Identity, lambda m: {}, lambda c: nn.Identity()),
+    "ReLU": (nn.ReLU, lambda m: {}, lambda c: nn.ReLU()),
+    "Sequential": (nn.Sequential, _container, _build_container(nn.Sequential)),
+    "ModuleList": (nn.ModuleList, _container, _build_container(nn.ModuleList)),
+    "ModuleDict": (nn.ModuleDict, _container, _build_container(nn.ModuleDict)),
+}
+
+_USER: dict[str, type] = {}
+
+
+def _netshrink_modules() -> list[type]:
+    """netshrink's own buildable modules (runtime kernels, factorised layers...)."""
+    return []
+
+
+def register_module(cls: type) -> type:
+    """Make a custom module type rebuildable from artifacts (needs ns_config /
+    from_ns_config)."""
+    _USER[cls.__name__] = cls
+    return cls
+
+
+def _custom_types() -> dict[str, type]:
+    out = {c.__name__: c for c in _netshrink_modules()}
+    out.update(_USER)
+    return out
+
+
+def type_name(m: nn.Module) -> str:
+    return type(m).__name__
+
+
+def config_of(m: nn.Module) -> dict | None:
+    """The JSON config that rebuilds `m`, or None for types we don't build (they
+    are compared by type only and must come from the factory)."""
+    name = type_name(m)
+    if name in _TORCH and type(m) is _TORCH[name][0]:
+        return _TORCH[name][1](m)
+    if hasattr(m, "ns_config") and name in _custom_types():
+        return m.ns_config()
+    return None
+
+
+def build(name: str, cfg: dict) -> nn.Module:
+    if name in _TORCH:
+        try:
+            return _TORCH[name][2](cfg)
+        except (TypeError, ValueError, KeyError) as e:
+            raise ArtifactError(f"cannot build {name} from {cfg}: {e}") from None
+    custom = _custom_types()
+    if name in custom:
+        try:
+            return custom[name].from_ns_config(cfg)
+        except (TypeError, ValueError, KeyError) as e:
+            raise ArtifactError(f"cannot build {name} from {cfg}: {e}") from None
+    raise ArtifactError(f"module type {name!r} is not one netshrink can build "
+                        f"(known: {', '.join(sorted(set(_TORCH) | set(custom)))})")
+
+
+def set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
+    parent, _, leaf = path.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, leaf, module)
+
+
+def _get(root: nn.Module, path: str) -> nn.Module | None:
+    try:
+        return root.get_submodule(path)
+    except AttributeError:
+        return None
+
+
+def diff_edits(fresh: nn.Module, model: nn.Module) -> list[dict]:
+    """The edits that turn the factory's `fresh` model into `model`'s architecture.
+    `fresh` is modified in place to match (so it can be checked)."""
+    edits = []
+    for path, mod in model.named_modules():
+        if not path:
+            continue
+        cur = _get(fresh, path)
+        cfg = config_of(mod)
+        same = cur is not None and type(cur) is type(mod) and config_of(cur) == cfg
+        if same:
+            continue
+        if cfg is None:
+            raise ArtifactError(f"cannot save: module {path!r} of type {type_name(mod)} differs from what the "
+                                "model's factory builds, and it is not a registered module type")
+        set_submodule(fresh, path, build(type_name(mod), cfg))
+        edits.append({"path": path, "type": type_name(mod), "config": cfg})
+    return edits
+
+
+def apply_edits(model: nn.Module, edits: list[dict]) -> None:
+    for e in edits:
+        if not (isinstance(e, dict) and isinstance(e.get("path"), str) and isinstance(e.get("type"), str)
+                and isinstance(e.get("config"), dict)):
+            raise ArtifactError(f"malformed architecture edit {e!r}")
+        parent = e["path"].rpartition(".")[0]
+        if parent and _get(model, parent) is None:
+            raise ArtifactError(f"architecture edit names a missing module {parent!r}")
+        set_submodule(model, e["path"], build(e["type"], e["config"]))

@@ -1,0 +1,43 @@
+"""The explicit registry of methods, by the name used in TOML and on the CLI.
+
+Built-in methods are listed here by hand (no registration by import side effect);
+users add their own with `register`.
+"""
+from __future__ import annotations
+
+from netshrink.core.method import Method
+from netshrink.errors import RecipeError
+
+_USER: dict[str, type[Method]] = {}
+
+
+def _builtin() -> list[type[Method]]:
+    from netshrink.methods.pruning import Magnitude, RandomPrune
+
+    return [Magnitude, RandomPrune]
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Register a user method class (usable as a decorator)."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no `name`")
+    _USER[cls.name] = cls
+    return cls
+
+
+def all_methods() -> dict[str, type[Method]]:
+    out = {cls.name: cls for cls in _builtin()}
+    out.update(_USER)
+    return dict(sorted(out.items()))
+
+
+def get(name: str) -> type[Method]:
+    methods = all_methods()
+    if name not in methods:
+        raise RecipeError(f"unknown method {name!r}; valid methods: {', '.join(methods)}")
+    return methods[name]
+
+
+def create(name: str, **params) -> Method:
+    """`create("magnitude", sparsity=0.9)`, validated like a recipe step."""
+    return get(name).from_params(params)

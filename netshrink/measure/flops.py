@@ -1,0 +1,46 @@
+"""FLOPs: torch's FlopCounterMode (multiply-adds x 2) on one input.
+
+Dense FLOPs are what the architecture costs computed densely. Effective FLOPs count
+only what the runtime really skips: a module that truly skips work (a CSR sparse
+layer) reports `ns_flops(batch) -> (dense, effective)` and its own ops are not
+counted again. Zeros inside a dense Linear are NOT skipped, so masks alone leave
+effective FLOPs unchanged, as they should.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+@torch.no_grad()
+def count_flops(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
+    """(dense, effective) FLOPs of one forward pass on `example`."""
+    special = [(n, m) for n, m in model.named_modules() if hasattr(m, "ns_flops")]
+    handles, extra = [], {"dense": 0, "effective": 0}
+
+    def hook(module, inputs, output):
+        d, e = module.ns_flops(inputs[0].shape[0])
+        extra["dense"] += d
+        extra["effective"] += e
+
+    for _, m in special:
+        handles.append(m.register_forward_hook(hook))
+    was = model.training
+    model.eval()
+    try:
+        with FlopCounterMode(display=False) as counter:
+            model(example)
+        per_module = counter.get_flop_counts()
+        counted = counter.get_total_flops()
+        # Subtract what FlopCounterMode saw inside special modules (if anything).
+        inside = 0
+        for name, _ in special:
+            key = f"{type(model).__name__}.{name}" if name else type(model).__name__
+            inside += sum(per_module.get(key, {}).values())
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    base = counted - inside
+    return int(base + extra["dense"]), int(base + extra["effective"])

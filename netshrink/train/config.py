@@ -1,0 +1,53 @@
+"""Training settings: the budget of a baseline or of a fine-tuning phase."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+from netshrink.errors import RecipeError
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 5
+    lr: float = 1e-3
+    batch_size: int = 64
+    optimizer: Literal["adam", "sgd", "adamw"] = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: Literal["cosine", "constant", "step"] = "cosine"
+    seed: int = 0
+
+    def __post_init__(self):
+        bad = []
+        if not (isinstance(self.epochs, int) and self.epochs >= 0):
+            bad.append(f"epochs = {self.epochs!r} must be an integer >= 0")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            bad.append(f"lr = {self.lr!r} must be > 0")
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            bad.append(f"batch_size = {self.batch_size!r} must be an integer >= 1")
+        if self.optimizer not in ("adam", "sgd", "adamw"):
+            bad.append(f"optimizer = {self.optimizer!r} must be one of adam, sgd, adamw")
+        if self.schedule not in ("cosine", "constant", "step"):
+            bad.append(f"schedule = {self.schedule!r} must be one of cosine, constant, step")
+        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+            bad.append(f"weight_decay = {self.weight_decay!r} must be >= 0")
+        if bad:
+            raise RecipeError("finetune: " + "; ".join(bad))
+        self.lr = float(self.lr)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "TrainConfig":
+        d = dict(d or {})
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in d if k not in valid]
+        if unknown:
+            raise RecipeError(f"finetune: unknown field(s) {unknown}; valid fields: {', '.join(valid)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **kw) -> "TrainConfig":
+        return dataclasses.replace(self, **kw)
