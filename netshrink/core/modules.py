@@ -148,18 +148,34 @@ def _get(root: nn.Module, path: str) -> nn.Module | None:
         return None
 
 
+_SCALARS = (bool, int, float, str)
+
+
+def _scalar_attrs(m: nn.Module) -> dict:
+    """Plain scalar attributes (e.g. an attention block's head count), which some
+    modules use in forward and which structured pruning may change."""
+    return {k: v for k, v in vars(m).items()
+            if not k.startswith("_") and k != "training" and type(v) in _SCALARS}
+
+
 def diff_edits(fresh: nn.Module, model: nn.Module) -> list[dict]:
     """The edits that turn the factory's `fresh` model into `model`'s architecture.
     `fresh` is modified in place to match (so it can be checked)."""
     edits = []
     for path, mod in model.named_modules():
-        if not path:
-            continue
-        cur = _get(fresh, path)
+        cur = _get(fresh, path) if path else fresh
         cfg = config_of(mod)
         same = cur is not None and type(cur) is type(mod) and config_of(cur) == cfg
         if same:
+            want, have = _scalar_attrs(mod), _scalar_attrs(cur)
+            changed = {k: v for k, v in want.items() if k in have and have[k] != v}
+            if changed:
+                for k, v in changed.items():
+                    setattr(cur, k, v)
+                edits.append({"path": path, "attrs": changed})
             continue
+        if not path:
+            raise ArtifactError(f"cannot save: the model is a {type_name(mod)}, its factory builds a {type_name(cur)}")
         if cfg is None:
             raise ArtifactError(f"cannot save: module {path!r} of type {type_name(mod)} differs from what the "
                                 "model's factory builds, and it is not a registered module type")
@@ -168,8 +184,23 @@ def diff_edits(fresh: nn.Module, model: nn.Module) -> list[dict]:
     return edits
 
 
+def _apply_attrs(model: nn.Module, e: dict) -> None:
+    """Set scalar attributes that already exist with a value of the same type."""
+    target = _get(model, e["path"]) if e["path"] else model
+    if target is None or not isinstance(e["attrs"], dict):
+        raise ArtifactError(f"attribute edit names a missing module {e['path']!r}")
+    for k, v in e["attrs"].items():
+        old = vars(target).get(k)
+        if k.startswith("_") or type(v) not in _SCALARS or type(old) is not type(v):
+            raise ArtifactError(f"attribute edit {e['path']}.{k} = {v!r} is not allowed")
+        setattr(target, k, v)
+
+
 def apply_edits(model: nn.Module, edits: list[dict]) -> None:
     for e in edits:
+        if isinstance(e, dict) and isinstance(e.get("path"), str) and "attrs" in e:
+            _apply_attrs(model, e)
+            continue
         if not (isinstance(e, dict) and isinstance(e.get("path"), str) and isinstance(e.get("type"), str)
                 and isinstance(e.get("config"), dict)):
             raise ArtifactError(f"malformed architecture edit {e!r}")
