@@ -6,6 +6,7 @@ exactly the same weights as an uninterrupted one.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -96,8 +97,9 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *, hooks=None, optimizer=None,
             history["loss"] = total / max(count, 1)
             if checkpoint:
                 _save_checkpoint(checkpoint, model, opt, epoch + 1)
-    if checkpoint and Path(checkpoint).exists():
-        os.remove(checkpoint)
+    if checkpoint:
+        with contextlib.suppress(FileNotFoundError):  # another process may have finished first
+            os.remove(checkpoint)
     model.eval()
     return history
 
@@ -126,7 +128,7 @@ def evaluate(model: nn.Module, data, reference: nn.Module | None = None) -> floa
 def _save_checkpoint(path, model, opt, epoch: int) -> None:
     # torch.save of tensors and plain containers only; read back with
     # weights_only=True, which refuses anything that would run code.
-    tmp = f"{path}.tmp"
+    tmp = f"{path}.{os.getpid()}.tmp"
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch}, tmp)
     os.replace(tmp, path)
 
