@@ -1,0 +1,201 @@
+"""Tensor encodings: each tensor is stored by the smallest of a few lossless schemes.
+
+All work on the (numel,) unsigned bit patterns of the tensor (see dtypes.to_bits), so
+the schemes are exact for every dtype and "zero" means all bits zero (-0.0 is a value).
+
+    dense     the raw little-endian bit patterns
+    planes    byte plane j of every element as its own entropy-coded stream (the sign
+              and exponent bytes of trained floats hold ~3 bits, not 8)
+    codebook  <= 256 distinct values: the values, then an index stream over them
+    sparse    positions of non-zeros as a gap stream, then the non-zero values (which
+              are themselves dense, planes or codebook)
+
+Sparse gaps follow Deep Compression's scheme generalised: with b-bit gaps the alphabet is
+0..F (F = 2**b - 1); symbol g < F means "skip g zeros, then a non-zero", symbol F is a
+filler that skips F zeros with no value. b = 1 is exactly a bitmap. Instead of storing
+the gaps raw in b bits, the gap stream is entropy-coded like any other stream, and b is
+chosen per tensor (1..8) by the estimated total size.
+
+Every stream (index, gap, plane) goes through entropy.encode_stream, which keeps the
+smallest of raw bit-packing, Huffman and ANS. Candidate sizes include every byte stored
+(codebooks, code tables) plus the JSON descriptor.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from netshrink.codec.entropy import (Stream, decode_stream, encode_stream, estimate_bytes,
+                                     raw_width, shannon_bytes)
+from netshrink.codec.validate import Reader, get_int, get_obj, get_str, need
+
+KINDS = ("dense", "pl", "cb", "sp")
+
+
+@dataclass
+class Encoded:
+    desc: dict
+    parts: list[bytes] = field(default_factory=list)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    @property
+    def cost(self) -> int:
+        return self.nbytes + len(json.dumps(self.desc, separators=(",", ":")))
+
+
+def encode_bits(u: np.ndarray, allow_sparse: bool = True) -> Encoded:
+    """u: (n,) unsigned bit patterns. Returns the smallest candidate (dense on ties)."""
+    cands = [_dense(u)]
+    if u.size == 0:
+        return cands[0]
+    distinct = _distinct(u)
+    if distinct is not None:
+        cands.append(_codebook(*distinct))
+    elif u.itemsize > 1:
+        planes = _planes(u)
+        if planes is not None:
+            cands.append(planes)
+    if allow_sparse:
+        sparse = _sparse(u)
+        if sparse is not None:
+            cands.append(sparse)
+    return min(cands, key=lambda e: e.cost)
+
+
+def _le(u: np.ndarray) -> np.ndarray:
+    return u.astype(u.dtype.newbyteorder("<"), copy=False)
+
+
+def _dense(u: np.ndarray) -> Encoded:
+    return Encoded({"k": "dense"}, [_le(u).tobytes()])
+
+
+def _distinct(u: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(values, (n,) uint8 indices) when u has <= 256 distinct values, else None."""
+    if u.itemsize <= 2:  # a full histogram is cheaper than sorting
+        hist = np.bincount(u, minlength=1 << (8 * u.itemsize))
+        values = np.flatnonzero(hist)
+        if values.size > 256:
+            return None
+        lut = np.zeros(hist.size, dtype=np.uint8)
+        lut[values] = np.arange(values.size)
+        return values.astype(u.dtype), lut[u]
+    # A strided sample of ~2k elements rules out most dense tensors before a full sort.
+    if np.unique(u[:: max(1, u.size // 2048)]).size > 256:
+        return None
+    values, inverse = np.unique(u, return_inverse=True)
+    if values.size > 256:
+        return None
+    return values, inverse.astype(np.uint8).reshape(-1)
+
+
+def _codebook(values: np.ndarray, idx: np.ndarray) -> Encoded:
+    st = encode_stream(idx, values.size)
+    return Encoded({"k": "cb", "K": int(values.size), "i": st.desc},
+                   [_le(values).tobytes(), st.payload])
+
+
+def _planes(u: np.ndarray) -> Encoded | None:
+    n, s = u.size, u.itemsize
+    b = _le(u).view(np.uint8).reshape(n, s)  # (n, s): column j = byte j, low byte first
+    planes = [np.ascontiguousarray(b[:, j]) for j in range(s)]
+    est = [estimate_bytes(np.bincount(p, minlength=256), 256) for p in planes]
+    if sum(min(e, n) for e in est) >= n * s - 64:  # not worth the extra descriptor
+        return None
+    streams = [encode_stream(p, 256) if e < n - 16 else Stream("raw", p.tobytes())
+               for p, e in zip(planes, est)]
+    return Encoded({"k": "pl", "s": [st.desc for st in streams]}, [st.payload for st in streams])
+
+
+def _sparse(u: np.ndarray) -> Encoded | None:
+    pos = np.flatnonzero(u)
+    nnz = pos.size
+    if nnz == 0 or nnz == u.size:
+        return None
+    gaps = np.diff(pos, prepend=-1) - 1  # (nnz,) zeros skipped before each non-zero
+    best = None
+    for b in range(1, 9):
+        f = (1 << b) - 1
+        fill, r = np.divmod(gaps, f)
+        counts = np.bincount(r, minlength=f + 1)
+        counts[f] += fill.sum()
+        est = estimate_bytes(counts, f + 1)
+        if best is None or est < best[0]:
+            best = (est, b, fill, r)
+    _, b, fill, r = best
+    f = (1 << b) - 1
+    sym = np.full(nnz + int(fill.sum()), f, dtype=np.uint8)
+    sym[np.cumsum(fill + 1) - 1] = r  # fillers first, then the residual gap
+    st = encode_stream(sym, f + 1)
+    vals = encode_bits(u[pos], allow_sparse=False)
+    desc = {"k": "sp", "F": b, "m": int(sym.size), "nnz": int(nnz), "g": st.desc, "v": vals.desc}
+    return Encoded(desc, [st.payload] + vals.parts)
+
+
+# ---------------------------------------------------------------------------- decoding
+
+
+def decode_bits(desc: object, rd: Reader, n: int, s: int, stats: list | None = None,
+                allow_sparse: bool = True) -> np.ndarray:
+    """Inverse of `encode_bits`: a fresh (n,) unsigned array of itemsize s.
+
+    `stats`, when given, collects one dict per stream for `inspect_archive`.
+    """
+    kind = get_str(desc, "k", KINDS if allow_sparse else KINDS[:3])
+    le = np.dtype(f"<u{s}")
+    if kind == "dense":
+        return np.frombuffer(rd.take(n * s), dtype=le).astype(le.newbyteorder("="))
+    if kind == "pl":
+        planes = desc.get("s")
+        need(isinstance(planes, list) and len(planes) == s, "planes descriptor malformed")
+        out = np.empty((n, s), dtype=np.uint8)
+        for j, d in enumerate(planes):
+            out[:, j] = _stream(d, rd, n, 256, stats, f"plane{j}")
+        return out.view(le).reshape(n).astype(le.newbyteorder("="))
+    if kind == "cb":
+        k = get_int(desc, "K", 1, max(1, min(n, 256)))
+        values = np.frombuffer(rd.take(k * s), dtype=le).astype(le.newbyteorder("="))
+        return values[_stream(desc.get("i"), rd, n, k, stats, "index")]
+    b = get_int(desc, "F", 1, 8)
+    f = (1 << b) - 1
+    m = get_int(desc, "m", 1, n)  # every symbol advances >= 1 position, so m <= n
+    nnz = get_int(desc, "nnz", 1, m)
+    sym = _stream(desc.get("g"), rd, m, f + 1, stats, "gaps")
+    is_nz = sym != f
+    need(int(np.count_nonzero(is_nz)) == nnz and bool(is_nz[-1]), "sparse gaps do not match")
+    at = np.cumsum(np.where(is_nz, sym.astype(np.int64) + 1, f)) - 1
+    need(int(at[-1]) < n, "sparse positions run past the tensor")
+    vals = decode_bits(get_obj(desc, "v"), rd, nnz, s, stats, allow_sparse=False)
+    out = np.zeros(n, dtype=le.newbyteorder("="))
+    out[at[is_nz]] = vals
+    return out
+
+
+def _stream(desc: object, rd: Reader, n: int, alphabet: int, stats: list | None,
+            label: str) -> np.ndarray:
+    payload = rd.take(get_int(desc, "b", 0, len(rd.buf) - rd.pos))
+    sym = decode_stream(desc, payload, n, alphabet)
+    if stats is not None:
+        stats.append({"stream": label, "coder": desc["c"], "symbols": n, "bytes": len(payload),
+                      "shannon_bytes": shannon_bytes(np.bincount(sym, minlength=alphabet))})
+    return sym
+
+
+def describe(desc: dict, dtype_label: str) -> str:
+    """Human label of a (validated) descriptor, e.g. 'sparse-gaps8+ans/codebook5+huffman'."""
+    kind = desc["k"]
+    if kind == "dense":
+        return f"dense-{dtype_label}"
+    if kind == "pl":
+        return f"planes-{dtype_label}+" + "/".join(d["c"] for d in desc["s"])
+    if kind == "cb":
+        if desc["K"] == 1:
+            return "const"
+        return f"codebook{raw_width(desc['K'])}+{desc['i']['c']}"
+    return f"sparse-gaps{desc['F']}+{desc['g']['c']}/" + describe(desc["v"], dtype_label)
