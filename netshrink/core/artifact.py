@@ -93,6 +93,9 @@ def load(path: str | os.PathLike) -> nn.Module:
     for m in model.modules():  # runtime modules rebuild derived state (e.g. CSR)
         if hasattr(m, "ns_after_load"):
             m.ns_after_load()
+    for m in model.modules():  # modules whose kernel lives in another module (tied / generated)
+        if hasattr(m, "ns_link"):
+            m.ns_link(model)
     model.ns_meta = header.get("meta", {})
     return model.eval()
 
