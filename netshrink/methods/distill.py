@@ -1,0 +1,202 @@
+"""Teacher-student training as recipe steps: `distill` (Hinton et al. 2015), `mimic`
+(Ba & Caruana 2014) and `hints` (FitNets). All three are loss terms that stay active
+in the phases of later steps (`persistent`), so a recipe can prune, quantize or
+factorise while distilling.
+
+The teacher is, by default, `ctx.teacher`: the frozen copy of the model taken by
+`compress_` before compression (or a copy taken at `prepare` in a user's own loop);
+`compress_(student, recipe, data, teacher=big)` or `teacher = "big.nshr"` give another.
+
+The trainer (and the loop in DESIGN.md) always adds CE(logits, y) with weight 1;
+these terms re-weight it to the method's own hard-label weight by adding
+(w_hard − 1)·CE on the same logits, which changes the gradient exactly as intended.
+
+    >>> student = derive_student(teacher, width=0.1, drop_layers=1)   # 784-30-10
+    >>> ns.compress_(student, ns.Recipe.of(ns.create("distill", temperature=4.0)), data=train, teacher=teacher)
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from netshrink.core.context import PrepareContext, StepContext
+from netshrink.core.method import Method
+from netshrink.errors import NetshrinkError, TargetError
+from netshrink.functional.distill import hint_loss, kd_loss, mimic_loss
+from netshrink.methods.students import derive_student
+
+__all__ = ["Distill", "Mimic", "Hints", "derive_student"]
+
+
+def _frozen(model: nn.Module) -> nn.Module:
+    t = copy.deepcopy(model).eval()
+    for p in t.parameters():
+        p.requires_grad_(False)
+    return t
+
+
+@dataclass
+class _TeacherLoss(Method):
+    """Shared: finding the teacher, the student's logits, the hard-label re-weighting."""
+
+    persistent = True
+    # A .nshr file to load the teacher from; empty = the model before compression.
+    teacher: str = ""
+
+    def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
+        if self.teacher:
+            from netshrink.core.artifact import load
+
+            self.teacher_ = _frozen(load(self.teacher))
+        elif ctx.teacher is not None:
+            self.teacher_ = ctx.teacher.eval()
+        else:  # a user's own loop: the model as it is now, before later steps change it
+            self.teacher_ = _frozen(model)
+
+    def _student_logits(self, ctx: StepContext) -> torch.Tensor:
+        if ctx.x is None:
+            raise NetshrinkError(f"{self.name}: the loss needs the batch inputs: session.loss(x=x, y=y)")
+        return ctx.logits if ctx.logits is not None else ctx.model(ctx.x)
+
+    @torch.no_grad()
+    def _teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
+        self.teacher_.eval()
+        return self.teacher_(x)
+
+    @staticmethod
+    def _reweight_hard(logits: torch.Tensor, y: torch.Tensor | None, hard_weight: float):
+        """(hard_weight − 1)·CE: turns the trainer's CE (weight 1) into hard_weight·CE."""
+        if y is None or hard_weight == 1.0:
+            return None
+        return (hard_weight - 1.0) * F.cross_entropy(logits, y)
+
+    def _total(self, main: torch.Tensor, logits, y, hard_weight: float) -> torch.Tensor:
+        fix = self._reweight_hard(logits, y, hard_weight)
+        return main if fix is None else main + fix
+
+
+@dataclass
+class Distill(_TeacherLoss):
+    """Hinton's soft targets: alpha·T²·KL(p_T(teacher) ‖ p_T(student)) + (1 − alpha)·CE."""
+
+    name = "distill"
+    summary = "knowledge distillation (Hinton et al. 2015): soft targets at temperature T, T² scaling, hard labels"
+
+    temperature: float = 4.0
+    alpha: float = 0.9          # weight of the soft loss; the hard-label CE gets 1 − alpha
+
+    def validate(self):
+        self.check(self.temperature > 0, "temperature", "> 0")
+        self.check(0.0 <= self.alpha <= 1.0, "alpha", "in [0, 1]")
+
+    def loss(self, ctx: StepContext) -> torch.Tensor:
+        s = self._student_logits(ctx)
+        t = self._teacher_logits(ctx.x)
+        soft = self.alpha * kd_loss(s, t, temperature=self.temperature)
+        return self._total(soft, s, ctx.y, 1.0 - self.alpha)
+
+
+@dataclass
+class Mimic(_TeacherLoss):
+    """Ba & Caruana's logit regression: weight·½‖z_s − z_t‖² (+ label_weight·CE)."""
+
+    name = "mimic"
+    summary = "mimic learning (Ba & Caruana 2014): L2 regression on the teacher's logits"
+
+    weight: float = 1.0
+    label_weight: float = 0.0   # Ba & Caruana train on the logits alone
+
+    def validate(self):
+        self.check(self.weight > 0, "weight", "> 0")
+        self.check(self.label_weight >= 0, "label_weight", ">= 0")
+
+    def loss(self, ctx: StepContext) -> torch.Tensor:
+        s = self._student_logits(ctx)
+        main = self.weight * mimic_loss(s, self._teacher_logits(ctx.x))
+        return self._total(main, s, ctx.y, self.label_weight)
+
+
+def _adapter(student: torch.Tensor, teacher: torch.Tensor) -> nn.Module:
+    """FitNets' regressor from a student feature (N, ...) to a teacher feature (N, ...):
+    Linear over the last dim for vectors / sequences, a conv whose kernel shrinks the
+    student's spatial size to the teacher's for maps (N, C, H, W)."""
+    if student.dim() != teacher.dim():
+        raise TargetError(f"hints: student feature {tuple(student.shape)} and teacher feature "
+                          f"{tuple(teacher.shape)} have different ranks")
+    if student.dim() in (2, 3):
+        if student.shape[:-1] != teacher.shape[:-1]:
+            raise TargetError(f"hints: cannot map {tuple(student.shape)} to {tuple(teacher.shape)}")
+        return nn.Linear(student.shape[-1], teacher.shape[-1])
+    if student.dim() == 4:
+        kh, kw = student.shape[2] - teacher.shape[2] + 1, student.shape[3] - teacher.shape[3] + 1
+        if kh < 1 or kw < 1:
+            raise TargetError(f"hints: the student map {tuple(student.shape)} is smaller than the teacher's "
+                              f"{tuple(teacher.shape)}")
+        return nn.Conv2d(student.shape[1], teacher.shape[1], (kh, kw))
+    raise TargetError(f"hints: features of shape {tuple(student.shape)} are not supported")
+
+
+@dataclass
+class Hints(_TeacherLoss):
+    """FitNets hints: weight·½‖u_teacher − r(v_student)‖² with a learned regressor r."""
+
+    name = "hints"
+    summary = "FitNets hints: match a teacher feature map through a small learned adapter"
+
+    student_layer: str = ""     # module name in the student (required)
+    teacher_layer: str = ""     # module name in the teacher; empty = the same name
+    weight: float = 1.0
+
+    def validate(self):
+        self.check(bool(self.student_layer), "student_layer", "the name of a module of the student")
+        self.check(self.weight > 0, "weight", "> 0")
+
+    @torch.no_grad()
+    def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
+        super().prepare(model, ctx)
+        t_name = self.teacher_layer or self.student_layer
+        s_mod = _module(model, self.student_layer, "student_layer")
+        t_mod = _module(self.teacher_, t_name, "teacher_layer")
+        self._feats = {}
+        self._handles = [
+            s_mod.register_forward_hook(lambda m, i, o: self._feats.__setitem__("student", o)),
+            t_mod.register_forward_hook(lambda m, i, o: self._feats.__setitem__("teacher", o)),
+        ]
+        if ctx.data is None or len(ctx.data) == 0:
+            raise NetshrinkError("hints: needs training data to size its adapter")
+        x = ctx.data[0][0].unsqueeze(0)
+        was = model.training
+        model.eval()
+        model(x)
+        model.train(was)
+        self.teacher_(x)
+        # The adapter trains with the student: attach it as a submodule so the
+        # optimizer sees it; `finalize` removes it again.
+        self.adapter_ = _adapter(self._feats["student"], self._feats["teacher"])
+        self.slot_ = next(f"ns_hint_adapter{i}" for i in range(1000) if not hasattr(model, f"ns_hint_adapter{i}"))
+        model.add_module(self.slot_, self.adapter_)
+
+    def loss(self, ctx: StepContext) -> torch.Tensor:
+        if ctx.logits is None:
+            self._student_logits(ctx)  # runs the student's forward, filling the hook
+        student = self._feats["student"]
+        self._teacher_logits(ctx.x)
+        return self.weight * hint_loss(self.adapter_(student), self._feats["teacher"])
+
+    def finalize(self, model: nn.Module) -> None:
+        for h in getattr(self, "_handles", []):
+            h.remove()
+        if getattr(self, "slot_", None) and hasattr(model, self.slot_):
+            delattr(model, self.slot_)
+
+
+def _module(model: nn.Module, name: str, field_name: str) -> nn.Module:
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        names = [n for n, _ in model.named_modules() if n]
+        raise TargetError(f"hints: {field_name} {name!r} is not a module; modules: {', '.join(names)}") from None

@@ -1,0 +1,211 @@
+"""Low-rank factorisation (Denton et al. 2014; Jaderberg et al. 2014) and its sketched
+variant (Halko et al. 2011), as recipe steps.
+
+`prepare` computes the factors of every targeted layer and physically replaces it
+(Linear -> LowRankLinear, Conv1d/2d -> Tucker-2 TuckerConv); the fine-tuning phase
+then trains the factors, as in the papers. A layer whose chosen rank would not make
+it smaller stays dense (and `ranks_` says so).
+
+Rank selection (`mode`):
+- "ratio":  per layer, the largest rank whose factors hold ≤ `ratio` of its weights;
+- "energy": per layer, the smallest rank keeping `energy` of Σσ² (output energy when
+            `data_aware`);
+- "budget": one global budget, Σ factor weights ≤ `ratio` × Σ dense weights over the
+            targeted Linear layers, ranks allocated greedily by energy per parameter
+            (conv layers in this mode use `ratio` per layer);
+- "rank":   a fixed rank (capped at min(out, in)).
+
+`data_aware = true` whitens Linear layers by their input second moment on
+`calib_samples` training inputs, so the factors minimise the layer's output error
+(conv layers always use plain Tucker-2).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from netshrink.core.context import PrepareContext
+from netshrink.core.method import Method
+from netshrink.core.modules import set_submodule
+from netshrink.core.targets import Site
+from netshrink.errors import NetshrinkError, TargetError
+from netshrink.functional import svd as F
+from netshrink.functional.sketch import randomized_svd
+from netshrink.runtime.low_rank import LowRankLinear, TuckerConv
+
+
+def _supported(site: Site) -> bool:
+    m = site.module
+    if site.param_name != "weight":
+        return False
+    if isinstance(m, nn.Linear):
+        return True
+    return isinstance(m, (nn.Conv1d, nn.Conv2d)) and m.groups == 1
+
+
+@dataclass
+class LowRank(Method):
+    """Truncated SVD of Linear layers and Tucker-2 of conv kernels, then fine-tuning."""
+
+    name = "low_rank"
+    summary = "low-rank factorisation: truncated SVD (plain or data-aware) of Linear, Tucker-2 of conv"
+
+    mode: Literal["ratio", "energy", "budget", "rank"] = "ratio"
+    ratio: float = 0.25
+    energy: float = 0.9
+    rank: int = 16
+    data_aware: bool = False
+    calib_samples: int = 512
+    damp: float = 0.01
+    tucker_iters: int = 2
+
+    def validate(self):
+        self.check(self.mode in ("ratio", "energy", "budget", "rank"), "mode", "one of ratio, energy, budget, rank")
+        self.check(0.0 < self.ratio <= 1.0, "ratio", "in (0, 1]")
+        self.check(0.0 < self.energy <= 1.0, "energy", "in (0, 1]")
+        self.check(self.rank >= 1, "rank", "an integer >= 1")
+        self.check(self.calib_samples >= 1, "calib_samples", "an integer >= 1")
+        self.check(self.damp >= 0.0, "damp", ">= 0")
+        self.check(self.tucker_iters >= 0, "tucker_iters", "an integer >= 0")
+
+    # -- the factoriser (the sketch method swaps it) -----------------------------------
+    def svd_fn(self) -> F.SvdFn:
+        return F.full_svd
+
+    def spectrum(self, a: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.svdvals(a)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    @torch.no_grad()
+    def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
+        self.ranks_: dict = {}   # module name -> rank ([r_out, r_in] for conv), None = kept dense
+        sites = self.sites(model)
+        bad = [s.name for s in sites if not _supported(s)]
+        if bad and self.targets.include:
+            raise TargetError(f"{self.name}: cannot factorise {bad}; it handles Linear, Conv1d and Conv2d "
+                              "(groups = 1) weights")
+        sites = [s for s in sites if _supported(s)]
+        if not sites:
+            raise TargetError(f"{self.name}: no Linear or Conv weight among the targets")
+        linear = [s for s in sites if isinstance(s.module, nn.Linear)]
+        conv = [s for s in sites if not isinstance(s.module, nn.Linear)]
+        chol = self._whitening(model, linear, ctx) if self.data_aware else {}
+        ranks = self._linear_ranks(linear, chol)
+        new = {}
+        for s in linear:
+            w = s.tensor.detach()
+            r = ranks[s.name]
+            if r > F.max_useful_rank(tuple(w.shape)):
+                self.ranks_[s.module_name] = None   # no saving at this rank: stays dense
+                continue
+            if s.name in chol:
+                a, b = F.whitened_factors(w, chol[s.name], rank=r, svd_fn=self.svd_fn())
+            else:
+                a, b = F.truncated_svd(w, rank=r, svd_fn=self.svd_fn())
+            bias = s.module.bias.detach() if s.module.bias is not None else None
+            new[s.module_name] = LowRankLinear.from_factors(a, b, bias)
+            self.ranks_[s.module_name] = r
+        for s in conv:
+            w = s.tensor.detach()
+            r_out, r_in = self._conv_ranks(w)
+            o, i, k = w.shape[0], w.shape[1], w[0, 0].numel()
+            if i * r_in + r_in * r_out * k + r_out * o >= o * i * k:
+                self.ranks_[s.module_name] = None
+                continue
+            u_out, core, u_in = F.tucker2(w, ranks=(r_out, r_in), iters=self.tucker_iters, svd_fn=self.svd_fn())
+            new[s.module_name] = TuckerConv.from_factors(s.module, u_out, core, u_in)
+            self.ranks_[s.module_name] = [r_out, r_in]
+        for path, module in new.items():
+            old = model.get_submodule(path)
+            module.to(dtype=next(old.parameters()).dtype).train(old.training)
+            set_submodule(model, path, module)
+
+    # -- ranks -------------------------------------------------------------------------
+    def _linear_ranks(self, sites: list[Site], chol: dict) -> dict[str, int]:
+        shapes = [tuple(s.tensor.shape) for s in sites]
+        if self.mode == "rank":
+            return {s.name: min(self.rank, *shape) for s, shape in zip(sites, shapes)}
+        if self.mode == "ratio":
+            return {s.name: F.rank_for_ratio(shape, ratio=self.ratio) for s, shape in zip(sites, shapes)}
+        spectra = []
+        for s in sites:
+            w = s.tensor.detach()
+            spectra.append(F.whitened_spectrum(w, chol[s.name]) if s.name in chol else self.spectrum(w))
+        if self.mode == "energy":
+            return {s.name: F.rank_for_energy(sp, energy=self.energy) for s, sp in zip(sites, spectra)}
+        ranks = F.allocate_ranks(spectra, shapes, ratio=self.ratio)  # "budget"
+        return {s.name: r for s, r in zip(sites, ranks)}
+
+    def _conv_ranks(self, w: torch.Tensor) -> tuple[int, int]:
+        o, i = w.shape[0], w.shape[1]
+        if self.mode == "rank":
+            return min(self.rank, o), min(self.rank, i)
+        if self.mode == "energy":
+            return (F.rank_for_energy(self.spectrum(F.unfold(w, 0)), energy=self.energy),
+                    F.rank_for_energy(self.spectrum(F.unfold(w, 1)), energy=self.energy))
+        return F.tucker2_ranks_for_ratio(tuple(w.shape), ratio=self.ratio)
+
+    # -- calibration -------------------------------------------------------------------
+    def _whitening(self, model: nn.Module, sites: list[Site], ctx: PrepareContext) -> dict[str, torch.Tensor]:
+        """Cholesky factors of each targeted Linear's input second moment, from the
+        first `calib_samples` training inputs run through the model as it is now."""
+        if ctx.data is None:
+            raise NetshrinkError(f"{self.name}: data_aware needs calibration data (give compress_ `data=`, "
+                                 "or Recipe.start(..., data=...))")
+        sums = {s.name: None for s in sites}
+        count = {s.name: 0 for s in sites}
+
+        def hook_for(name):
+            def hook(module, inputs):
+                x = inputs[0].reshape(-1, inputs[0].shape[-1]).double()   # (N·.., in)
+                g = x.T @ x                                               # (in, in)
+                sums[name] = g if sums[name] is None else sums[name] + g
+                count[name] += x.shape[0]
+            return hook
+
+        handles = [s.module.register_forward_pre_hook(hook_for(s.name)) for s in sites]
+        was = model.training
+        model.eval()
+        try:
+            n = min(self.calib_samples, len(ctx.data))
+            for x, _ in DataLoader(Subset(ctx.data, range(n)), batch_size=256):
+                model(x)
+        finally:
+            for h in handles:
+                h.remove()
+            model.train(was)
+        return {k: F.whitening(sums[k] / count[k], damp=self.damp) for k in sums if count[k]}
+
+
+@dataclass
+class Sketch(LowRank):
+    """Low rank with factors from a randomised range finder (Halko et al. 2011):
+    Gaussian or CountSketch test matrices, `power_iters` subspace iterations."""
+
+    name = "sketch"
+    summary = "low rank with randomised-SVD factors (Halko et al.): Gaussian or CountSketch sketches"
+
+    mode: Literal["ratio", "rank"] = "ratio"
+    sketch: Literal["gaussian", "countsketch"] = "gaussian"
+    oversample: int = 10
+    power_iters: int = 2
+    seed: int = 0
+
+    def validate(self):
+        super().validate()
+        self.check(self.mode in ("ratio", "rank"), "mode", "ratio or rank (energy and budget need the full "
+                                                           "spectrum; use low_rank)")
+        self.check(self.oversample >= 0, "oversample", "an integer >= 0")
+        self.check(self.power_iters >= 0, "power_iters", "an integer >= 0")
+
+    def svd_fn(self) -> F.SvdFn:
+        g = torch.Generator().manual_seed(self.seed)
+
+        def fn(a: torch.Tensor, rank: int):
+            return randomized_svd(a, rank=rank, oversample=self.oversample, power_iters=self.power_iters,
+                                  sketch=self.sketch, generator=g)
+        return fn

@@ -1,0 +1,160 @@
+"""Factorised layers: physically two (or three) smaller layers, so fewer FLOPs and a
+measurably lower latency, not a weight that merely has low rank.
+
+- LowRankLinear: W (out, in) ≈ A (out, r) @ B (r, in)  ->  Linear(in, r) then Linear(r, out).
+- TuckerConv: a Tucker-2 kernel  ->  1×1 conv I → r_in, k×k conv r_in → r_out (the
+  original stride / padding / dilation), 1×1 conv r_out → O (Kim et al. 2016).
+
+Both follow the runtime-module protocol of DEVELOPERS.md: `ns_config` /
+`from_ns_config` rebuild them from an artifact, their state is ordinary parameters,
+and `ns_counts` / `ns_flops` report them against the dense layer they replace.
+
+    >>> lr = LowRankLinear.from_factors(a, b, bias=linear.bias)    # a (out, r), b (r, in)
+    >>> y = lr(x)                                                  # (N, out)
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+_CONVS = {1: nn.Conv1d, 2: nn.Conv2d}
+
+
+class LowRankLinear(nn.Module):
+    """y = second(first(x)) = A (B x) + bias; first: Linear(in, rank, no bias),
+    second: Linear(rank, out)."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True):
+        super().__init__()
+        self.in_features, self.out_features, self.rank = in_features, out_features, rank
+        self.first = nn.Linear(in_features, rank, bias=False)    # weight B: (rank, in)
+        self.second = nn.Linear(rank, out_features, bias=bias)   # weight A: (out, rank)
+
+    @classmethod
+    def from_factors(cls, a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> "LowRankLinear":
+        """From A (out, r), B (r, in) and the dense layer's bias (out,) or None."""
+        m = cls(b.shape[1], a.shape[0], a.shape[1], bias is not None)
+        with torch.no_grad():
+            m.first.weight.copy_(b)
+            m.second.weight.copy_(a)
+            if bias is not None:
+                m.second.bias.copy_(bias)
+        return m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(self.first(x))       # (..., in) -> (..., r) -> (..., out)
+
+    def dense_weight(self) -> torch.Tensor:
+        """A @ B: (out, in)."""
+        return self.second.weight @ self.first.weight
+
+    # -- artifact protocol ------------------------------------------------------------
+    def ns_config(self) -> dict:
+        return {"in_features": self.in_features, "out_features": self.out_features, "rank": self.rank,
+                "bias": self.second.bias is not None}
+
+    @classmethod
+    def from_ns_config(cls, cfg: dict) -> "LowRankLinear":
+        return cls(int(cfg["in_features"]), int(cfg["out_features"]), int(cfg["rank"]), bool(cfg["bias"]))
+
+    def ns_counts(self) -> tuple[int, int]:
+        """(parameters of the dense Linear it replaces, parameters it stores)."""
+        b = self.out_features if self.second.bias is not None else 0
+        return self.in_features * self.out_features + b, self.rank * (self.in_features + self.out_features) + b
+
+    def ns_flops(self, batch: int) -> tuple[int, int]:
+        """(FLOPs of the dense Linear, FLOPs of the two factors), multiply-adds × 2."""
+        return (2 * batch * self.in_features * self.out_features,
+                2 * batch * self.rank * (self.in_features + self.out_features))
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
+
+
+class TuckerConv(nn.Module):
+    """A Tucker-2 factorised Conv1d / Conv2d (groups = 1)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, ranks, stride=1, padding=0,
+                 dilation=1, bias: bool = True, padding_mode: str = "zeros", dims: int = 2):
+        super().__init__()
+        if dims not in _CONVS:
+            raise ValueError(f"TuckerConv supports 1-D and 2-D convolutions, not dims={dims}")
+        conv = _CONVS[dims]
+        self.in_channels, self.out_channels, self.dims = in_channels, out_channels, dims
+        self.r_out, self.r_in = int(ranks[0]), int(ranks[1])
+        # Pointwise maps commute with every padding mode (zeros, reflect, replicate,
+        # circular), so padding the r_in-channel tensor equals padding the input.
+        self.first = conv(in_channels, self.r_in, 1, bias=False)                  # (r_in, I, 1..)
+        self.core = conv(self.r_in, self.r_out, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                         bias=False, padding_mode=padding_mode)                   # (r_out, r_in, k..)
+        self.last = conv(self.r_out, out_channels, 1, bias=bias)                  # (O, r_out, 1..)
+        self._in_shape = self._out_shape = None   # spatial sizes of the last forward, for ns_flops
+
+    @classmethod
+    def from_factors(cls, conv: nn.Module, u_out: torch.Tensor, core: torch.Tensor, u_in: torch.Tensor
+                     ) -> "TuckerConv":
+        """From the dense `conv` (its hyperparameters and bias) and its Tucker-2 factors
+        u_out (O, r_out), core (r_out, r_in, k..), u_in (I, r_in)."""
+        dims = core.dim() - 2
+        m = cls(conv.in_channels, conv.out_channels, conv.kernel_size, (u_out.shape[1], u_in.shape[1]),
+                stride=conv.stride, padding=conv.padding, dilation=conv.dilation, bias=conv.bias is not None,
+                padding_mode=conv.padding_mode, dims=dims)
+        ones = (1,) * dims
+        with torch.no_grad():
+            m.first.weight.copy_(u_in.T.reshape(u_in.shape[1], u_in.shape[0], *ones))
+            m.core.weight.copy_(core)
+            m.last.weight.copy_(u_out.reshape(*u_out.shape, *ones))
+            if conv.bias is not None:
+                m.last.bias.copy_(conv.bias)
+        return m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.last(self.core(self.first(x)))    # (N, I, ..) -> (N, r_in, ..) -> (N, r_out, ..') -> (N, O, ..')
+        self._in_shape, self._out_shape = tuple(x.shape[2:]), tuple(y.shape[2:])
+        return y
+
+    def dense_weight(self) -> torch.Tensor:
+        """The kernel (O, I, k..) the three convolutions compute together."""
+        u_in = self.first.weight.reshape(self.r_in, self.in_channels)      # (r_in, I)
+        u_out = self.last.weight.reshape(self.out_channels, self.r_out)    # (O, r_out)
+        return torch.einsum("ab...,oa,bi->oi...", self.core.weight, u_out, u_in)
+
+    # -- artifact protocol ------------------------------------------------------------
+    def ns_config(self) -> dict:
+        c = self.core
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": list(c.kernel_size), "ranks": [self.r_out, self.r_in], "stride": list(c.stride),
+                "padding": c.padding if isinstance(c.padding, str) else list(c.padding),
+                "dilation": list(c.dilation), "bias": self.last.bias is not None,
+                "padding_mode": c.padding_mode, "dims": self.dims}
+
+    @classmethod
+    def from_ns_config(cls, cfg: dict) -> "TuckerConv":
+        pad = cfg["padding"]
+        return cls(int(cfg["in_channels"]), int(cfg["out_channels"]), tuple(cfg["kernel_size"]),
+                   tuple(cfg["ranks"]), stride=tuple(cfg["stride"]),
+                   padding=pad if isinstance(pad, str) else tuple(pad), dilation=tuple(cfg["dilation"]),
+                   bias=bool(cfg["bias"]), padding_mode=str(cfg["padding_mode"]), dims=int(cfg["dims"]))
+
+    def ns_counts(self) -> tuple[int, int]:
+        k = math.prod(self.core.kernel_size)
+        b = self.out_channels if self.last.bias is not None else 0
+        stored = self.in_channels * self.r_in + self.r_in * self.r_out * k + self.r_out * self.out_channels
+        return self.in_channels * self.out_channels * k + b, stored + b
+
+    def ns_flops(self, batch: int) -> tuple[int, int]:
+        """Dense and factorised multiply-adds × 2, for the spatial sizes of the last
+        forward pass (count_flops runs one just before asking)."""
+        if self._out_shape is None:
+            return 0, 0
+        k = math.prod(self.core.kernel_size)
+        hw_in, hw_out = math.prod(self._in_shape), math.prod(self._out_shape)
+        dense = 2 * batch * self.in_channels * self.out_channels * k * hw_out
+        eff = 2 * batch * (self.in_channels * self.r_in * hw_in + self.r_in * self.r_out * k * hw_out
+                           + self.r_out * self.out_channels * hw_out)
+        return dense, eff
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels} -> {self.out_channels}, ranks (out, in) = ({self.r_out}, {self.r_in})"
