@@ -94,8 +94,7 @@ def compress(recipe: str = typer.Option(..., help="recipe TOML file"),
         for note in after.notes:
             console.print(f"[yellow]note:[/] {note}")
         command = "netshrink " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        result = f"accuracy {100 * after.accuracy:.2f} % (baseline {100 * before.accuracy:.2f} %), " \
-                 f"{after.file_bytes:,} bytes, storage ratio {after.storage_ratio:.1f}x"
+        result = after.summary(before)
         (d / "recipe.toml").write_text(rec.to_toml(f"{command}\nresult: {result}"))
         (d / "report.json").write_text(json.dumps({"baseline": before.to_dict(), "compressed": after.to_dict(),
                                                    "compress_seconds": seconds}, indent=2))

@@ -44,6 +44,20 @@ class Report:
     def sparsity(self) -> float:
         return 1 - self.nonzeros / max(self.params, 1)
 
+    def summary(self, baseline: "Report | None" = None) -> str:
+        """One line for a recipe's `result:` header."""
+        parts = [f"{self.metric} {100 * self.accuracy:.2f} %"]
+        if baseline is not None and baseline.accuracy is not None:
+            parts[0] += f" (baseline {100 * baseline.accuracy:.2f} %)"
+        parts.append(f"{100 * self.sparsity:.1f} % sparse")
+        if self.file_bytes:
+            parts.append(f"{self.file_bytes:,} bytes on disk, storage ratio {self.storage_ratio:.1f}x")
+        else:
+            parts.append("not savable")
+        for b, s in self.speedup.items():
+            parts.append(f"speedup {b} {s:.2f}x")
+        return ", ".join(parts)
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["sparsity"] = self.sparsity
