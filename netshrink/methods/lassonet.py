@@ -1,0 +1,233 @@
+"""LassoNet (Lemhadri et al. 2021): feature selection with a skip layer and Hier-Prox.
+
+A linear skip layer theta (K outputs x d features) is added beside the network, and
+after every optimiser step the hierarchical proximal operator (functional.prox.hier_prox)
+runs per input feature j with threshold lambda x lr, so that feature j may use its
+first-layer weights W_j only while ||W_j||_inf <= M ||theta_j||. Walking lambda up by
+x1.02 per point with warm starts drives features out one by one: the *path*.
+
+    >>> path = lassonet_path(model, train, val, cfg=ns.TrainConfig(epochs=1, optimizer="sgd"))
+    >>> keep = select_features(path, 50)                  # (d,) bool, the 50 best
+    >>> small = restrict(model, keep)                      # first layer sees only those
+    >>> plot_path(path, "lassonet_path.png")
+
+The `lassonet` method runs the path on the training data (10 % held out to score
+it), keeps the `features` best (those that leave the path last) and masks the rest out
+of the first layer; the recipe's fine-tuning then retrains the restricted network.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+
+from netshrink.core.context import PrepareContext, StepContext
+from netshrink.core.method import Method
+from netshrink.core.reparam import attach, bake, original
+from netshrink.core.targets import Site
+from netshrink.errors import RecipeError, TargetError
+from netshrink.functional.prox import hier_prox
+from netshrink.reparams.mask import Mask
+from netshrink.train.config import TrainConfig
+from netshrink.train.loop import evaluate, fit
+
+SKIP = "lassonet_skip"
+
+
+@dataclass
+class PathPoint:
+    lam: float
+    n_features: int
+    accuracy: float | None          # on the validation data, with the skip layer
+    kept: torch.Tensor              # (d,) bool
+    theta_norm: torch.Tensor        # (d,) ||theta_j||, to rank features dropped at the same lambda
+
+
+def first_linear(model: nn.Module, name: str | None = None) -> tuple[str, nn.Linear]:
+    """The layer that reads the input features: `name`, or the first Linear."""
+    for n, m in model.named_modules():
+        if isinstance(m, nn.Linear) and (name is None or n == name):
+            return n, m
+    raise TargetError(f"lassonet: no Linear layer {name or ''} reads the input features".replace("  ", " "))
+
+
+def _weight(layer: nn.Linear) -> torch.Tensor:
+    """The first layer's trainable (out, d) weight, under any re-parametrisation."""
+    return original(layer, "weight") if parametrize.is_parametrized(layer, "weight") else layer.weight
+
+
+class _Skip:
+    """theta registered on the model (so the optimiser trains it) + a forward hook
+    adding theta @ x to the output."""
+
+    def __init__(self, model: nn.Module, d: int, k: int):
+        self.model = model
+        model.register_parameter(SKIP, nn.Parameter(torch.zeros(k, d)))
+        self.handle = model.register_forward_hook(
+            lambda m, inputs, out: out + F.linear(torch.flatten(inputs[0], 1), getattr(m, SKIP)))
+
+    @property
+    def theta(self) -> nn.Parameter:
+        return getattr(self.model, SKIP)
+
+    def remove(self) -> None:
+        self.handle.remove()
+        del self.model._parameters[SKIP]
+
+
+class _HierProxHooks:
+    """Trainer hooks: Hier-Prox on (theta, W) after each step, threshold lam x lr."""
+
+    def __init__(self, theta: nn.Parameter, layer: nn.Linear, lam: float, M: float):
+        self.theta, self.layer, self.lam, self.M = theta, layer, lam, M
+
+    def loss(self, ctx: StepContext):
+        return None
+
+    @torch.no_grad()
+    def after_step(self, ctx: StepContext) -> None:
+        lr = float(ctx.optimizer.param_groups[0]["lr"])
+        W = _weight(self.layer)
+        # per feature j: theta[:, j] (K,) and W[:, j] (H,)
+        t, w = hier_prox(self.theta.t(), W.t(), lam=self.lam * lr, M=self.M)
+        self.theta.copy_(t.t())
+        W.copy_(w.t())
+
+
+def _kept(theta: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    return (theta != 0).any(0) | (W != 0).any(0)
+
+
+def lassonet_path(model: nn.Module, train, val=None, *, cfg: TrainConfig | None = None, M: float = 10.0,
+                  lam_start: float = 1e-3, multiplier: float = 1.02, dense_epochs: int = 1,
+                  min_features: int = 0, max_points: int = 2000, layer: str | None = None,
+                  progress: bool = False) -> list[PathPoint]:
+    """Train `model` (in place) along a path of growing lambda with warm starts.
+
+    cfg: the training budget per lambda (default: 1 epoch of SGD, lr 1e-3, momentum
+    0.9, as the authors' package). The path first trains `dense_epochs` at lambda = 0
+    (Adam), then lambda = lam_start x multiplier^i until at most `min_features` remain.
+    Returns one PathPoint per lambda. The skip layer is removed at the end.
+    """
+    cfg = cfg or TrainConfig(epochs=1, lr=1e-3, optimizer="sgd", momentum=0.9, schedule="constant")
+    _, lin = first_linear(model, layer)
+    k = model(train[0][0].unsqueeze(0)).shape[-1]
+    skip = _Skip(model, lin.in_features, k)
+    points = []
+    try:
+        if dense_epochs:
+            fit(model, train, cfg.replace(epochs=dense_epochs, optimizer="adam"), progress=progress,
+                hooks=_HierProxHooks(skip.theta, lin, 0.0, M), desc="lassonet dense")
+        lam = lam_start
+        while len(points) < max_points:
+            fit(model, train, cfg, hooks=_HierProxHooks(skip.theta, lin, lam, M), progress=progress,
+                desc=f"lassonet lambda {lam:.3g}")
+            theta, W = skip.theta.detach(), _weight(lin).detach()
+            kept = _kept(theta, W)
+            acc = evaluate(model, val) if val is not None else None
+            points.append(PathPoint(lam, int(kept.sum()), acc, kept.clone(), theta.norm(dim=0).clone()))
+            if int(kept.sum()) <= min_features:
+                break
+            lam *= multiplier
+    finally:
+        skip.remove()
+    return points
+
+
+def feature_scores(path: list[PathPoint]) -> torch.Tensor:
+    """(d,) importance: the index of the last path point that kept each feature, plus
+    its ||theta_j|| there (in [0, 1) after squashing) to order features that left
+    together; features never dropped score highest."""
+    d = path[0].kept.numel()
+    score = torch.full((d,), -1.0)
+    for i, p in enumerate(path):
+        squash = p.theta_norm / (1 + p.theta_norm)
+        score = torch.where(p.kept, i + squash, score)
+    return score
+
+
+def select_features(path: list[PathPoint], k: int) -> torch.Tensor:
+    """(d,) bool: the k features that stay longest on the path."""
+    score = feature_scores(path)
+    keep = torch.zeros_like(score, dtype=torch.bool)
+    keep[torch.argsort(score, descending=True, stable=True)[:k]] = True
+    return keep
+
+
+def restrict(model: nn.Module, keep: torch.Tensor, *, layer: str | None = None, inplace: bool = False) -> nn.Module:
+    """A model whose first layer reads only the `keep` features: their columns stay,
+    the others are masked to zero (a Mask re-parametrisation, so fine-tuning keeps them
+    out; `ns.core.reparam.bake_all` or a recipe's finish makes it plain)."""
+    model = model if inplace else copy.deepcopy(model)
+    name, lin = first_linear(model, layer)
+    mask = keep.reshape(1, -1).expand_as(lin.weight).clone()
+    attach(Site(name, "weight", lin), Mask(mask))
+    return model
+
+
+@dataclass
+class LassoNet(Method):
+    name = "lassonet"
+    summary = "LassoNet (Lemhadri 2021): skip layer + Hier-Prox path, keep the k best input features"
+
+    features: int = 50
+    M: float = 10.0
+    lam_start: float = 1e-3
+    multiplier: float = 1.02
+    epochs_per_lambda: int = 1
+    dense_epochs: int = 1
+    path_lr: float = 1e-3
+    val_fraction: float = 0.1
+    layer: str = ""           # the first layer's name; "" = the first Linear
+    seed: int = 0
+
+    def validate(self):
+        self.check(self.features >= 1, "features", ">= 1")
+        self.check(self.M > 0, "M", "> 0")
+        self.check(self.lam_start > 0, "lam_start", "> 0")
+        self.check(self.multiplier > 1, "multiplier", "> 1")
+        self.check(self.epochs_per_lambda >= 1, "epochs_per_lambda", ">= 1")
+        self.check(self.dense_epochs >= 0, "dense_epochs", ">= 0")
+        self.check(self.path_lr > 0, "path_lr", "> 0")
+        self.check(0 < self.val_fraction < 1, "val_fraction", "in (0, 1)")
+
+    def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
+        if ctx.data is None:
+            raise RecipeError("lassonet: needs training data to walk its path")
+        name, lin = first_linear(model, self.layer or None)
+        if self.features > lin.in_features:
+            self.check(False, "features", f"<= the {lin.in_features} input features of {name}")
+        n_val = max(1, int(round(self.val_fraction * len(ctx.data))))
+        g = torch.Generator().manual_seed(self.seed)
+        train, val = torch.utils.data.random_split(ctx.data, [len(ctx.data) - n_val, n_val], generator=g)
+        cfg = TrainConfig(epochs=self.epochs_per_lambda, lr=self.path_lr, optimizer="sgd", momentum=0.9,
+                          schedule="constant", batch_size=ctx.finetune.batch_size if ctx.finetune else 64,
+                          seed=self.seed)
+        max_points = 1 + math.ceil(math.log(1e6) / math.log(self.multiplier))  # lambda up to 1e6 x start
+        self.path_ = lassonet_path(model, train, val, cfg=cfg, M=self.M, lam_start=self.lam_start,
+                                   multiplier=self.multiplier, dense_epochs=self.dense_epochs,
+                                   min_features=self.features, max_points=max_points, layer=name, progress=False)
+        self.keep_ = select_features(self.path_, self.features)
+        self.layer_ = name
+        restrict(model, self.keep_, layer=name, inplace=True)
+
+    def finalize(self, model: nn.Module) -> None:
+        bake(model.get_submodule(self.layer_), "weight", Mask)
+        self.features_ = torch.nonzero(self.keep_).flatten().tolist()
+        self.dead_inputs_ = {self.layer_: ~self.keep_}
+        self.dead_units_ = {}
+
+
+def plot_path(path: list[PathPoint], out, *, title: str = "LassoNet path", baseline: float | None = None) -> None:
+    """Validation accuracy against features kept, one point per lambda (log-scaled x)."""
+    from netshrink.measure.plots import line_plot
+
+    pts = [p for p in path if p.accuracy is not None and p.n_features > 0]
+    line_plot(out, {"LassoNet path": ([p.n_features for p in pts], [100 * p.accuracy for p in pts])},
+              xlabel="input features kept", ylabel="validation accuracy (%)", title=title, logx=True,
+              baseline=None if baseline is None else 100 * baseline)
