@@ -1,0 +1,160 @@
+"""Physical removal: coupled slices leave every tensor, modules get their new sizes.
+
+The result is a plain, smaller nn.Module (Linear / Conv / BatchNorm / LSTM / GRU with
+fewer features, BERT attention with fewer heads) that the artifact saves as
+replace / attrs edits of its factory's model.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+from torch import nn
+
+from netshrink.errors import NetshrinkError
+from netshrink.structure.blocks import fix_attributes
+from netshrink.structure.graph import DependencyGraph, analyze
+
+
+def remove_components(model: nn.Module, graph: DependencyGraph, plan: dict[str, list[int]]) -> int:
+    """Remove, in place, components `plan[group name]` (indices into group.components).
+    Returns the number of components removed."""
+    drops: dict[tuple[str, str], dict[int, set[int]]] = defaultdict(lambda: defaultdict(set))
+    count = 0
+    for g in graph.groups:
+        idx = sorted(set(plan.get(g.name, [])))
+        if not idx:
+            continue
+        if len(g) - len(idx) < g.min_keep:
+            raise NetshrinkError(f"structure: removing {len(idx)} of {len(g)} units of group {g.name!r} "
+                                 f"would leave fewer than {g.min_keep}")
+        for i in idx:
+            for (mod, param, dim, pos), _ in g.components[i].slots:
+                drops[(mod, param)][dim].add(pos)
+        count += len(idx)
+    touched = set()
+    with torch.no_grad():
+        for (mod, param), dims in drops.items():
+            m = model.get_submodule(mod)
+            t = getattr(m, param)
+            new = t.detach()
+            for dim, pos in dims.items():
+                keep = torch.tensor([i for i in range(new.shape[dim]) if i not in pos], dtype=torch.long)
+                new = new.index_select(dim, keep)
+            if isinstance(t, nn.Parameter):
+                setattr(m, param, nn.Parameter(new.clone(), requires_grad=t.requires_grad))
+            else:
+                m._buffers[param] = new.clone()
+            touched.add(mod)
+    for mod in touched:
+        _fix_config(model.get_submodule(mod))
+    fix_attributes(model)
+    return count
+
+
+def _fix_config(m: nn.Module) -> None:
+    """Make a module's size attributes agree with its (smaller) tensors."""
+    if isinstance(m, nn.Linear):
+        m.out_features, m.in_features = m.weight.shape
+    elif isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        m.out_channels = m.weight.shape[0]
+        if m.groups > 1:  # depthwise (the only grouped conv that shrinks): groups follow the channels
+            m.groups = m.in_channels = m.out_channels
+        else:
+            m.in_channels = m.weight.shape[1]
+    elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
+        ref = m.weight if m.weight is not None else m.running_mean
+        m.num_features = ref.shape[0]
+    elif isinstance(m, nn.Embedding):
+        m.embedding_dim = m.weight.shape[1]
+    elif isinstance(m, (nn.LSTM, nn.GRU)):
+        m.hidden_size = m.weight_hh_l0.shape[1]
+        m.input_size = m.weight_ih_l0.shape[1]
+        m._init_flat_weights()  # the cuDNN/flat view still points at the old tensors
+
+
+def dead_components(model: nn.Module, graph: DependencyGraph) -> dict[str, list[int]]:
+    """Components whose output is exactly zero: every producer slot ("out") and the
+    BatchNorm scale and shift ("norm" weight / bias) are zero. Removing them leaves the
+    model's outputs unchanged (up to float summation order)."""
+    plan = {}
+    for g in graph.groups:
+        dead = []
+        for i, c in enumerate(g.components):
+            vals = [_slot_value(model, s) for s, role in c.slots
+                    if role == "out" or (role == "norm" and s[1] in ("weight", "bias"))]
+            if vals and all(float(v.abs().max()) == 0.0 for v in vals):
+                dead.append(i)
+        if len(g) - len(dead) < g.min_keep:
+            dead = dead[: len(g) - g.min_keep]
+        if dead:
+            plan[g.name] = dead
+    return plan
+
+
+def _slot_value(model, slot) -> torch.Tensor:
+    mod, param, dim, pos = slot
+    return getattr(model.get_submodule(mod), param).detach().select(dim, pos)
+
+
+def shrink(model: nn.Module, example: torch.Tensor | tuple, *, remove: dict[str, torch.Tensor] | None = None,
+           graph: DependencyGraph | None = None) -> dict:
+    """Physically remove units from `model` (in place) and return what was removed.
+
+    remove: {module name: bool tensor over that module's output units (True = remove)},
+        e.g. the `dead_units_` of a group-lasso / L0 / variational-dropout method, or
+        None to remove every unit whose output is exactly zero. A unit coupled with
+        others (a residual stream's channel, produced by several convolutions) is
+        removed only when every producer of it is marked; otherwise it is kept and
+        listed in the result's "kept_coupled".
+
+    >>> info = shrink(model, torch.zeros(2, 1, 28, 28), remove={"fc1": fc1_dead_mask})
+    >>> info["removed"]   # {group name: units removed}
+    """
+    graph = graph or analyze(model, example)
+    if remove is None:
+        plan = dead_components(model, graph)
+        kept = []
+    else:
+        plan, kept = _plan_from_masks(graph, remove)
+    before = {g.name: len(g) for g in graph.groups}
+    remove_components(model, graph, plan)
+    _check_runs(model, example)
+    return {"removed": {k: len(v) for k, v in plan.items()}, "group_sizes": before, "kept_coupled": kept}
+
+
+def _plan_from_masks(graph: DependencyGraph, remove: dict[str, torch.Tensor]):
+    known = {p[0] for g in graph.groups for c in g.components for p in c.producers}
+    for name, mask in remove.items():
+        if name not in known:
+            raise NetshrinkError(f"structure: {name!r} produces no prunable units "
+                                 f"(prunable producers: {', '.join(sorted(known))})")
+    plan, kept = {}, []
+    for g in graph.groups:
+        idx = []
+        for i, c in enumerate(g.components):
+            marks = [bool(remove[m][j]) if m in remove else None for m, j in c.producers]
+            if any(marks):
+                if all(marks):
+                    idx.append(i)
+                else:
+                    kept.append((g.name, i))
+        if len(g) - len(idx) < g.min_keep:  # a dead layer keeps its strongest unit: the shape stays valid
+            idx = idx[: len(g) - g.min_keep]
+        if idx:
+            plan[g.name] = idx
+    return plan, kept
+
+
+def _check_runs(model: nn.Module, example) -> None:
+    args = example if isinstance(example, tuple) else (example,)
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(*args)
+    except Exception as e:  # a shape the analysis missed: say so instead of returning a broken model
+        raise NetshrinkError(f"structure: the shrunk model no longer runs ({type(e).__name__}: {e}); "
+                             "this is a dependency the analysis missed, please report it") from None
+    finally:
+        model.train(was)
