@@ -1,27 +1,70 @@
 """Unstructured pruning by score: magnitude (Han et al. 2015; layer-wise or global,
-Blalock et al. 2020) and random (the baseline every table needs).
+Blalock et al. 2020), random (the baseline every table needs) and gradual magnitude
+(Zhu & Gupta 2017's cubic schedule, on Linear, Conv and recurrent weights alike, as
+Narang et al. 2017 prune RNNs).
 
 Scores become boolean masks attached as `Mask` re-parametrisations, so fine-tuning
-keeps pruned weights exactly zero; `finalize` bakes them into plain weights.
+keeps pruned weights exactly zero; `finalize` bakes them into plain weights and then
+swaps each pruned Linear for a CSR `SparseLinear` where that is measured faster at
+the expected batch size (`runtime`, `batch_size`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from torch import nn
 
-from netshrink.core.context import PrepareContext
+from netshrink.core.context import PrepareContext, StepContext
 from netshrink.core.method import Method
 from netshrink.core.reparam import attach, bake, reparams_of
 from netshrink.core.targets import Site, _matches
+from netshrink.errors import RecipeError
 from netshrink.functional.prune import global_masks, topk_mask
+from netshrink.functional.schedule import cubic_sparsity, is_update_step
 from netshrink.reparams.mask import Mask
+from netshrink.runtime.sparse_linear import sparsify_
 
 
 @dataclass
-class ScorePruning(Method):
+class MaskPruning(Method):
+    """Base of every mask-based pruning method: attaching masks, and the finish
+    (bake + measured choice of the sparse runtime)."""
+
+    # "auto": a pruned Linear becomes a CSR SparseLinear where timed faster than dense
+    # at `batch_size`; "sparse": always; "dense": never (masks baked into dense weights;
+    # choose it when a later recipe step must still see the Linear, e.g. quantization).
+    runtime: Literal["auto", "dense", "sparse"] = "auto"
+    batch_size: int = 64
+
+    def validate(self):
+        self.check(self.runtime in ("auto", "dense", "sparse"), "runtime", "one of auto, dense, sparse")
+        self.check(isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size", "an integer >= 1")
+
+    def mask_of(self, site: Site) -> Mask | None:
+        found = [rp for rp in reparams_of(site.module, site.param_name) if isinstance(rp, Mask)]
+        return found[0] if found else None
+
+    @torch.no_grad()
+    def apply_masks(self, sites: list[Site], masks: list[torch.Tensor]) -> None:
+        """Attach (or narrow) each site's Mask; a weight pruned before stays pruned."""
+        for site, mask in zip(sites, masks):
+            existing = self.mask_of(site)
+            if existing is not None:
+                existing.set(existing.mask & mask)
+            else:
+                attach(site, Mask(mask & (site.tensor != 0)))
+
+    def finalize(self, model: nn.Module) -> None:
+        for site in self.sites_:
+            bake(site.module, site.param_name, Mask)
+        linears = [s.module_name for s in self.sites_ if s.param_name == "weight" and type(s.module) is nn.Linear]
+        self.runtime_ = sparsify_(model, linears, runtime=self.runtime, batch_size=self.batch_size)
+
+
+@dataclass
+class ScorePruning(MaskPruning):
     """Base of one-shot score pruning: subclasses define `scores`."""
 
     sparsity: float = 0.9
@@ -32,7 +75,9 @@ class ScorePruning(Method):
     sparsity_map: dict = field(default_factory=dict)
 
     def validate(self):
+        super().validate()
         self.check(0.0 <= self.sparsity < 1.0, "sparsity", "in [0, 1)")
+        self.check(self.scope in ("layer", "global"), "scope", "one of layer, global")
         self.check(0.0 <= self.min_keep <= 1.0, "min_keep", "in [0, 1]")
         for k, v in self.sparsity_map.items():
             if not (isinstance(v, (int, float)) and 0 <= v < 1):
@@ -47,31 +92,25 @@ class ScorePruning(Method):
                 return float(s)
         return self.sparsity
 
-    def masks(self, sites, scores) -> list[torch.Tensor]:
+    def masks(self, sites, scores, at: Callable[[float], float] = lambda s: s) -> list[torch.Tensor]:
+        """Masks at sparsity `at(final)` (identity for one-shot; the schedule for gradual)."""
         if self.scope == "global" and not self.sparsity_map:
-            return global_masks(scores, sparsity=self.sparsity, min_keep=self.min_keep)
-        return [topk_mask(s, sparsity=self.layer_sparsity(site)) for site, s in zip(sites, scores)]
+            return global_masks(scores, sparsity=at(self.sparsity), min_keep=self.min_keep)
+        return [topk_mask(s, sparsity=at(self.layer_sparsity(site))) for site, s in zip(sites, scores)]
 
     @torch.no_grad()
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
         self.sites_ = self.sites(model)
         scores = self.scores(self.sites_, model, ctx)
-        for site, mask in zip(self.sites_, self.masks(self.sites_, scores)):
-            # A weight pruned before (by an earlier step) stays pruned.
-            existing = [rp for rp in reparams_of(site.module, site.param_name) if isinstance(rp, Mask)]
-            if existing:
-                existing[0].set(existing[0].mask & mask)
-            else:
-                attach(site, Mask(mask & (site.tensor != 0)))
-
-    def finalize(self, model: nn.Module) -> None:
-        for site in self.sites_:
-            bake(site.module, site.param_name, Mask)
+        self.apply_masks(self.sites_, self.masks(self.sites_, scores))
 
 
 @dataclass
 class Magnitude(ScorePruning):
-    """Prune the smallest |w|, per layer or with one global threshold."""
+    """Prune the smallest |w|, per layer or with one global threshold.
+
+    >>> ns.create("magnitude", sparsity=0.9, scope="global", min_keep=0.02)
+    """
 
     name = "magnitude"
     summary = "magnitude pruning |w| (Han et al. 2015), layer-wise or global, target sparsity"
@@ -91,3 +130,66 @@ class RandomPrune(ScorePruning):
     def scores(self, sites, model, ctx):
         g = torch.Generator().manual_seed(self.seed)
         return [torch.rand(site.tensor.shape, generator=g) for site in sites]
+
+
+@dataclass
+class GradualMagnitude(ScorePruning):
+    """Zhu & Gupta 2017: during fine-tuning, every `frequency` steps from `start_step`
+    to `end_step`, prune the smallest-magnitude weights up to the cubic schedule
+    s_t = s_f + (s_i - s_f)(1 - (t - t0)/(n dt))^3; pruned weights stay zero.
+    `end_step = -1` ends the ramp at 3/4 of the phase, leaving the last quarter to recover.
+
+    >>> ns.create("gradual_magnitude", sparsity=0.95, initial_sparsity=0.0, frequency=100)
+    """
+
+    name = "gradual_magnitude"
+    summary = "gradual magnitude pruning on Zhu & Gupta's cubic schedule (Linear, Conv, LSTM/GRU)"
+    initial_sparsity: float = 0.0
+    start_step: int = 0
+    end_step: int = -1
+    frequency: int = 100
+
+    def validate(self):
+        super().validate()
+        self.check(0.0 <= self.initial_sparsity <= self.sparsity, "initial_sparsity", "in [0, sparsity]")
+        self.check(isinstance(self.start_step, int) and self.start_step >= 0, "start_step", "an integer >= 0")
+        self.check(isinstance(self.end_step, int) and (self.end_step == -1 or self.end_step > self.start_step),
+                   "end_step", "-1 (3/4 of the phase) or an integer > start_step")
+        self.check(isinstance(self.frequency, int) and self.frequency >= 1, "frequency", "an integer >= 1")
+
+    def scores(self, sites, model, ctx):
+        return [site.tensor.detach().abs() for site in sites]
+
+    def sparsity_at(self, step: int, final: float) -> float:
+        # The schedule of a layer whose final sparsity is `final` (sparsity_map); the
+        # initial sparsity scales with it.
+        s_i = self.initial_sparsity * (final / self.sparsity if self.sparsity else 0.0)
+        return cubic_sparsity(step, initial=s_i, final=final, start=self.start_step, end=self.end_,
+                              frequency=self.frequency)
+
+    @torch.no_grad()
+    def _update(self, step: int) -> None:
+        scores = [s.tensor.detach().abs() for s in self.sites_]   # masked weights: pruned score 0
+        self.apply_masks(self.sites_, self.masks(self.sites_, scores, at=lambda f: self.sparsity_at(step, f)))
+
+    def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
+        self.sites_ = self.sites(model)
+        if self.end_step == -1:
+            if not ctx.steps_total:
+                raise RecipeError("gradual_magnitude: the number of training steps is unknown here; set end_step")
+            self.end_ = max(self.start_step + 1, (3 * ctx.steps_total) // 4)
+        else:
+            self.end_ = self.end_step
+        self.apply_masks(self.sites_, [torch.ones_like(s.tensor, dtype=torch.bool) for s in self.sites_])
+        if self.start_step == 0:
+            self._update(0)
+
+    def after_step(self, ctx: StepContext) -> None:
+        t = ctx.step + 1   # optimiser steps taken, this one included
+        if is_update_step(t, start=self.start_step, end=self.end_, frequency=self.frequency):
+            self._update(t)
+
+    def finalize(self, model: nn.Module) -> None:
+        # A phase shorter than the schedule still ends at the target (said in the docs).
+        self._update(max(self.end_, self.start_step))
+        super().finalize(model)

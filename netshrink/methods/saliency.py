@@ -1,0 +1,97 @@
+"""Data-driven saliency pruning: Optimal Brain Damage (LeCun et al. 1990) and the
+first-order Taylor criterion (Molchanov et al. 2016/2019).
+
+Both score every weight on `samples` training examples (the model in eval mode,
+cross-entropy loss), then prune the lowest scores like magnitude pruning does
+(layer-wise, global, sparsity maps) and retrain in the fine-tuning phase.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from netshrink.errors import RecipeError
+from netshrink.functional.saliency import batch_grads, fisher_diag, hutchinson_diag, obd_saliency
+from netshrink.methods.pruning import ScorePruning
+
+
+def _batches(data, samples: int, batch_size: int, seed: int):
+    """A fixed random subset of `samples` examples, in mini-batches."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(data), generator=g)[:samples].tolist()
+    return DataLoader(Subset(data, idx), batch_size=batch_size, shuffle=False)
+
+
+@dataclass
+class SaliencyPruning(ScorePruning):
+    samples: int = 256
+    score_batch: int = 32
+    seed: int = 0
+
+    def validate(self):
+        super().validate()
+        self.check(isinstance(self.samples, int) and self.samples >= 1, "samples", "an integer >= 1")
+        self.check(isinstance(self.score_batch, int) and self.score_batch >= 1, "score_batch", "an integer >= 1")
+
+    def scores(self, sites, model, ctx):
+        if ctx.data is None:
+            raise RecipeError(f"{self.name}: needs data to score weights (compress_ with data=...)")
+        params = [site.tensor for site in sites]   # plain parameters at prepare time
+        was = model.training
+        model.eval()   # dropout / batch-norm statistics fixed while scoring
+
+        def loss_of(x, y):
+            return F.cross_entropy(model(x), y)
+
+        with torch.enable_grad():
+            out = self.raw_scores(loss_of, params, _batches(ctx.data, self.samples, self.score_batch, self.seed))
+        model.train(was)
+        return out
+
+
+@dataclass
+class OBD(SaliencyPruning):
+    """Optimal Brain Damage: prune the weights with the smallest 1/2 h_kk w_k^2.
+
+    >>> ns.create("obd", sparsity=0.9, hessian="fisher", samples=256)
+    """
+
+    name = "obd"
+    summary = "Optimal Brain Damage: saliency 1/2 h_kk w^2 from a diagonal Fisher / Hutchinson Hessian"
+    hessian: Literal["fisher", "hutchinson"] = "fisher"
+    probes: int = 4
+
+    def validate(self):
+        super().validate()
+        self.check(self.hessian in ("fisher", "hutchinson"), "hessian", "one of fisher, hutchinson")
+        self.check(isinstance(self.probes, int) and self.probes >= 1, "probes", "an integer >= 1")
+
+    def raw_scores(self, loss_of, params, batches):
+        if self.hessian == "fisher":
+            h = fisher_diag(loss_of, params, batches)
+        else:
+            h = hutchinson_diag(loss_of, params, batches, probes=self.probes,
+                                generator=torch.Generator().manual_seed(self.seed))
+            # The estimate of a positive curvature can come out negative; OBD's
+            # saliency assumes h_kk >= 0 at a minimum, so clamp.
+            h = [x.clamp_min(0) for x in h]
+        return [obd_saliency(p, hessian_diag=hk) for p, hk in zip(params, h)]
+
+
+@dataclass
+class Taylor(SaliencyPruning):
+    """First-order Taylor saliency |w dL/dw|, averaged over mini-batches.
+
+    >>> ns.create("taylor", sparsity=0.9, samples=512)
+    """
+
+    name = "taylor"
+    summary = "first-order Taylor saliency |w * dL/dw| averaged over mini-batches"
+
+    def raw_scores(self, loss_of, params, batches):
+        return batch_grads(loss_of, params, batches, absolute_with=params)
