@@ -19,6 +19,7 @@ from torch import nn
 from netshrink.measure.counts import param_counts
 from netshrink.measure.flops import count_flops
 from netshrink.measure.latency import compare_latency, latency_ms
+from netshrink.measure.units import removable_units, summary
 from netshrink.train.loop import evaluate
 
 
@@ -39,6 +40,8 @@ class Report:
     speedup: dict = field(default_factory=dict)      # reference ms / model ms
     reference_accuracy: float | None = None
     notes: list = field(default_factory=list)
+    # per layer: units / dead_units / inputs / dead_inputs (all-zero weights; see measure.units)
+    removable_units: dict = field(default_factory=dict)
 
     @property
     def sparsity(self) -> float:
@@ -85,6 +88,8 @@ class Report:
             if b in self.speedup:
                 s += f" (speedup {self.speedup[b]:.2f}x vs {self.reference_latency_ms[b]:.3f} ms)"
             rows.append((f"latency {b}", s))
+        if summary(self.removable_units):
+            rows.append(("removable (all-zero) units", summary(self.removable_units)))
         rows += [("note", n) for n in self.notes]
         return [(k, f(v)) for k, v in rows]
 
@@ -137,6 +142,7 @@ def measure(model: nn.Module, data, *, reference: nn.Module | None = None, batch
             r.storage_ratio = r.dense_bytes / r.file_bytes
             r.bits_per_param = 8 * r.file_bytes / ref_params
     r.flops_dense, r.flops_effective = count_flops(model, _example(data, 1))
+    r.removable_units = removable_units(model)
     if latency:
         for b in batch_sizes:
             x = _example(data, b)
