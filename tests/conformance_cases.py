@@ -12,6 +12,7 @@ from typing import Callable
 from torch import nn
 
 import netshrink as ns
+from tests.pruning import common as _p3  # issue 3's checks
 
 
 @dataclass
@@ -47,4 +48,44 @@ CASES: dict[str, list[Case]] = {
              check=sparsity_at_least(0.8), id="lstm"),
     ],
     "random": [Case({"sparsity": 0.7, "seed": 3}, check=sparsity_at_least(0.7))],
+    # issue 3: the pruning family (checks see through SparseLinear; tests/pruning/common.py)
+    "gradual_magnitude": [
+        Case({"sparsity": 0.9, "frequency": 5}, check=_p3.pruned_at_least(0.9), id="mlp"),
+        Case({"sparsity": 0.9, "frequency": 5, "runtime": "sparse"}, check=_p3.pruned_at_least(0.9), id="sparse-runtime"),
+        Case({"sparsity": 0.8, "frequency": 5}, model="lstm", model_kwargs={"input_size": 8, "hidden_size": 16},
+             check=_p3.pruned_at_least(0.8), id="lstm"),
+    ],
+    "lottery": [
+        Case({"sparsity": 0.5, "rate": 0.3, "rewind": "init"}, check=_p3.pruned_at_least(0.5), id="init"),
+        Case({"sparsity": 0.5, "rate": 0.3, "rewind": "step", "rewind_step": 5}, check=_p3.pruned_at_least(0.5),
+             id="step"),
+        Case({"sparsity": 0.5, "rate": 0.3, "rewind": "lr", "reinit": True, "runtime": "sparse"},
+             check=_p3.pruned_at_least(0.5), id="lr-reinit"),
+    ],
+    "early_bird": [Case({"sparsity": 0.8, "max_epochs": 3, "window": 1, "epsilon": 0.5},
+                        check=_p3.pruned_at_least(0.8))],
+    "obd": [
+        Case({"sparsity": 0.8, "samples": 32}, check=_p3.pruned_at_least(0.8), id="fisher"),
+        Case({"sparsity": 0.8, "samples": 32, "hessian": "hutchinson", "scope": "global"},
+             check=_p3.pruned_at_least(0.8), id="hutchinson"),
+    ],
+    "taylor": [Case({"sparsity": 0.8, "samples": 64}, check=_p3.pruned_at_least(0.8))],
+    "channel_prune": [
+        Case({"amount": 0.5}, check=_s7.units_removed(0.5), id="mlp-l1-global"),
+        Case({"amount": 0.4, "target": "flops", "importance": "taylor", "scope": "layer", "steps": 2},
+             model="lenet5", model_kwargs={"input_size": 28}, data="mnist5k-small",
+             check=_s7.flops_removed(0.4), id="conv-taylor-flops-iterative"),
+        Case({"amount": 0.5, "importance": "bn_scale"}, model="resnet_small",
+             model_kwargs={"widths": [4, 8, 8], "blocks": [1, 1, 1]}, data="mnist5k-small",
+             check=_s7.units_removed(0.5), id="resnet-bn"),
+        Case({"amount": 0.5, "importance": "activation"}, model="lstm",
+             model_kwargs={"input_size": 8, "hidden_size": 16}, check=_s7.units_removed(0.5), id="lstm"),
+    ],
+    "depth_prune": [Case({"blocks": 1}, model="resnet_small",
+                         model_kwargs={"widths": [4, 8, 8], "blocks": [2, 1, 1]}, data="mnist5k-small",
+                         check=_s7.blocks_removed(1))],
+    "block": [Case({"sparsity": 0.75, "block": [4, 4]}, check=_p3.whole_blocks((4, 4), 0.75))],
+    "nm": [Case({"n": 2, "m": 4}, check=_p3.nm_exact(2, 4)),
+           Case({"n": 1, "m": 4}, model="lenet5", model_kwargs={"input_size": 28}, data="mnist5k-small",
+                check=_p3.nm_exact(1, 4), id="conv")],
 }

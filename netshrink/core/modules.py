@@ -89,7 +89,9 @@ _USER: dict[str, type] = {}
 
 def _netshrink_modules() -> list[type]:
     """netshrink's own buildable modules (runtime kernels, factorised layers...)."""
-    return []
+    from netshrink.runtime.sparse_linear import SparseLinear
+
+    return [] + [SparseLinear]
 
 
 def register_module(cls: type) -> type:

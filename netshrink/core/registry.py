@@ -13,8 +13,13 @@ _USER: dict[str, type[Method]] = {}
 
 def _builtin() -> list[type[Method]]:
     from netshrink.methods.pruning import Magnitude, RandomPrune
+    from netshrink.methods.pruning import GradualMagnitude
+    from netshrink.methods.lottery import EarlyBird, Lottery
+    from netshrink.methods.saliency import OBD, Taylor
+    from netshrink.methods.patterns import BlockPrune, NMPrune
+    pruning_family = [GradualMagnitude, Lottery, EarlyBird, OBD, Taylor, BlockPrune, NMPrune]
 
-    return [Magnitude, RandomPrune]
+    return [Magnitude, RandomPrune] + pruning_family
 
 
 def register(cls: type[Method]) -> type[Method]:
