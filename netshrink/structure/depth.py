@@ -1,0 +1,92 @@
+"""Depth pruning: remove whole blocks (residual blocks, layers) that contribute least.
+
+A candidate is a child of an nn.Sequential / nn.ModuleList that has children of its
+own (a block, not a lone activation) and that can be replaced by nn.Identity with
+the model still running and giving outputs of the same shape (a residual block
+whose input and output shapes agree). Ranking:
+- "loss": the increase in cross-entropy on calibration batches when the block alone
+  is bypassed (the lesion study of Veit et al. 2016: residual networks behave like
+  ensembles of shallow paths, many blocks can go with little loss).
+- "cosine": the Block Influence of ShortGPT (Men et al. 2024): 1 - cos(x_in, x_out)
+  of the block, averaged over tokens / positions; a block that barely changes its
+  input is redundant.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from netshrink.core.modules import set_submodule
+from netshrink.structure.importance import _batches
+
+
+def candidates(model: nn.Module, example: torch.Tensor) -> list[str]:
+    """Blocks that can be replaced by nn.Identity (same output shape)."""
+    with torch.no_grad():
+        was = model.training
+        model.eval()
+        ref = model(example).shape
+        out = []
+        for name, parent in list(model.named_modules()):
+            if not isinstance(parent, (nn.Sequential, nn.ModuleList)):
+                continue
+            for child_name, child in parent.named_children():
+                if isinstance(child, (nn.Sequential, nn.ModuleList)) or not any(True for _ in child.children()):
+                    continue
+                path = f"{name}.{child_name}" if name else child_name
+                set_submodule(model, path, nn.Identity())
+                try:
+                    ok = model(example).shape == ref
+                except Exception:  # shapes do not agree without the block
+                    ok = False
+                finally:
+                    set_submodule(model, path, child)
+                if ok:
+                    out.append(path)
+        model.train(was)
+    return out
+
+
+@torch.no_grad()
+def block_scores(model: nn.Module, blocks: list[str], data, *, criterion: str = "loss",
+                 batches: int = 8) -> dict[str, float]:
+    """How much each block contributes (higher = keep)."""
+    was = model.training
+    model.eval()
+    data_batches = list(_batches(data, batches))
+    out = {}
+    if criterion == "loss":
+        base = sum(float(F.cross_entropy(model(x), y)) for x, y in data_batches)
+        for path in blocks:
+            blk = model.get_submodule(path)
+            set_submodule(model, path, nn.Identity())
+            try:
+                out[path] = (sum(float(F.cross_entropy(model(x), y)) for x, y in data_batches) - base) / len(
+                    data_batches)
+            finally:
+                set_submodule(model, path, blk)
+    else:  # cosine: 1 - cos(in, out) over channels, averaged over positions and samples
+        stats = {p: [] for p in blocks}
+        handles = []
+        for path in blocks:
+            def hook(mod, inp, outp, path=path):
+                a, b = inp[0].flatten(2) if inp[0].dim() > 2 else inp[0].unsqueeze(-1), \
+                    outp.flatten(2) if outp.dim() > 2 else outp.unsqueeze(-1)
+                stats[path].append(float(1 - F.cosine_similarity(a, b, dim=1).mean()))
+            handles.append(model.get_submodule(path).register_forward_hook(hook))
+        try:
+            for x, _ in data_batches:
+                model(x)
+        finally:
+            for h in handles:
+                h.remove()
+        out = {p: sum(v) / len(v) for p, v in stats.items()}
+    model.train(was)
+    return out
+
+
+def remove_blocks(model: nn.Module, paths: list[str]) -> None:
+    """Replace each block by nn.Identity (saved as a "replace" edit of the artifact)."""
+    for path in paths:
+        set_submodule(model, path, nn.Identity())

@@ -1,0 +1,74 @@
+"""Which components to remove for a target: a fraction of units, of FLOPs, or of
+measured latency; per layer (the same fraction of every group) or global (one
+ranking across groups, each group's scores divided by their mean so layers of
+different widths and fan-ins compare, as Torch-Pruning's default "mean" normaliser).
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import torch
+from torch import nn
+
+from netshrink.structure.graph import DependencyGraph
+from netshrink.structure.shrink import remove_components
+
+
+def _cap(g, max_ratio: float) -> int:
+    return max(0, min(len(g) - g.min_keep, int(max_ratio * len(g))))
+
+
+def plan(graph: DependencyGraph, scores: dict[str, torch.Tensor], amount: float, *, scope: str = "global",
+         max_ratio: float = 0.9) -> dict[str, list[int]]:
+    """Remove `amount` (a fraction in [0, 1)) of all prunable components, lowest scores first."""
+    if scope == "layer":
+        out = {}
+        for g in graph.groups:
+            k = min(_cap(g, max_ratio), int(round(amount * len(g))))
+            if k:
+                out[g.name] = torch.argsort(scores[g.name], stable=True)[:k].tolist()
+        return out
+    entries = []  # (normalised score, group, index)
+    for g in graph.groups:
+        s = scores[g.name].double()
+        s = s / s.mean().clamp_min(1e-12)
+        entries += [(float(v), g.name, i) for i, v in enumerate(s)]
+    entries.sort(key=lambda e: e[0])
+    total = sum(len(g) for g in graph.groups)
+    want = int(round(amount * total))
+    caps = {g.name: _cap(g, max_ratio) for g in graph.groups}
+    out: dict[str, list[int]] = {}
+    for _, name, i in entries:
+        if want <= 0:
+            break
+        if len(out.get(name, [])) < caps[name]:
+            out.setdefault(name, []).append(i)
+            want -= 1
+    return out
+
+
+def shrunk_copy(model: nn.Module, graph: DependencyGraph, p: dict[str, list[int]]) -> nn.Module:
+    m = copy.deepcopy(model)
+    remove_components(m, graph, p)
+    return m
+
+
+def search(model: nn.Module, graph: DependencyGraph, scores: dict, cost: Callable[[nn.Module], float],
+           budget: float, *, scope: str, max_ratio: float, iters: int = 12) -> tuple[dict, float]:
+    """The smallest amount whose shrunk model has cost <= budget (bisection; cost is
+    FLOPs or latency of a shrunk copy). Returns (plan, its cost)."""
+    lo, hi = 0.0, max_ratio
+    best = plan(graph, scores, hi, scope=scope, max_ratio=max_ratio)
+    best_cost = cost(shrunk_copy(model, graph, best))
+    if best_cost > budget:  # even the most we may remove is not enough: report it, do that
+        return best, best_cost
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        p = plan(graph, scores, mid, scope=scope, max_ratio=max_ratio)
+        c = cost(shrunk_copy(model, graph, p))
+        if c <= budget:
+            hi, best, best_cost = mid, p, c
+        else:
+            lo = mid
+    return best, best_cost
