@@ -1,0 +1,122 @@
+"""Stochastic depth (Huang et al. 2016), then removing residual blocks for good.
+
+Training: residual block l (of L, in forward order) survives each mini-batch with
+probability p_l = 1 - (l / L) (1 - p_L) (the paper's linear decay, p_L = 0.5); a
+dropped block outputs ReLU(shortcut(x)). At test time its residual branch is scaled by
+p_l: H = ReLU(p_l f(x) + shortcut(x)). Both are done by a forward hook on the block's
+last BatchNorm (f's output), so the module tree is unchanged; finalize folds p_l into
+that BatchNorm's affine weights (exact) and removes the hooks.
+
+Compression: with `remove = k`, finalize then greedily replaces by nn.Identity the k
+blocks whose removal costs least accuracy on (up to `calib` samples of) the training
+data, among blocks whose shortcut is the identity (same shape in and out; their input
+is post-ReLU, so Identity is exactly "the block dropped").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import Subset
+
+from netshrink.core.context import PrepareContext
+from netshrink.core.method import Method
+from netshrink.core.modules import set_submodule
+from netshrink.errors import RecipeError, TargetError
+from netshrink.train.loop import evaluate
+from netshrink.zoo.models import BasicBlock
+
+
+def survival_probs(n_blocks: int, *, p_last: float) -> list[float]:
+    """p_l = 1 - (l / L)(1 - p_L) for l = 1 .. L."""
+    return [1 - (l / n_blocks) * (1 - p_last) for l in range(1, n_blocks + 1)]
+
+
+def residual_blocks(model: nn.Module) -> list[tuple[str, BasicBlock]]:
+    """(path, block) of every residual BasicBlock, in forward (module) order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, BasicBlock)]
+
+
+def removable(block: nn.Module) -> bool:
+    """Only a block whose shortcut is the identity can become nn.Identity."""
+    return isinstance(block, BasicBlock) and len(block.shortcut) == 0
+
+
+@torch.no_grad()
+def removal_order(model: nn.Module, data, *, limit: int | None = None) -> list[tuple[str, float]]:
+    """Greedy: repeatedly remove the removable block whose absence keeps the highest
+    accuracy on `data`. Returns [(path, accuracy after removing it and all before)].
+    `model` is modified in place (blocks replaced by nn.Identity)."""
+    out = []
+    while limit is None or len(out) < limit:
+        cands = [(p, b) for p, b in residual_blocks(model) if removable(b)]
+        if not cands:
+            break
+        best = None
+        for path, block in cands:
+            set_submodule(model, path, nn.Identity())
+            acc = evaluate(model, data)
+            set_submodule(model, path, block)
+            if best is None or acc > best[1]:
+                best = (path, acc)
+        set_submodule(model, best[0], nn.Identity())
+        out.append(best)
+    return out
+
+
+@dataclass
+class StochasticDepth(Method):
+    """Train with blocks dropped (p_L = 0.5), then remove the 2 least useful blocks:
+
+    >>> ns.create("stochastic_depth", p_last=0.5, remove=2)
+    """
+
+    name = "stochastic_depth"
+    summary = "stochastic depth training (Huang et al. 2016), then residual blocks removed at inference"
+
+    p_last: float = 0.5     # survival probability of the last block (linear decay from 1)
+    remove: int = 0         # blocks to remove for good at finalize (greedy, on training data)
+    calib: int = 1000       # training samples used to choose them
+
+    def validate(self):
+        self.check(0.0 < self.p_last <= 1.0, "p_last", "in (0, 1]")
+        self.check(isinstance(self.remove, int) and self.remove >= 0, "remove", "an integer >= 0")
+        self.check(isinstance(self.calib, int) and self.calib >= 1, "calib", "an integer >= 1")
+
+    def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
+        self.blocks_ = residual_blocks(model)
+        if not self.blocks_:
+            raise TargetError(f"stochastic_depth: {type(model).__name__} has no residual BasicBlock")
+        n_removable = sum(removable(b) for _, b in self.blocks_)
+        if self.remove > n_removable:
+            raise RecipeError(f"stochastic_depth: remove = {self.remove} but only {n_removable} blocks have an "
+                              "identity shortcut")
+        self.probs_ = survival_probs(len(self.blocks_), p_last=self.p_last)
+        self.data_ = ctx.data
+        self.handles_ = [b.bn2.register_forward_hook(self._hook(p)) for (_, b), p in zip(self.blocks_, self.probs_)]
+
+    @staticmethod
+    def _hook(p: float):
+        def hook(module, inputs, out):
+            if module.training:
+                # One Bernoulli(p) draw per mini-batch: keep (1) or drop (0) the branch.
+                return out * (torch.rand(()) < p).to(out.dtype)
+            return out * p
+        return hook
+
+    @torch.no_grad()
+    def finalize(self, model: nn.Module) -> None:
+        for h in self.handles_:
+            h.remove()
+        for (_, b), p in zip(self.blocks_, self.probs_):
+            # p * (gamma x_hat + beta) = (p gamma) x_hat + p beta: exact.
+            b.bn2.weight.mul_(p)
+            b.bn2.bias.mul_(p)
+        if self.remove:
+            if self.data_ is None:
+                raise RecipeError("stochastic_depth: remove > 0 needs training data to choose the blocks")
+            calib = Subset(self.data_, range(min(self.calib, len(self.data_))))
+            self.removed_ = [p for p, _ in removal_order(model, calib, limit=self.remove)]
+        else:
+            self.removed_ = []
