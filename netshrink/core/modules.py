@@ -89,9 +89,14 @@ _USER: dict[str, type] = {}
 
 def _netshrink_modules() -> list[type]:
     """netshrink's own buildable modules (runtime kernels, factorised layers...)."""
+    from netshrink.runtime.hashed_linear import HashedConv2d, HashedLinear
+    from netshrink.runtime.frequency import FrequencyConv2d, FrequencyLinear
+    from netshrink.runtime.generated import HyperConv2d, TiedConv2d
+    from netshrink.reparams.hyper import HyperNetwork
     from netshrink.runtime.sparse_linear import SparseLinear
 
-    return [] + [SparseLinear]
+    return [] + [SparseLinear] + [HashedLinear, HashedConv2d, FrequencyLinear, FrequencyConv2d, HyperConv2d,
+                                  TiedConv2d, HyperNetwork]
 
 
 def register_module(cls: type) -> type:

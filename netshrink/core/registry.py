@@ -18,8 +18,13 @@ def _builtin() -> list[type[Method]]:
     from netshrink.methods.saliency import OBD, Taylor
     from netshrink.methods.patterns import BlockPrune, NMPrune
     pruning_family = [GradualMagnitude, Lottery, EarlyBird, OBD, Taylor, BlockPrune, NMPrune]
+    from netshrink.methods.hashing import Hashing
+    from netshrink.methods.frequency import FrequencyPack
+    from netshrink.methods.hyper import Hypernetwork, Tie
+    from netshrink.methods.depth import StochasticDepth
+    generated = [Hashing, FrequencyPack, Hypernetwork, Tie, StochasticDepth]
 
-    return [Magnitude, RandomPrune] + pruning_family
+    return [Magnitude, RandomPrune] + pruning_family + generated
 
 
 def register(cls: type[Method]) -> type[Method]:
