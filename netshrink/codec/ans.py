@@ -3,10 +3,10 @@
 Stream payload:
 
     byte 0         m - 1: the model covers symbols 0..m-1 (m <= alphabet)
-    byte 1         cw: bits per stored count (1..24)
+    byte 1         cw: bits per stored count (1..24), or 0: counts are Elias-gamma coded
     byte 2         P: the counts sum to exactly 2**P (1..24)
     byte 3         j: the most frequent symbol, whose count is implied (2**P - the rest)
-    count table    the other m-1 counts, cw bits each, MSB-first (see bitpack.pack_wide)
+    count table    the other m-1 counts, cw bits each or gamma-coded, whichever is smaller
     data           the AnsCoder's compressed uint32 words, little-endian
 
 The model is `constriction.stream.model.Categorical(counts, perfect=False)` built from
@@ -55,9 +55,7 @@ def quantized_counts(counts: np.ndarray) -> tuple[np.ndarray, int, float]:
         q[j] = (1 << p) - q.sum()
         if q[j] < 1:
             continue
-        cw = _count_width(q, j)
-        table_bits = (m - 1) * cw
-        est = 4 + (table_bits + 7) // 8 + 4 * np.ceil((cross_entropy_bits(c, q) + 33) / 32)
+        est = 4 + _table_size(q, j)[1] + 4 * np.ceil((cross_entropy_bits(c, q) + 33) / 32)
         if est < best[2]:
             best = (q, p, float(est))
         if (1 << p) >= 2 * n:  # already finer than the counts themselves
@@ -65,9 +63,23 @@ def quantized_counts(counts: np.ndarray) -> tuple[np.ndarray, int, float]:
     return best
 
 
-def _count_width(q: np.ndarray, j: int) -> int:
+def _table_size(q: np.ndarray, j: int) -> tuple[int, int]:
+    """(cw, bytes) of the count table without entry j: fixed width, or gamma (cw = 0)."""
     rest = np.delete(q, j)
-    return max(1, int(rest.max()).bit_length()) if rest.size else 1
+    if rest.size == 0:
+        return 1, 0
+    cw = max(1, int(rest.max()).bit_length())
+    gamma_bits = int((2 * (np.floor(np.log2(rest + 1)) + 1) - 1).sum())
+    fixed, gamma = (rest.size * cw + 7) // 8, (gamma_bits + 7) // 8
+    return (cw, fixed) if fixed <= gamma else (0, gamma)
+
+
+def _table(q: np.ndarray, j: int) -> tuple[int, bytes]:
+    cw, _ = _table_size(q, j)
+    rest = np.delete(q, j)
+    if rest.size == 0:
+        return 1, b""
+    return cw, (bitpack.pack_wide(rest, cw) if cw else bitpack.pack_gamma(rest))
 
 
 def estimate_size(counts: np.ndarray) -> float:
@@ -83,11 +95,10 @@ def encode(sym: np.ndarray, alphabet: int) -> bytes:
         return b""
     q, p, _ = quantized_counts(np.bincount(sym, minlength=alphabet))
     m, j = q.size, int(np.argmax(q))
-    cw = _count_width(q, j)
+    cw, table = _table(q, j)
     coder = constriction.stream.stack.AnsCoder()
     coder.encode_reverse(sym.astype(np.int32), _categorical(q))
     words = coder.get_compressed().astype("<u4")
-    table = bitpack.pack_wide(np.delete(q, j), cw) if m > 1 else b""
     return bytes([m - 1, cw, p, j]) + table + words.tobytes()
 
 
@@ -99,10 +110,16 @@ def decode(payload: bytes | memoryview, n: int, alphabet: int) -> np.ndarray:
     need(len(payload) >= 4, "ANS stream shorter than its header")
     m, cw, p, j = payload[0] + 1, payload[1], payload[2], payload[3]
     need(m <= alphabet and j < m, "ANS count table larger than the alphabet")
-    need(1 <= cw <= 24 and 1 <= p <= 24, "ANS count width or precision out of range")
-    tbytes = bitpack.packed_size((m - 1) * cw, 1)
-    need(len(payload) >= 4 + tbytes, "ANS stream shorter than its count table")
-    rest = bitpack.unpack_wide(payload[4: 4 + tbytes], m - 1, cw) if m > 1 else np.zeros(0, int)
+    need(cw <= 24 and 1 <= p <= 24, "ANS count width or precision out of range")
+    if m == 1:
+        rest, tbytes = np.zeros(0, dtype=np.int64), 0
+    elif cw == 0:
+        # <= 255 gamma codes of <= 63 bits each: never unpack more than that
+        rest, tbytes = bitpack.unpack_gamma(payload[4: 4 + 2048], m - 1)
+    else:
+        tbytes = bitpack.packed_size((m - 1) * cw, 1)
+        need(len(payload) >= 4 + tbytes, "ANS stream shorter than its count table")
+        rest = bitpack.unpack_wide(payload[4: 4 + tbytes], m - 1, cw)
     q = np.insert(rest, j, (1 << p) - int(rest.sum()))
     need(int(q[j]) >= 1, "ANS counts exceed their stated total")
     data = payload[4 + tbytes:]

@@ -10,8 +10,12 @@
     24      H     header: JSON {"header": <caller's dict>, "tensors": [entry, ...]}
     24+H    ...   tensor sections, in entry order, each exactly entry["len"] bytes
 
-    entry = {"name", "dtype", "shape", "enc": <encodings descriptor>, "len", "crc"}
+    entry = {"name", "dtype", "shape", "enc": <encodings descriptor>, "len", "crc", "vcrc"}
             (+ "cast": original dtype, for tensors the caller asked to store in fp16/bf16)
+
+"crc" is the crc32 of the section: every section is checked before anything is decoded.
+"vcrc" is the crc32 of the decoded little-endian bit patterns: an end-to-end check that
+the decoders rebuilt exactly what was written, whatever the header claims.
 
 The file size must equal 24 + H + sum(len): any truncation or trailing bytes is an error.
 The header is deflated only when that makes it smaller (it is mostly repeated keys). A
@@ -106,12 +110,17 @@ def _encode_tensor(path: Path, name: str, t: object, hint: str | None):
         if HINTS[hint][0] != dname:  # lossy by request: store the rounded tensor
             entry["cast"], entry["dtype"] = dname, HINTS[hint][0]
             t = t.detach().to(HINTS[hint][1])
-    enc = encode_bits(dtypes.to_bits(t))
+    u = dtypes.to_bits(t)
+    enc = encode_bits(u)
     crc = 0
     for p in enc.parts:
         crc = zlib.crc32(p, crc)
-    entry.update(enc=enc.desc, len=enc.nbytes, crc=crc)
+    entry.update(enc=enc.desc, len=enc.nbytes, crc=crc, vcrc=_value_crc(u))
     return entry, enc.parts
+
+
+def _value_crc(u: np.ndarray) -> int:
+    return zlib.crc32(u.astype(u.dtype.newbyteorder("<"), copy=False))
 
 
 def _write_atomic(path: Path, chunks: list[bytes]) -> int:
@@ -231,17 +240,19 @@ def _parse(data: bytes, inspect: bool):
     need(body == len(data), f"{len(data) - body} unexpected bytes after the last section")
     need(sum(e["numel"] * dtypes.itemsize(e["dtype"]) for e in entries) <= decode_budget(len(data)),
          "tensor sizes are implausibly large for this file")
-    view, off = memoryview(data), _PRE.size + hlen
-    tensors, rows = {}, []
-    for e in entries:
-        sec = view[off:off + e["len"]]
+    view, off, secs = memoryview(data), _PRE.size + hlen, []
+    for e in entries:  # all checksums first: nothing from a damaged file is ever decoded
+        secs.append(view[off:off + e["len"]])
         off += e["len"]
-        need(zlib.crc32(sec) == e["crc"], f"checksum mismatch in tensor {e['name']!r}")
+        need(zlib.crc32(secs[-1]) == e["crc"], f"checksum mismatch in tensor {e['name']!r}")
+    tensors, rows = {}, []
+    for e, sec in zip(entries, secs):
         stats = [] if inspect else None
         rd = Reader(sec)
         try:
             u = decode_bits(e["enc"], rd, e["numel"], dtypes.itemsize(e["dtype"]), stats)
             rd.done()
+            need(_value_crc(u) == e["vcrc"], "decoded values fail their checksum")
             t = dtypes.from_bits(u, e["dtype"], e["shape"])
         except Corrupt as err:
             raise Corrupt(f"tensor {e['name']!r}: {err}") from None
@@ -280,6 +291,7 @@ def _check_entry(e: object) -> dict:
         get_obj(e, "enc")
         get_int(e, "len", 0, 1 << 48)
         get_int(e, "crc", 0, 0xFFFFFFFF)
+        get_int(e, "vcrc", 0, 0xFFFFFFFF)
         if "cast" in e:
             cast = get_str(e, "cast", dtypes.FLOATS)
             need(dname in ("float16", "bfloat16") and cast != dname, "bad lossy-cast record")

@@ -77,3 +77,32 @@ def unpack_wide(buf: bytes | memoryview, n: int, width: int) -> np.ndarray:
     bits = np.unpackbits(np.frombuffer(buf, dtype=np.uint8), count=n * width)
     weights = np.left_shift(1, np.arange(width - 1, -1, -1, dtype=np.int64))
     return bits.reshape(n, width).astype(np.int64) @ weights
+
+
+def pack_gamma(values: np.ndarray) -> bytes:
+    """Elias-gamma code of each value + 1, MSB-first. Small tables only (<= 256 entries):
+    a count of 0 costs 1 bit and a count c about 2*log2(c) bits, which beats a fixed
+    width when most entries are zero or small (sparse byte-plane histograms)."""
+    bits = "".join("0" * (int(v).bit_length() - 1) + format(int(v), "b") for v in np.add(values, 1))
+    if not bits:
+        return b""
+    bits += "0" * (-len(bits) % 8)
+    return int(bits, 2).to_bytes(len(bits) // 8, "big")
+
+
+def unpack_gamma(buf: bytes | memoryview, n: int) -> tuple[np.ndarray, int]:
+    """Inverse of `pack_gamma`: (n,) int64 values and the number of bytes consumed."""
+    bits = np.unpackbits(np.frombuffer(buf, dtype=np.uint8)).tolist()
+    out, pos = [], 0
+    for _ in range(n):  # n <= 256: a table, never a data stream
+        zeros = 0
+        while pos < len(bits) and bits[pos] == 0 and zeros < 32:
+            zeros += 1
+            pos += 1
+        need(zeros < 32 and pos + zeros + 1 <= len(bits), "gamma-coded table is truncated")
+        v = 0
+        for b in bits[pos:pos + zeros + 1]:
+            v = (v << 1) | b
+        out.append(v - 1)
+        pos += zeros + 1
+    return np.array(out, dtype=np.int64), (pos + 7) // 8

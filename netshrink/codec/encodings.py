@@ -129,13 +129,38 @@ def _sparse(u: np.ndarray) -> Encoded | None:
         if best is None or est < best[0]:
             best = (est, b, fill, r)
     _, b, fill, r = best
+    sym = _gap_stream(fill, r, b)
     f = (1 << b) - 1
-    sym = np.full(nnz + int(fill.sum()), f, dtype=np.uint8)
-    sym[np.cumsum(fill + 1) - 1] = r  # fillers first, then the residual gap
     st = encode_stream(sym, f + 1)
     vals = encode_bits(u[pos], allow_sparse=False)
     desc = {"k": "sp", "F": b, "m": int(sym.size), "nnz": int(nnz), "g": st.desc, "v": vals.desc}
     return Encoded(desc, [st.payload] + vals.parts)
+
+
+def _gap_stream(fill: np.ndarray, r: np.ndarray, b: int) -> np.ndarray:
+    # Per non-zero: fill[i] filler symbols F, then its residual gap r[i] < F.
+    sym = np.full(r.size + int(fill.sum()), (1 << b) - 1, dtype=np.uint8)
+    sym[np.cumsum(fill + 1) - 1] = r
+    return sym
+
+
+def gap_symbols(positions: np.ndarray, b: int) -> np.ndarray:
+    """Sorted non-zero positions -> b-bit gap symbols with fillers (Deep Compression).
+
+    >>> gap_symbols(np.array([2, 12]), 3)   # gaps 2 and 9 = filler(7) + 2
+    array([2, 7, 2], dtype=uint8)
+    """
+    gaps = np.diff(positions, prepend=-1) - 1
+    fill, r = np.divmod(gaps, (1 << b) - 1)
+    return _gap_stream(fill, r, b)
+
+
+def gap_positions(sym: np.ndarray, b: int) -> np.ndarray:
+    """Inverse of `gap_symbols`: positions of the non-zeros (fillers skip F zeros)."""
+    f = (1 << b) - 1
+    is_nz = sym != f
+    at = np.cumsum(np.where(is_nz, sym.astype(np.int64) + 1, f)) - 1
+    return at[is_nz]
 
 
 # ---------------------------------------------------------------------------- decoding
@@ -167,13 +192,13 @@ def decode_bits(desc: object, rd: Reader, n: int, s: int, stats: list | None = N
     m = get_int(desc, "m", 1, n)  # every symbol advances >= 1 position, so m <= n
     nnz = get_int(desc, "nnz", 1, m)
     sym = _stream(desc.get("g"), rd, m, f + 1, stats, "gaps")
-    is_nz = sym != f
-    need(int(np.count_nonzero(is_nz)) == nnz and bool(is_nz[-1]), "sparse gaps do not match")
-    at = np.cumsum(np.where(is_nz, sym.astype(np.int64) + 1, f)) - 1
+    # A valid stream has exactly nnz non-fillers and never ends in a filler.
+    need(int(np.count_nonzero(sym != f)) == nnz and sym[-1] != f, "sparse gaps do not match")
+    at = gap_positions(sym, b)
     need(int(at[-1]) < n, "sparse positions run past the tensor")
     vals = decode_bits(get_obj(desc, "v"), rd, nnz, s, stats, allow_sparse=False)
     out = np.zeros(n, dtype=le.newbyteorder("="))
-    out[at[is_nz]] = vals
+    out[at] = vals
     return out
 
 
