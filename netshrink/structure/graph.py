@@ -65,6 +65,7 @@ class DependencyGraph:
     # producer module name -> (channel dim of its output, output positions of each of its units)
     producer_dims: dict = field(default_factory=dict)
     traced: bool = True  # False: fx could not trace; only closed block groups are offered
+    untraced_reason: str = ""
 
     def group(self, name: str) -> Group:
         for g in self.groups:
@@ -138,7 +139,8 @@ def analyze(model: nn.Module, example: torch.Tensor | tuple) -> DependencyGraph:
         raise
     except Exception as e:  # data-dependent control flow, unsupported Python
         if closed:  # only the self-contained block groups are safe to offer
-            return DependencyGraph(groups=closed, producer_dims=block_producer_dims(model), traced=False)
+            return DependencyGraph(groups=closed, producer_dims=block_producer_dims(model), traced=False,
+                                   untraced_reason=f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
         raise NetshrinkError(f"structure: torch.fx cannot trace {type(model).__name__} "
                              f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     units = _Units()

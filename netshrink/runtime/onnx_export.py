@@ -1,0 +1,187 @@
+"""ONNX export, verified against PyTorch with ONNX Runtime, and ORT latency.
+
+    info = export_onnx(model, example, "model.onnx")    # raises if ORT disagrees
+    ms = ort_latency_ms("model.onnx", example64)
+
+Export uses torch's TorchScript-based exporter (`dynamo=False`: the torch.export one
+needs onnxscript, which we do not ship), with a dynamic batch axis. Verification runs
+the file in ONNX Runtime on the example and on a second batch of another size and
+compares with the model's own outputs.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from netshrink.errors import NetshrinkError
+
+
+@dataclass
+class OnnxExport:
+    path: str
+    max_abs_diff: float
+    checked: int        # input batches compared
+    bytes: int
+    opset: int
+
+
+def _second_input(example: torch.Tensor) -> torch.Tensor:
+    """Another batch (of another size, to exercise the dynamic axis)."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.cat([example, example.flip(0)])[: example.shape[0] + 1]
+    if x.is_floating_point():
+        return x + 0.05 * torch.randn(x.shape, generator=g)
+    return x
+
+
+def ort_session(path: str | os.PathLike, threads: int | None = None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or torch.get_num_threads()
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor, path: str | os.PathLike, *, verify: bool = True,
+                atol: float = 1e-4, rtol: float = 1e-3, opset: int = 17) -> OnnxExport:
+    """Export `model` to ONNX at `path` and check ONNX Runtime's outputs against torch's.
+
+    >>> export_onnx(model, torch.zeros(2, 1, 28, 28), "m.onnx").max_abs_diff
+    """
+    was = model.training
+    model.eval()
+    path = Path(path)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=opset,
+                              input_names=["input"], output_names=["output"],
+                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+    except Exception as e:
+        raise NetshrinkError(f"onnx: cannot export {type(model).__name__}: {type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:300]}") from None
+    finally:
+        model.train(was)
+    diff, n = 0.0, 0
+    if verify:
+        diff, n = verify_onnx(model, path, [example, _second_input(example)], atol=atol, rtol=rtol)
+    return OnnxExport(path=str(path), max_abs_diff=diff, checked=n, bytes=path.stat().st_size, opset=opset)
+
+
+def verify_onnx(model: nn.Module, path, inputs: list[torch.Tensor], *, atol: float = 1e-4,
+                rtol: float = 1e-3) -> tuple[float, int]:
+    """Max |torch - ORT| over `inputs`; raises NetshrinkError beyond atol + rtol*|torch|."""
+    sess = ort_session(path)
+    name = sess.get_inputs()[0].name
+    worst = 0.0
+    was = model.training
+    model.eval()
+    try:
+        for x in inputs:
+            with torch.no_grad():
+                ref = model(x).numpy()
+            got = sess.run(None, {name: x.numpy()})[0]
+            if got.shape != ref.shape:
+                raise NetshrinkError(f"onnx: {path}: ONNX Runtime output shape {got.shape} != torch {ref.shape}")
+            d = float(np.abs(got - ref).max()) if ref.size else 0.0
+            worst = max(worst, d)
+            if not np.allclose(got, ref, atol=atol, rtol=rtol):
+                raise NetshrinkError(f"onnx: {path}: ONNX Runtime disagrees with PyTorch (max |diff| {d:.3g})")
+    finally:
+        model.train(was)
+    return worst, len(inputs)
+
+
+def ort_latency_ms(path, example: torch.Tensor, *, min_run_time: float = 0.3, threads: int | None = None,
+                   sess=None) -> float:
+    """Median ms of one ORT run on `example`: warm-up, then blocks of runs until
+    `min_run_time` has passed (the discipline of torch.utils.benchmark)."""
+    sess = sess or ort_session(path, threads)
+    feed = {sess.get_inputs()[0].name: example.numpy()}
+    for _ in range(3):
+        sess.run(None, feed)
+    t0 = time.perf_counter()
+    sess.run(None, feed)
+    one = max(time.perf_counter() - t0, 1e-6)
+    per_block = max(1, int(0.02 / one))  # blocks of ~20 ms, timed as a whole
+    times, spent = [], 0.0
+    while spent < min_run_time or len(times) < 5:
+        t0 = time.perf_counter()
+        for _ in range(per_block):
+            sess.run(None, feed)
+        dt = time.perf_counter() - t0
+        times.append(dt / per_block)
+        spent += dt
+    return statistics.median(times) * 1e3
+
+
+def compare_ort_latency(model: nn.Module, reference: nn.Module, example: torch.Tensor, *, rounds: int = 3,
+                        min_run_time: float = 0.2) -> tuple[float, float]:
+    """(model ms, reference ms) in ONNX Runtime, both exported here (verified), timed
+    interleaved in this process; the median over rounds."""
+    with tempfile.TemporaryDirectory() as d:
+        a_path, b_path = Path(d) / "a.onnx", Path(d) / "b.onnx"
+        export_onnx(model, example[:2], a_path)
+        export_onnx(reference, example[:2], b_path)
+        sa, sb = ort_session(a_path), ort_session(b_path)
+        a, b = [], []
+        for _ in range(rounds):
+            b.append(ort_latency_ms(b_path, example, min_run_time=min_run_time, sess=sb))
+            a.append(ort_latency_ms(a_path, example, min_run_time=min_run_time, sess=sa))
+    return statistics.median(a), statistics.median(b)
+
+
+def example_for(model: nn.Module, data: str | None = None, batch: int = 2) -> torch.Tensor:
+    """An input batch for `model`: its own `example_input`, else uniform [0, 1) values
+    shaped like the zoo dataset `data` (or the first zoo input shape the model accepts)."""
+    if hasattr(model, "example_input"):
+        return model.example_input(batch)
+    from netshrink.zoo.data import input_shape
+
+    names = [data] if data else [n for n in [(getattr(model, "ns_meta", {}) or {}).get("baseline", {}).get("data")]
+                                 if n] + ["mnist5k", "seqmnist", "digits", "mnist1d"]
+    g = torch.Generator().manual_seed(0)
+    model.eval()
+    for name in names:
+        try:
+            x = torch.rand((batch, *input_shape(name)), generator=g)
+        except KeyError:
+            raise NetshrinkError(f"unknown dataset {name!r}; valid: mnist5k, seqmnist, digits, mnist1d") from None
+        try:
+            with torch.no_grad():
+                model(x)
+            return x
+        except Exception:  # not this input shape; try the next
+            continue
+    raise NetshrinkError(f"no zoo input shape fits {type(model).__name__}; pass --data")
+
+
+def export_file(file: str | os.PathLike, out: str | os.PathLike | None = None, *, data: str | None = None) -> dict:
+    """`netshrink export FILE --onnx`: load an artifact, export it, verify it, time it
+    (batch 64, torch and ONNX Runtime)."""
+    from netshrink.core.artifact import load
+    from netshrink.measure.latency import latency_ms
+    from netshrink.structure.hf import register_bert_tiny
+
+    file = Path(file)
+    if not file.exists():
+        raise NetshrinkError(f"{file}: no such file")
+    register_bert_tiny()  # BERT artifacts name this factory
+    model = load(file).eval()
+    out = Path(out) if out else file.with_suffix(".onnx")
+    x = example_for(model, data)
+    info = export_onnx(model, x, out)
+    big = torch.cat([x] * 32)[:64]
+    return {"path": info.path, "bytes": info.bytes, "max_abs_diff": info.max_abs_diff, "checked": info.checked,
+            "torch_ms_b64": latency_ms(model, big), "ort_ms_b64": ort_latency_ms(out, big)}
