@@ -21,6 +21,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from netshrink.errors import ArtifactError
 from netshrink.measure.latency import compare_latency
 
 
@@ -83,9 +84,9 @@ class SparseLinear(nn.Module):
         indices fails here, not inside a kernel)."""
         crow, col = self.crow, self.col
         if self.nnz and (int(col.min()) < 0 or int(col.max()) >= self.in_features):
-            raise ValueError("SparseLinear: column index out of range")
+            raise ArtifactError("SparseLinear: column index out of range")
         if int(crow[0]) != 0 or int(crow[-1]) != self.nnz or bool((crow[1:] < crow[:-1]).any()):
-            raise ValueError("SparseLinear: row pointers are not a valid CSR structure")
+            raise ArtifactError("SparseLinear: row pointers are not a valid CSR structure")
         with _quiet():   # invariants were checked above, so torch's own (slow) check is off
             self._csr = torch.sparse_csr_tensor(crow, col, self.values, (self.out_features, self.in_features),
                                                 check_invariants=False)
