@@ -90,7 +90,10 @@ def write_archive(path, header: dict, tensors: dict[str, torch.Tensor], *,
     pre = _PRE.pack(MAGIC, VERSION, flags, len(packed), len(text), 0)[:20]
     pre += struct.pack("<I", zlib.crc32(pre + packed))
     chunks = [pre, packed] + [p for parts in sections for p in parts]
-    return _write_atomic(path, chunks)
+    try:
+        return _write_atomic(path, chunks)
+    except OSError as e:  # disk full, permissions, missing folder: a user-facing error
+        raise ArtifactError(f"{path}: cannot write ({e.strerror or e})") from e
 
 
 def _encode_tensor(path: Path, name: str, t: object, hint: str | None):

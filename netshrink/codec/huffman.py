@@ -12,7 +12,8 @@ are capped at 15 bits so that one 15-bit window lookup decodes one symbol. The s
 cut into K chunks of CHUNK symbols whose start offsets the chunk table gives; the decoder
 steps all K chunks in lockstep, one numpy table lookup per step, which turns the
 inherently serial Huffman decode into CHUNK vector operations of width K. The chunk table
-costs 2 bytes per 4096 symbols (< 0.5 % of even a 1-bit/symbol stream).
+costs 2 bytes per 4096 symbols (< 0.5 % of even a 1-bit/symbol stream). Streams of at
+most SERIAL_MAX symbols are decoded by a scalar loop instead, which is faster at that size.
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ import heapq
 import numpy as np
 
 from netshrink.codec import bitpack
-from netshrink.codec.validate import need
+from netshrink.codec.validate import Corrupt, need
 
 MAX_LEN = 15
 CHUNK = 4096  # symbols per chunk; 15 * 4096 bits still fits the uint16 chunk table
 _BLOCK = 1 << 16  # symbols per encoder block
+# Up to this many symbols a plain scalar loop (~0.2 us/symbol) beats the lockstep decoder,
+# whose CHUNK numpy steps cost ~10 ms whatever n is. Bounded, so it never sets throughput.
+SERIAL_MAX = 4 * CHUNK
 
 
 def code_lengths(counts: np.ndarray) -> np.ndarray:
@@ -155,12 +159,12 @@ def decode(payload: bytes | memoryview, n: int, alphabet: int) -> np.ndarray:
     b = np.zeros(nb + 4, dtype=np.int64)
     b[:nb] = data
     w = (b[:-3] << 24) | (b[1:-2] << 16) | (b[2:-1] << 8) | b[3:]
-    if k == 1:  # one chunk: a scalar loop beats per-step numpy call overhead here
-        flat, end = _decode_one(w.tolist(), tsym.tolist(), tlen.tolist(), n, nb)
-        need((end + 7) // 8 == nb, "Huffman data length does not match its codes")
-        flat = np.array(flat, dtype=np.uint16)
-        need(int(flat.max()) < alphabet, "Huffman stream decodes to an invalid code")
-        return flat.astype(np.uint8)
+    if n <= SERIAL_MAX:
+        flat, marks = _decode_serial(w.tolist(), bytes(tsym.astype(np.uint8)),
+                                     bytes(tlen.astype(np.uint8)), n, nb)
+        need(marks[:-1] == starts[1:].tolist(), "Huffman chunk ends do not match the table")
+        need((marks[-1] + 7) // 8 == nb, "Huffman data length does not match its codes")
+        return np.array(flat, dtype=np.uint8)
     pos = starts.copy()
     out = np.empty((CHUNK, k), dtype=np.uint16)  # row j = j-th symbol of every chunk
     last = n - (k - 1) * CHUNK
@@ -176,14 +180,22 @@ def decode(payload: bytes | memoryview, n: int, alphabet: int) -> np.ndarray:
     return flat.astype(np.uint8)
 
 
-def _decode_one(w: list, tsym: list, tlen: list, n: int, nb: int) -> tuple[list, int]:
-    # At most CHUNK symbols (the caller guarantees n <= CHUNK), so this stays ~1 ms.
-    out, pos = [0] * n, 0
+def _decode_serial(w: list, tsym: bytes, tlen: bytes, n: int, nb: int) -> tuple[list, list]:
+    """Scalar decode of n <= SERIAL_MAX symbols; also returns the bit offset after every
+    CHUNK symbols and at the end, to check against the chunk table."""
+    out, marks, pos = [0] * n, [], 0
     for i in range(n):
         win = (w[min(pos >> 3, nb)] >> (17 - (pos & 7))) & 0x7FFF
+        ln = tlen[win]
+        if ln == 0:
+            raise Corrupt("Huffman stream decodes to an invalid code")
         out[i] = tsym[win]
-        pos += tlen[win]
-    return out, pos
+        pos += ln
+        if (i + 1) % CHUNK == 0:
+            marks.append(pos)
+    if n % CHUNK:
+        marks.append(pos)
+    return out, marks
 
 
 def _decode_table(lengths: np.ndarray, alphabet: int) -> tuple[np.ndarray, np.ndarray]:

@@ -33,7 +33,7 @@ def test_failure_mid_write_keeps_old_file(old, monkeypatch):
 
     with monkeypatch.context() as m:
         m.setattr(archive.os, "write", flaky_write)
-        with pytest.raises(OSError, match="No space"):
+        with pytest.raises(ArtifactError, match="cannot write.*No space"):
             write_archive(path, {"v": "new"}, new_tensors())
     assert len(calls) == 2
     assert path.read_bytes() == before
@@ -50,7 +50,7 @@ def test_failure_at_fsync_or_rename_keeps_old_file(old, monkeypatch, where):
 
     with monkeypatch.context() as m:
         m.setattr(archive.os, where, boom)
-        with pytest.raises(OSError, match=where):
+        with pytest.raises(ArtifactError, match=f"cannot write.*{where} failed"):
             write_archive(path, {"v": "new"}, new_tensors())
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == ["model.nshr"]
@@ -91,5 +91,5 @@ def test_success_replaces_and_reports_size(old):
 
 
 def test_missing_directory_is_an_error(tmp_path):
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ArtifactError, match="cannot write"):
         write_archive(tmp_path / "nope" / "m.nshr", {}, {"w": torch.ones(2)})

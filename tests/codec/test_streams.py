@@ -151,3 +151,15 @@ def test_huffman_rejects_incomplete_code_table():
     payload = bytes([1, 0x12]) + b"\x00"
     with pytest.raises(Corrupt, match="prefix code"):
         huffman.decode(payload, 3, 2)
+
+
+@pytest.mark.parametrize("n", [10_000, 30_000])  # serial and lockstep decoders
+def test_huffman_chunk_table_is_checked(n):
+    sym = skewed(n, 16, seed=8)
+    payload = bytearray(huffman.encode(sym, 16))
+    tsize = 1 + (payload[0] + 2) // 2
+    payload[tsize] ^= 1  # first chunk's bit length off by one
+    with pytest.raises(Corrupt, match="chunk"):
+        huffman.decode(bytes(payload), n, 16)
+    with pytest.raises(Corrupt):
+        huffman.decode(bytes(payload[:-1]), n, 16)
