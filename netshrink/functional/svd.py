@@ -164,7 +164,7 @@ def tucker2_ranks_for_ratio(shape: tuple[int, ...], *, ratio: float) -> tuple[in
 
 def tucker2(w: torch.Tensor, *, ranks: tuple[int, int], iters: int = 0, svd_fn: SvdFn = full_svd
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Tucker-2 of a conv kernel W (O, I, kh, kw) over its channel modes.
+    """Tucker-2 of a conv kernel W (O, I, k..) (1-D or 2-D) over its channel modes.
 
     Returns (u_out (O, r_out), core (r_out, r_in, kh, kw), u_in (I, r_in)) with
     W ≈ Σ core[a, b] · u_out[:, a] ⊗ u_in[:, b]. HOSVD initialisation (leading left
@@ -178,14 +178,14 @@ def tucker2(w: torch.Tensor, *, ranks: tuple[int, int], iters: int = 0, svd_fn: 
     u_in = svd_fn(unfold(w, 1), r_in)[0]                             # (I, r_in)
     for _ in range(iters):
         # Fix u_in, best u_out: leading vectors of the unfolding of W ×₁ u_inᵀ.
-        t = torch.einsum("oikl,ib->obkl", w, u_in)                   # (O, r_in, kh, kw)
+        t = torch.einsum("oi...,ib->ob...", w, u_in)                 # (O, r_in, k..)
         u_out = svd_fn(unfold(t, 0), r_out)[0]
-        t = torch.einsum("oikl,oa->aikl", w, u_out)                  # (r_out, I, kh, kw)
+        t = torch.einsum("oi...,oa->ai...", w, u_out)                # (r_out, I, k..)
         u_in = svd_fn(unfold(t, 1), r_in)[0]
-    core = torch.einsum("oikl,oa,ib->abkl", w, u_out, u_in)          # (r_out, r_in, kh, kw)
+    core = torch.einsum("oi...,oa,ib->ab...", w, u_out, u_in)        # (r_out, r_in, k..)
     return u_out, core, u_in
 
 
 def tucker2_compose(u_out: torch.Tensor, core: torch.Tensor, u_in: torch.Tensor) -> torch.Tensor:
     """The kernel (O, I, kh, kw) that Tucker-2 factors represent."""
-    return torch.einsum("abkl,oa,ib->oikl", core, u_out, u_in)
+    return torch.einsum("ab...,oa,ib->oi...", core, u_out, u_in)

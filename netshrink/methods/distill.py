@@ -177,6 +177,7 @@ class Hints(_TeacherLoss):
         # The adapter trains with the student: attach it as a submodule so the
         # optimizer sees it; `finalize` removes it again.
         self.adapter_ = _adapter(self._feats["student"], self._feats["teacher"])
+        self.first_loss_ = self.last_loss_ = None
         self.slot_ = next(f"ns_hint_adapter{i}" for i in range(1000) if not hasattr(model, f"ns_hint_adapter{i}"))
         model.add_module(self.slot_, self.adapter_)
 
@@ -185,7 +186,12 @@ class Hints(_TeacherLoss):
             self._student_logits(ctx)  # runs the student's forward, filling the hook
         student = self._feats["student"]
         self._teacher_logits(ctx.x)
-        return self.weight * hint_loss(self.adapter_(student), self._feats["teacher"])
+        loss = self.weight * hint_loss(self.adapter_(student), self._feats["teacher"])
+        # The first and the latest value, so a run (and a test) can see the hint being learnt.
+        self.last_loss_ = float(loss.detach())
+        if getattr(self, "first_loss_", None) is None:
+            self.first_loss_ = self.last_loss_
+        return loss
 
     def finalize(self, model: nn.Module) -> None:
         for h in getattr(self, "_handles", []):

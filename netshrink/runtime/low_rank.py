@@ -6,8 +6,11 @@ measurably lower latency, not a weight that merely has low rank.
   original stride / padding / dilation), 1×1 conv r_out → O (Kim et al. 2016).
 
 Both follow the runtime-module protocol of DEVELOPERS.md: `ns_config` /
-`from_ns_config` rebuild them from an artifact, their state is ordinary parameters,
-and `ns_counts` / `ns_flops` report them against the dense layer they replace.
+`from_ns_config` rebuild them from an artifact and their state is ordinary
+parameters. They define no `ns_counts` / `ns_flops` on purpose: their sub-layers are
+real, so the default counting (parameters, FlopCounterMode) is already the honest
+figure, and it stays honest when a later step prunes or quantizes the factors (a CSR
+factor reports its own counts). `weight_counts()` compares them with the dense layer.
 
     >>> lr = LowRankLinear.from_factors(a, b, bias=linear.bias)    # a (out, r), b (r, in)
     >>> y = lr(x)                                                  # (N, out)
@@ -35,7 +38,7 @@ class LowRankLinear(nn.Module):
     @classmethod
     def from_factors(cls, a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> "LowRankLinear":
         """From A (out, r), B (r, in) and the dense layer's bias (out,) or None."""
-        m = cls(b.shape[1], a.shape[0], a.shape[1], bias is not None)
+        m = cls(b.shape[1], a.shape[0], a.shape[1], bias is not None).to(a.dtype)
         with torch.no_grad():
             m.first.weight.copy_(b)
             m.second.weight.copy_(a)
@@ -59,15 +62,9 @@ class LowRankLinear(nn.Module):
     def from_ns_config(cls, cfg: dict) -> "LowRankLinear":
         return cls(int(cfg["in_features"]), int(cfg["out_features"]), int(cfg["rank"]), bool(cfg["bias"]))
 
-    def ns_counts(self) -> tuple[int, int]:
-        """(parameters of the dense Linear it replaces, parameters it stores)."""
-        b = self.out_features if self.second.bias is not None else 0
-        return self.in_features * self.out_features + b, self.rank * (self.in_features + self.out_features) + b
-
-    def ns_flops(self, batch: int) -> tuple[int, int]:
-        """(FLOPs of the dense Linear, FLOPs of the two factors), multiply-adds × 2."""
-        return (2 * batch * self.in_features * self.out_features,
-                2 * batch * self.rank * (self.in_features + self.out_features))
+    def weight_counts(self) -> tuple[int, int]:
+        """(weights of the dense Linear it replaces, weights of the factors), biases excluded."""
+        return self.in_features * self.out_features, self.rank * (self.in_features + self.out_features)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
@@ -90,7 +87,6 @@ class TuckerConv(nn.Module):
         self.core = conv(self.r_in, self.r_out, kernel_size, stride=stride, padding=padding, dilation=dilation,
                          bias=False, padding_mode=padding_mode)                   # (r_out, r_in, k..)
         self.last = conv(self.r_out, out_channels, 1, bias=bias)                  # (O, r_out, 1..)
-        self._in_shape = self._out_shape = None   # spatial sizes of the last forward, for ns_flops
 
     @classmethod
     def from_factors(cls, conv: nn.Module, u_out: torch.Tensor, core: torch.Tensor, u_in: torch.Tensor
@@ -100,7 +96,7 @@ class TuckerConv(nn.Module):
         dims = core.dim() - 2
         m = cls(conv.in_channels, conv.out_channels, conv.kernel_size, (u_out.shape[1], u_in.shape[1]),
                 stride=conv.stride, padding=conv.padding, dilation=conv.dilation, bias=conv.bias is not None,
-                padding_mode=conv.padding_mode, dims=dims)
+                padding_mode=conv.padding_mode, dims=dims).to(core.dtype)
         ones = (1,) * dims
         with torch.no_grad():
             m.first.weight.copy_(u_in.T.reshape(u_in.shape[1], u_in.shape[0], *ones))
@@ -111,9 +107,7 @@ class TuckerConv(nn.Module):
         return m
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.last(self.core(self.first(x)))    # (N, I, ..) -> (N, r_in, ..) -> (N, r_out, ..') -> (N, O, ..')
-        self._in_shape, self._out_shape = tuple(x.shape[2:]), tuple(y.shape[2:])
-        return y
+        return self.last(self.core(self.first(x)))  # (N, I, ..) -> (N, r_in, ..) -> (N, r_out, ..') -> (N, O, ..')
 
     def dense_weight(self) -> torch.Tensor:
         """The kernel (O, I, k..) the three convolutions compute together."""
@@ -138,23 +132,11 @@ class TuckerConv(nn.Module):
                    padding=pad if isinstance(pad, str) else tuple(pad), dilation=tuple(cfg["dilation"]),
                    bias=bool(cfg["bias"]), padding_mode=str(cfg["padding_mode"]), dims=int(cfg["dims"]))
 
-    def ns_counts(self) -> tuple[int, int]:
+    def weight_counts(self) -> tuple[int, int]:
+        """(weights of the dense kernel it replaces, weights of the three factors)."""
         k = math.prod(self.core.kernel_size)
-        b = self.out_channels if self.last.bias is not None else 0
         stored = self.in_channels * self.r_in + self.r_in * self.r_out * k + self.r_out * self.out_channels
-        return self.in_channels * self.out_channels * k + b, stored + b
-
-    def ns_flops(self, batch: int) -> tuple[int, int]:
-        """Dense and factorised multiply-adds × 2, for the spatial sizes of the last
-        forward pass (count_flops runs one just before asking)."""
-        if self._out_shape is None:
-            return 0, 0
-        k = math.prod(self.core.kernel_size)
-        hw_in, hw_out = math.prod(self._in_shape), math.prod(self._out_shape)
-        dense = 2 * batch * self.in_channels * self.out_channels * k * hw_out
-        eff = 2 * batch * (self.in_channels * self.r_in * hw_in + self.r_in * self.r_out * k * hw_out
-                           + self.r_out * self.out_channels * hw_out)
-        return dense, eff
+        return self.in_channels * self.out_channels * k, stored
 
     def extra_repr(self) -> str:
         return f"{self.in_channels} -> {self.out_channels}, ranks (out, in) = ({self.r_out}, {self.r_in})"
