@@ -54,7 +54,8 @@ def encode_bits(u: np.ndarray, allow_sparse: bool = True) -> Encoded:
     cands = [_dense(u)]
     if u.size == 0:
         return cands[0]
-    distinct = _distinct(u)
+    nz = np.flatnonzero(u)  # shared by the codebook search and the sparse candidate
+    distinct = _distinct(u, nz)
     if distinct is not None:
         cands.append(_codebook(*distinct))
     elif u.itemsize > 1:
@@ -62,7 +63,7 @@ def encode_bits(u: np.ndarray, allow_sparse: bool = True) -> Encoded:
         if planes is not None:
             cands.append(planes)
     if allow_sparse:
-        sparse = _sparse(u)
+        sparse = _sparse(u, nz)
         if sparse is not None:
             cands.append(sparse)
     return min(cands, key=lambda e: e.cost)
@@ -76,8 +77,10 @@ def _dense(u: np.ndarray) -> Encoded:
     return Encoded({"k": "dense"}, [_le(u).tobytes()])
 
 
-def _distinct(u: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(values, (n,) uint8 indices) when u has <= 256 distinct values, else None."""
+def _distinct(u: np.ndarray, nz: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(sorted values, (n,) uint8 indices) when u has <= 256 distinct values, else None.
+
+    nz: positions of the non-zero elements of u."""
     if u.itemsize <= 2:  # a full histogram is cheaper than sorting
         hist = np.bincount(u, minlength=1 << (8 * u.itemsize))
         values = np.flatnonzero(hist)
@@ -89,10 +92,17 @@ def _distinct(u: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     # A strided sample of ~2k elements rules out most dense tensors before a full sort.
     if np.unique(u[:: max(1, u.size // 2048)]).size > 256:
         return None
-    values, inverse = np.unique(u, return_inverse=True)
-    if values.size > 256:
+    if nz.size == u.size:
+        values, inverse = np.unique(u, return_inverse=True)
+        return (values, inverse.astype(np.uint8)) if values.size <= 256 else None
+    # Sort only the non-zeros: pruned tensors are mostly zero, and 0 is the smallest
+    # bit pattern, so prepending it keeps the values sorted as np.unique would.
+    values, inverse = np.unique(u[nz], return_inverse=True)
+    if values.size > 255:
         return None
-    return values, inverse.astype(np.uint8).reshape(-1)
+    idx = np.zeros(u.size, dtype=np.uint8)
+    idx[nz] = inverse + 1
+    return np.concatenate([np.zeros(1, dtype=u.dtype), values]), idx
 
 
 def _codebook(values: np.ndarray, idx: np.ndarray) -> Encoded:
@@ -113,8 +123,7 @@ def _planes(u: np.ndarray) -> Encoded | None:
     return Encoded({"k": "pl", "s": [st.desc for st in streams]}, [st.payload for st in streams])
 
 
-def _sparse(u: np.ndarray) -> Encoded | None:
-    pos = np.flatnonzero(u)
+def _sparse(u: np.ndarray, pos: np.ndarray) -> Encoded | None:
     nnz = pos.size
     if nnz == 0 or nnz == u.size:
         return None

@@ -108,6 +108,18 @@ def test_trained_like_dense_floats_beat_raw(tmp_path):
     assert size < 0.9 * 4 * w.numel()  # the sign/exponent byte holds ~3 bits, not 8
 
 
+@pytest.mark.parametrize("keep", [0.0, 0.05, 0.7, 1.0])
+def test_distinct_values_match_numpy_unique(keep):
+    g = torch.Generator().manual_seed(8)
+    t = torch.where(torch.rand(5000, generator=g) < keep,
+                    torch.randint(-40, 40, (5000,), generator=g).float(), torch.zeros(()))
+    u = to_bits(t)
+    values, idx = encodings._distinct(u, np.flatnonzero(u))
+    ref_values, ref_idx = np.unique(u, return_inverse=True)
+    np.testing.assert_array_equal(values, ref_values)
+    np.testing.assert_array_equal(idx, ref_idx)
+
+
 def test_gap_symbols_follow_deep_compression():
     # positions 2 and 12 with 3-bit gaps: gap 2, then gap 9 = a filler (7 zeros) + 2
     sym = encodings.gap_symbols(np.array([2, 12]), 3)
@@ -126,8 +138,9 @@ def test_chosen_encoding_is_the_smallest_candidate(case):
          "const_int": torch.full((500,), 7, dtype=torch.int32)}[case]
     u = to_bits(t)
     best = encodings.encode_bits(u)
-    cands = [encodings._dense(u), encodings._sparse(u), encodings._planes(u)]
-    distinct = encodings._distinct(u)
+    nz = np.flatnonzero(u)
+    cands = [encodings._dense(u), encodings._sparse(u, nz), encodings._planes(u)]
+    distinct = encodings._distinct(u, nz)
     if distinct is not None:
         cands.append(encodings._codebook(*distinct))
     assert best.cost == min(c.cost for c in cands if c is not None)
