@@ -20,7 +20,7 @@ the decoders rebuilt exactly what was written, whatever the header claims.
 The file size must equal 24 + H + sum(len): any truncation or trailing bytes is an error.
 The header is deflated only when that makes it smaller (it is mostly repeated keys). A
 reader never trusts a length before checking it against the bytes actually present, and
-refuses to decode more than DECODE_BUDGET(file size) bytes in total (see below).
+refuses to decode more than decode_budget(file size) bytes in total (see below).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def _encode_tensor(path: Path, name: str, t: object, hint: str | None):
     if not isinstance(t, torch.Tensor):
         raise ArtifactError(f"{path}: {name!r} is a {type(t).__name__}, not a tensor")
     dname = dtypes.name_of(t.dtype)
-    if dname is None or t.is_sparse or t.is_quantized:
+    if dname is None or t.layout != torch.strided:
         raise ArtifactError(f"{path}: tensor {name!r} has unsupported dtype/layout {t.dtype}")
     entry = {"name": name, "dtype": dname, "shape": list(t.shape)}
     if hint is not None:
@@ -229,6 +229,7 @@ def _parse(data: bytes, inspect: bool):
     stored = data[_PRE.size:_PRE.size + hlen]
     need(zlib.crc32(data[:20] + stored) == crc, "header checksum mismatch")
     need(flags in (0, _DEFLATED), f"unknown header flags {flags:#x}")
+    need(flags or rawlen == hlen, "header lengths disagree")
     try:
         meta = json.loads(_inflate(stored, rawlen) if flags else stored)
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError
@@ -311,7 +312,7 @@ def _row(e: dict, stats: list) -> dict:
     return {"name": e["name"], "shape": tuple(e["shape"]), "dtype": e.get("cast", e["dtype"]),
             "encoding": label, "bytes": nbytes,
             "bits_per_weight": 8 * nbytes / numel if numel else 0.0,
-            "dense_fp32_bytes": 4 * numel, "ratio": 4 * numel / nbytes if nbytes else math.inf,
+            "dense_fp32_bytes": 4 * numel, "ratio": 4 * numel / nbytes if numel else 1.0,
             "streams": stats}
 
 
@@ -320,5 +321,5 @@ def _total_row(rows: list[dict], file_size: int) -> dict:
     return {"name": "(total)", "shape": (), "dtype": "", "encoding": "", "bytes": file_size,
             "bits_per_weight": 8 * file_size / numel if numel else 0.0,
             "dense_fp32_bytes": 4 * numel,
-            "ratio": 4 * numel / file_size if file_size else math.inf,
+            "ratio": 4 * numel / file_size,
             "streams": [], "header_bytes": file_size - sum(r["bytes"] for r in rows)}
