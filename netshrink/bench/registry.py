@@ -11,6 +11,7 @@ from netshrink.errors import NetshrinkError
 
 # suite name -> module path (imported only when that suite runs)
 SUITES: dict[str, str] = {
+    "pruning": "netshrink.bench.suites.pruning",
 }
 
 

@@ -1,0 +1,323 @@
+"""`netshrink bench pruning`: the pruning family on mnist5k, the lottery-ticket
+contrast, early-bird tickets, a sparse 2-layer LSTM, and the CSR runtime's speed.
+
+Budgets (per fold; `--quick`: fold 0, fewer ratios, shorter budgets):
+- LeNet-300-100: every method fine-tunes `ft` epochs after pruning its cached baseline
+  (gradual prunes during those epochs); lottery (LR rewinding, Renda et al.) trains `ft`
+  epochs per round, 20 % of the weights per round (10 % of the output layer), and is
+  read at the first round at or past each ratio (its exact sparsity is listed).
+- LeNet-5: one epoch on half the training fold (2,000 images) per phase / round,
+  lottery rounds prune 40 % (a larger rate than the paper's, to fit the time budget).
+- Lottery contrast: rewind to theta_0 (Frankle & Carbin), `rounds_epochs` per round,
+  to 95 % sparsity; the same masks re-initialised at random get the same budget.
+Everything runs on one thread (the machine's 2 cores are shared; two threads under
+contention are far slower); latency ratios are measured in one process.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+from torch.utils.data import Subset
+
+import netshrink as ns
+from netshrink.bench.results import fmt_mean_std, mean_std
+from netshrink.core.reparam import attach, bake_all, find
+from netshrink.core.targets import Site
+from netshrink.measure.latency import compare_latency
+from netshrink.measure.plots import line_plot
+from netshrink.methods.lottery import fresh_init
+from netshrink.reparams.mask import Mask
+from netshrink.runtime.sparse_linear import SparseLinear, sparsify_
+from netshrink.zoo.baseline import BASELINE_CONFIGS
+
+METHODS = ["random", "magnitude (layer)", "magnitude (global)", "gradual", "lottery (LR rewind)", "obd"]
+
+
+def _budgets(quick: bool) -> dict:
+    return {"levels": [0.9, 0.98] if quick else [0.5, 0.8, 0.9, 0.95, 0.98, 0.99],
+            "ft300": 1 if quick else 2, "ft5_subset": 1000 if quick else 2000,
+            "contrast_epochs": 2 if quick else 3, "contrast_target": 0.9 if quick else 0.95,
+            "lstm_epochs": 2 if quick else 4, "eb_max": 8 if quick else 20}
+
+
+def _sparsity(model: nn.Module) -> float:
+    """Sparsity of the prunable weights (through SparseLinear too)."""
+    ws = [s.tensor.detach() for s in ns.select(model)]
+    ws += [m.dense_weight() for m in model.modules() if isinstance(m, SparseLinear)]
+    return 1 - sum(int((w != 0).sum()) for w in ws) / sum(w.numel() for w in ws)
+
+
+def _method(label: str, s: float, model_name: str) -> ns.Method:
+    common = {"sparsity": s, "runtime": "dense"}   # speed is measured separately below
+    if label == "random":
+        return ns.create("random", **common)
+    if label == "magnitude (layer)":
+        return ns.create("magnitude", **common)
+    if label == "magnitude (global)":
+        return ns.create("magnitude", scope="global", min_keep=0.01, **common)
+    if label == "gradual":
+        return ns.create("gradual_magnitude", frequency=5, **common)
+    if label == "obd":
+        return ns.create("obd", samples=256, **common)
+    raise KeyError(label)
+
+
+def _table_runs(ctx, model_name: str, fold: int, train, test, cfg: ns.TrainConfig, base, levels, lottery_rate):
+    """One fold of the accuracy-vs-sparsity table of `model_name`."""
+    base_acc = ns.evaluate(base, test)
+    ctx.record(part="table", model=model_name, fold=fold, method="baseline", sparsity=0.0, accuracy=base_acc)
+    for label in METHODS[:4] + METHODS[5:]:
+        for s in levels:
+            net = _copy(base)
+            t = time.time()
+            ns.compress_(net, ns.Recipe.of(_method(label, s, model_name), finetune=cfg), data=train, progress=False)
+            ctx.record(part="table", model=model_name, fold=fold, method=label, sparsity=s,
+                       actual_sparsity=_sparsity(net), accuracy=ns.evaluate(net, test),
+                       baseline_accuracy=base_acc, seconds=time.time() - t)
+    # lottery: one iterative run, read at every round
+    net = _copy(base)
+    method = ns.create("lottery", sparsity=max(levels), rate=lottery_rate, output_rate=lottery_rate / 2,
+                       rewind="lr", runtime="dense")
+    rounds = []
+    method.on_round = lambda r, m, sp: rounds.append((r, sp, ns.evaluate(m, test)))
+    t = time.time()
+    ns.compress_(net, ns.Recipe.of(method, finetune=cfg), data=train, progress=False)
+    for s in levels:
+        r, sp, acc = next(x for x in rounds if x[1] >= s - 1e-6)
+        ctx.record(part="table", model=model_name, fold=fold, method=METHODS[4], sparsity=s, actual_sparsity=sp,
+                   round=r, accuracy=acc, baseline_accuracy=base_acc, seconds=time.time() - t)
+
+
+def _copy(model: nn.Module) -> nn.Module:
+    f = ns.zoo.models.factory_of(model)
+    net = ns.zoo.models.create(f["name"], **f["kwargs"])
+    net.load_state_dict(model.state_dict())
+    return net
+
+
+def _masked_retrain(model_like: nn.Module, masks: dict, seed: int, train, cfg) -> nn.Module:
+    """Frankle & Carbin's control: the ticket's masks on fresh random weights (`seed`)."""
+    net = fresh_init(model_like, seed)
+    for name, mask in masks.items():
+        mod, _, p = name.rpartition(".")
+        site = Site(mod, p, net.get_submodule(mod))
+        with torch.no_grad():
+            site.tensor.mul_(mask)
+        attach(site, Mask(mask))
+    ns.fit(net, train, cfg, progress=False)
+    bake_all(net, Mask)
+    return net
+
+
+def _lottery_contrast(ctx, fold, train, test, base, B):
+    cfg = ns.TrainConfig(epochs=B["contrast_epochs"])
+    method = ns.create("lottery", sparsity=B["contrast_target"], rate=0.2, output_rate=0.1, rewind="init",
+                       runtime="dense")
+    snaps = []
+
+    def probe(r, m, sp):
+        masks = {f"{n}.{p}".replace("parametrizations.", ""): rp.mask.clone()
+                 for n, mod in m.named_modules() for p, rp in _masks_of(mod)}
+        snaps.append((r, sp, ns.evaluate(m, test), masks))
+
+    method.on_round = probe
+    net = _copy(base)
+    t = time.time()
+    ns.compress_(net, ns.Recipe.of(method, finetune=cfg), data=train, progress=False)
+    lottery_s = time.time() - t
+    dense_same = fresh_init(base, 0)
+    ns.fit(dense_same, train, cfg, progress=False)
+    dense_acc = ns.evaluate(dense_same, test)
+    picks = {len(snaps)} | {next(r for r, sp, *_ in snaps if sp >= lv) for lv in (0.8, 0.9) if lv < snaps[-1][1]}
+    for r, sp, acc, masks in snaps:
+        row = {"part": "contrast", "model": "lenet300_100", "fold": fold, "round": r, "sparsity": sp,
+               "ticket_accuracy": acc, "baseline_accuracy": ns.evaluate(base, test), "dense_same_budget": dense_acc}
+        if r in picks:
+            row["reinit_accuracy"] = ns.evaluate(_masked_retrain(base, masks, 1, train, cfg), test)
+        ctx.record(**row)
+    return snaps, lottery_s
+
+
+def _masks_of(module: nn.Module):
+    if not hasattr(module, "parametrizations"):
+        return []
+    return [(p, rp) for p in module.parametrizations.keys() for rp in module.parametrizations[p]
+            if isinstance(rp, Mask)]
+
+
+def _early_bird(ctx, fold, train, test, base, snaps, B):
+    cfg = ns.TrainConfig(epochs=B["contrast_epochs"])
+    target_round = next(x for x in snaps if x[1] >= 0.9 - 1e-6) if snaps[-1][1] >= 0.9 else snaps[-1]
+    method = ns.create("early_bird", sparsity=0.9, epsilon=0.1, window=5, max_epochs=B["eb_max"], runtime="dense")
+    net = _copy(base)
+    t = time.time()
+    ns.compress_(net, ns.Recipe.of(method, finetune=cfg), data=train, progress=False)
+    eb_epochs = method.epoch_ + cfg.epochs
+    lottery_epochs = BASELINE_CONFIGS["lenet300_100"].epochs + target_round[0] * cfg.epochs
+    ctx.record(part="early_bird", model="lenet300_100", fold=fold, epoch=method.epoch_, found=method.found_,
+               distances=method.distances_, accuracy=ns.evaluate(net, test), sparsity=_sparsity(net),
+               lottery_round=target_round[0], lottery_sparsity=target_round[1], lottery_accuracy=target_round[2],
+               eb_epochs=eb_epochs, lottery_epochs=lottery_epochs, compute_saved=1 - eb_epochs / lottery_epochs,
+               seconds=time.time() - t)
+
+
+def _lstm(ctx, fold, B):
+    train, test = ns.zoo.data.load("seqmnist", fold)
+    base = ns.zoo.baseline("lstm", "seqmnist", fold, progress=False)
+    base_acc = ns.evaluate(base, test)
+    net = _copy(base)
+    cfg = ns.TrainConfig(epochs=B["lstm_epochs"], lr=1e-3)
+    t = time.time()
+    ns.compress_(net, ns.Recipe.of(ns.create("gradual_magnitude", sparsity=0.9, frequency=10, runtime="dense"),
+                                   finetune=cfg), data=train, progress=False)
+    ctx.record(part="lstm", model="lstm (2 x 128)", fold=fold, sparsity=_sparsity(net), accuracy=ns.evaluate(net, test),
+               baseline_accuracy=base_acc, seconds=time.time() - t)
+
+
+def _speed(ctx, B):
+    """CSR runtime vs dense, one process, 1 thread: a 1024-1024-1024 MLP at 95 % and
+    LeNet-300-100 at 98 % (global magnitude, fine-tuned), batch 64 and 1."""
+    torch.manual_seed(0)
+    mlp = ns.zoo.models.create("mlp", in_features=1024, hidden=[1024, 1024], num_classes=1024)
+    ns.compress_(mlp, ns.Recipe.of(ns.create("magnitude", sparsity=0.95, runtime="dense")), data=None, progress=False)
+    train, test = ns.zoo.data.load("mnist5k", 0)
+    base = ns.zoo.baseline("lenet300_100", "mnist5k", 0, progress=False)
+    lenet = _copy(base)
+    ns.compress_(lenet, ns.Recipe.of(ns.create("magnitude", sparsity=0.98, scope="global", min_keep=0.01,
+                                               runtime="dense"), finetune=ns.TrainConfig(epochs=B["ft300"])),
+                 data=train, progress=False)
+    out = []
+    for label, dense, names, in_f in [("MLP 1024-1024-1024, 95 %", mlp, ["hidden.0", "hidden.1", "out"], 1024),
+                                      ("LeNet-300-100, 98 %", lenet, ["fc1", "fc2", "fc3"], 784)]:
+        fast = _copy(dense)
+        chosen = sparsify_(fast, names, runtime="auto", batch_size=64)
+        forced = _copy(dense)
+        sparsify_(forced, names, runtime="sparse")
+        for batch in (64, 1):
+            x = torch.randn(batch, in_f)
+            with torch.no_grad():
+                err = float((forced(x) - dense(x)).abs().max())
+            ms, ref_ms = compare_latency(forced, dense, x, rounds=5, min_run_time=0.3)
+            ms_auto, ref2 = compare_latency(fast, dense, x, rounds=5, min_run_time=0.3)
+            flops_d, flops_e = _flops(forced, x)
+            row = dict(part="speed", model=label, batch=batch, sparsity=_sparsity(forced), dense_ms=ref_ms,
+                       sparse_ms=ms, speedup=ref_ms / ms, auto_layers=sorted(chosen), auto_speedup=ref2 / ms_auto,
+                       max_abs_diff=err, flops_dense=flops_d, flops_effective=flops_e,
+                       file_bytes=_file_bytes(forced), dense_bytes=4 * sum(p.numel() for p in dense.parameters()),
+                       accuracy=ns.evaluate(forced, test) if in_f == 784 else None,
+                       dense_accuracy=ns.evaluate(dense, test) if in_f == 784 else None)
+            ctx.record(**row)
+            out.append(row)
+    return out
+
+
+def _file_bytes(model) -> int:
+    import os
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        return ns.save(model, os.path.join(d, "m.nshr"))
+
+
+def _flops(model, x):
+    from netshrink.measure.flops import count_flops
+    return count_flops(model, x)
+
+
+def run(ctx) -> None:
+    torch.set_num_threads(1)
+    B = _budgets(ctx.quick)
+    levels = B["levels"]
+    for fold in ctx.folds:
+        t0 = time.time()
+        train, test = ns.zoo.data.load("mnist5k", fold)
+        base = ns.zoo.baseline("lenet300_100", "mnist5k", fold, progress=False)
+        _table_runs(ctx, "lenet300_100", fold, train, test, ns.TrainConfig(epochs=B["ft300"]), base, levels, 0.2)
+        snaps, _ = _lottery_contrast(ctx, fold, train, test, base, B)
+        _early_bird(ctx, fold, train, test, base, snaps, B)
+        base5 = ns.zoo.baseline("lenet5", "mnist5k", fold, progress=False)
+        half = Subset(train, torch.randperm(len(train), generator=torch.Generator().manual_seed(fold))[:B["ft5_subset"]].tolist())
+        _table_runs(ctx, "lenet5", fold, half, test, ns.TrainConfig(epochs=1), base5, levels, 0.4)
+        _lstm(ctx, fold, B)
+        ctx.log(f"fold {fold} done in {time.time() - t0:.0f} s")
+    speed = _speed(ctx, B)
+    _write(ctx, levels, speed)
+
+
+def _rows(ctx, **match):
+    return [r for r in ctx.rows if all(r.get(k) == v for k, v in match.items())]
+
+
+def _write(ctx, levels, speed) -> None:
+    sections, plots = [], []
+    for model in ("lenet300_100", "lenet5"):
+        base = [r["accuracy"] for r in _rows(ctx, part="table", model=model, method="baseline")]
+        rows = [["baseline (dense)"] + [fmt_mean_std(base)] * len(levels)]
+        series, errors = {}, {}
+        for label in METHODS:
+            accs = [[r["accuracy"] for r in _rows(ctx, part="table", model=model, method=label, sparsity=s)]
+                    for s in levels]
+            rows.append([label] + [fmt_mean_std(a) for a in accs])
+            series[label] = ([100 * s for s in levels], [100 * mean_std(a)[0] for a in accs])
+            errors[label] = [100 * mean_std(a)[1] for a in accs]
+        lot = [[r["actual_sparsity"] for r in _rows(ctx, part="table", model=model, method=METHODS[4], sparsity=s)]
+               for s in levels]
+        rows.append(["(lottery's sparsity at that round)"] + [f"{100 * mean_std(a)[0]:.1f} %" for a in lot])
+        sections.append((f"{model}: test accuracy (%) vs weight sparsity, mean ± std over {len(ctx.folds)} fold(s)",
+                         ["method"] + [f"{100 * s:g} %" for s in levels], rows))
+        name = f"pruning_{model}.png"
+        line_plot(ctx.dir / name, series, errors=errors, xlabel="sparsity of the pruned weights (%)",
+                  ylabel="test accuracy (%)", title=f"{model} on mnist5k", baseline=100 * mean_std(base)[0])
+        plots.append(name)
+    # lottery contrast
+    con = _rows(ctx, part="contrast")
+    rounds = sorted({r["round"] for r in con if "reinit_accuracy" in r})
+    crow = []
+    for rd in rounds:
+        rs = [r for r in con if r["round"] == rd and "reinit_accuracy" in r]
+        crow.append([rd, f"{100 * mean_std([r['sparsity'] for r in rs])[0]:.1f} %",
+                     fmt_mean_std([r["ticket_accuracy"] for r in rs]), fmt_mean_std([r["reinit_accuracy"] for r in rs]),
+                     fmt_mean_std([r["ticket_accuracy"] - r["baseline_accuracy"] for r in rs]),
+                     fmt_mean_std([r["dense_same_budget"] for r in rs]), fmt_mean_std([r["baseline_accuracy"] for r in rs])])
+    sections.append(("Lottery tickets (rewind to theta_0) vs the same masks re-initialised at random, LeNet-300-100",
+                     ["round", "sparsity", "ticket acc.", "reinit acc.", "ticket − baseline (pp)",
+                      "dense, same budget", "baseline (20 epochs)"], crow))
+    allr = sorted({r["round"] for r in con})
+    xs = [100 * mean_std([r["sparsity"] for r in con if r["round"] == rd])[0] for rd in allr]
+    series = {"ticket (rewind to init)": (xs, [100 * mean_std([r["ticket_accuracy"] for r in con if r["round"] == rd])[0]
+                                              for rd in allr])}
+    series["random reinit, same masks"] = ([100 * mean_std([r["sparsity"] for r in con if r["round"] == rd])[0] for rd in rounds],
+                                           [100 * mean_std([r["reinit_accuracy"] for r in con if r["round"] == rd
+                                                            and "reinit_accuracy" in r])[0] for rd in rounds])
+    line_plot(ctx.dir / "pruning_lottery.png", series, xlabel="sparsity (%)", ylabel="test accuracy (%)",
+              title="lottery ticket vs random re-initialisation (LeNet-300-100)",
+              baseline=100 * mean_std([r["baseline_accuracy"] for r in con])[0])
+    plots.append("pruning_lottery.png")
+    eb = _rows(ctx, part="early_bird")
+    sections.append(("Early-bird tickets (target 90 %, ε = 0.1 over 5 epochs) vs the full lottery run, LeNet-300-100",
+                     ["fold", "drawn at epoch", "EB sparsity", "EB acc.", "lottery round", "lottery sparsity",
+                      "lottery acc.", "training epochs EB / lottery", "compute saved"],
+                     [[r["fold"], r["epoch"] if r["found"] else f"not found ({r['epoch']})", f"{100 * r['sparsity']:.1f} %",
+                       f"{100 * r['accuracy']:.2f}", r["lottery_round"], f"{100 * r['lottery_sparsity']:.1f} %",
+                       f"{100 * r['lottery_accuracy']:.2f}", f"{r['eb_epochs']} / {r['lottery_epochs']}",
+                       f"{100 * r['compute_saved']:.0f} %"] for r in eb]))
+    ls = _rows(ctx, part="lstm")
+    sections.append(("2-layer LSTM (128 units) on seqmnist, gradual magnitude to 90 % (input + recurrent weights)",
+                     ["baseline acc.", "90 % sparse acc.", "drop (pp)", "sparsity"],
+                     [[fmt_mean_std([r["baseline_accuracy"] for r in ls]), fmt_mean_std([r["accuracy"] for r in ls]),
+                       fmt_mean_std([r["baseline_accuracy"] - r["accuracy"] for r in ls]),
+                       f"{100 * mean_std([r['sparsity'] for r in ls])[0]:.1f} %"]]))
+    sections.append(("CSR sparse runtime vs dense (1 thread, same process, median of interleaved rounds)",
+                     ["model", "batch", "dense ms", "CSR ms", "speedup", "auto picks", "auto speedup",
+                      "FLOPs eff./dense", "file bytes (dense fp32 bytes)", "max |Δ output|"],
+                     [[r["model"], r["batch"], f"{r['dense_ms']:.3f}", f"{r['sparse_ms']:.3f}", f"{r['speedup']:.2f}x",
+                       ", ".join(r["auto_layers"]) or "none", f"{r['auto_speedup']:.2f}x",
+                       f"{r['flops_effective'] / r['flops_dense']:.3f}", f"{r['file_bytes']:,} ({r['dense_bytes']:,})",
+                       f"{r['max_abs_diff']:.1e}"] for r in speed]))
+    notes = (__doc__.split("\n\n", 1)[1] if "\n\n" in __doc__ else "") + (
+        "\nAccuracy is on each fold's 1,000 test images; the baseline row is the same cached dense model every "
+        "method starts from. Tables use `runtime = \"dense\"` (masks baked into dense weights); the speed "
+        "section times the same kind of pruned model with the CSR runtime.")
+    ctx.write_markdown("Pruning: methods, lottery tickets, early-bird, sparse LSTM, CSR runtime", sections,
+                       plots=plots, notes=notes)
