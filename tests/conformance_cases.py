@@ -13,6 +13,7 @@ from torch import nn
 
 import netshrink as ns
 from tests.pruning import common as _p3  # issue 3's checks
+from tests.quantization import common as _q4  # issue 4's checks
 
 
 @dataclass
@@ -88,4 +89,26 @@ CASES: dict[str, list[Case]] = {
     "nm": [Case({"n": 2, "m": 4}, check=_p3.nm_exact(2, 4)),
            Case({"n": 1, "m": 4}, model="lenet5", model_kwargs={"input_size": 28}, data="mnist5k-small",
                 check=_p3.nm_exact(1, 4), id="conv")],
+    # issue 4: quantization and weight sharing (checks in tests/quantization/common.py)
+    "quantize": [
+        Case({"bits": 4, "granularity": "tensor"}, check=_q4.distinct_at_most(16), id="tensor4"),
+        Case({"bits": 3, "granularity": "channel", "symmetric": False, "calibration": "mse"},
+             check=_q4.per_channel_distinct_at_most(8), id="channel3-affine-mse"),
+        Case({"bits": 2, "granularity": "group", "group_size": 5, "calibration": "percentile"},
+             model="lenet5", model_kwargs={"input_size": 28}, data="mnist5k-small",
+             check=_q4.group_distinct_at_most(3, 5), id="group-conv"),
+        Case({"bits": 8, "execute": "int8"}, check=_q4.runs_int8(3), id="int8"),
+    ],
+    "qat": [Case({"bits": 4, "granularity": "tensor"}, check=_q4.distinct_at_most(16), id="tensor4"),
+            Case({"bits": 8, "execute": "int8"}, check=_q4.runs_int8(3), id="int8")],
+    "binary": [Case({"scaling": "layer"}, check=_q4.distinct_at_most(2), id="layer"),
+               Case({"scaling": "channel"}, model="lenet5", model_kwargs={"input_size": 28}, data="mnist5k-small",
+                    check=_q4.per_channel_distinct_at_most(2), id="xnor-conv")],
+    "ternary": [Case({}, check=_q4.ternary)],
+    "kmeans": [
+        Case({"bits": 3}, check=_q4.distinct_at_most(8, plus_zero=True), id="mlp"),
+        Case({"bits": 4, "bits_map": {"type:Conv2d": 6}}, model="lenet5", model_kwargs={"input_size": 28},
+             data="mnist5k-small", check=_q4.distinct_at_most(64, plus_zero=True), id="conv"),
+    ],
+    "soft_sharing": [Case({"components": 9}, check=_q4.shared_and_sparse(9))],
 }

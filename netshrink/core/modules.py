@@ -89,13 +89,14 @@ _USER: dict[str, type] = {}
 
 def _netshrink_modules() -> list[type]:
     """netshrink's own buildable modules (runtime kernels, factorised layers...)."""
+    from netshrink.runtime.int8_linear import Int8Linear
     from netshrink.runtime.hashed_linear import HashedConv2d, HashedLinear
     from netshrink.runtime.frequency import FrequencyConv2d, FrequencyLinear
     from netshrink.runtime.generated import HyperConv2d, TiedConv2d
     from netshrink.reparams.hyper import HyperNetwork
     from netshrink.runtime.sparse_linear import SparseLinear
 
-    return [] + [SparseLinear] + [HashedLinear, HashedConv2d, FrequencyLinear, FrequencyConv2d, HyperConv2d,
+    return [Int8Linear] + [SparseLinear] + [HashedLinear, HashedConv2d, FrequencyLinear, FrequencyConv2d, HyperConv2d,
                                   TiedConv2d, HyperNetwork]
 
 

@@ -13,6 +13,8 @@ _USER: dict[str, type[Method]] = {}
 
 def _builtin() -> list[type[Method]]:
     from netshrink.methods.pruning import Magnitude, RandomPrune
+    from netshrink.methods.quantize import QAT, Binary, Quantize, Ternary
+    from netshrink.methods.share import KMeans, SoftSharing
     from netshrink.methods.pruning import GradualMagnitude
     from netshrink.methods.lottery import EarlyBird, Lottery
     from netshrink.methods.saliency import OBD, Taylor
@@ -24,7 +26,7 @@ def _builtin() -> list[type[Method]]:
     from netshrink.methods.depth import StochasticDepth
     generated = [Hashing, FrequencyPack, Hypernetwork, Tie, StochasticDepth]
 
-    return [Magnitude, RandomPrune] + pruning_family + generated
+    return [Magnitude, RandomPrune, Quantize, QAT, Binary, Ternary, KMeans, SoftSharing] + pruning_family + generated
 
 
 def register(cls: type[Method]) -> type[Method]:
