@@ -30,13 +30,12 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
 
 
 def hash32(i: torch.Tensor, j: torch.Tensor, *, seed: int, salt: int) -> torch.Tensor:
-    """A 32-bit hash of the index pairs (i, j) (int64 tensors of one shape), keyed by
-    `seed` and `salt`. Each index may be any non-negative int64."""
+    """A 32-bit hash of index pairs (i, j): i (rows, 1) and j (1, cols) int64 in
+    [0, 2**32), broadcast to (rows, cols); keyed by `seed` and `salt`. The row part is
+    mixed once per row, so the full matrix costs one `mix32`."""
     key = (int(seed) * 0x9E3779B1 + salt) & _MASK32
-    h = mix32(torch.full_like(i, key) ^ (i & _MASK32))
-    h = mix32(h ^ (i >> 32))
-    h = mix32(h ^ (j & _MASK32))
-    return mix32(h ^ (j >> 32))
+    row = mix32(mix32(i ^ key) + 0x7F4A7C15)          # (rows, 1)
+    return mix32(row ^ j)                              # (rows, cols)
 
 
 def hash_index(*, out_features: int, in_features: int, buckets: int, seed: int
@@ -48,10 +47,12 @@ def hash_index(*, out_features: int, in_features: int, buckets: int, seed: int
     """
     if buckets < 1:
         raise ValueError(f"buckets must be >= 1, got {buckets}")
-    i = torch.arange(out_features, dtype=torch.int64).unsqueeze(1).expand(out_features, in_features)
-    j = torch.arange(in_features, dtype=torch.int64).unsqueeze(0).expand(out_features, in_features)
+    if max(out_features, in_features) >= 2**32:
+        raise ValueError("hash_index supports dimensions below 2**32")
+    i = torch.arange(out_features, dtype=torch.int64).unsqueeze(1)
+    j = torch.arange(in_features, dtype=torch.int64).unsqueeze(0)
     idx = hash32(i, j, seed=seed, salt=_SALT_BUCKET) % buckets
-    # The sign comes from an independent hash (xi is independent of h in the paper).
+    # The sign comes from an independently keyed hash (xi is independent of h in the paper).
     bit = (hash32(i, j, seed=seed, salt=_SALT_SIGN) >> 15) & 1
     sign = (1 - 2 * bit).to(torch.float32)
     return idx, sign
@@ -61,7 +62,8 @@ def virtual_weight(buckets: torch.Tensor, *, idx: torch.Tensor, sign: torch.Tens
     """V_ij = xi(i, j) * w[h(i, j)]: (K,) buckets -> idx.shape virtual weight. Autograd
     sums the gradients of all entries that share a bucket (the paper's per-bucket
     gradient)."""
-    return sign * buckets[idx]
+    # index_select's backward is an index_add: the per-bucket gradient sum.
+    return sign * buckets.index_select(0, idx.reshape(-1)).reshape(idx.shape)
 
 
 def buckets_from_weight(weight: torch.Tensor, *, idx: torch.Tensor, sign: torch.Tensor, buckets: int

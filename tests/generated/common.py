@@ -1,0 +1,66 @@
+"""Issue 8's conformance checks: the generated-weights target was reached."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def hashed_at(factor: float):
+    """Every targeted layer is a hashed runtime layer storing ceil(factor x numel) buckets."""
+    def check(model, method):
+        from netshrink.runtime.hashed_linear import HashedConv2d, HashedLinear
+
+        layers = [m for m in model.modules() if isinstance(m, (HashedLinear, HashedConv2d))]
+        assert len(layers) == len(method.sites_) > 0
+        for m in layers:
+            numel = math.prod(m.weight_shape)
+            assert m.buckets.numel() == math.ceil(factor * numel)
+            assert not any("weight" in n for n, _ in m.named_parameters())  # no dense weight stored
+    return check
+
+
+def frequency_at(keep: float, bits: int):
+    """At most `keep` of each layer's DCT coefficients are non-zero, with <= 2**bits values."""
+    def check(model, method):
+        from netshrink.runtime.frequency import FrequencyConv2d, FrequencyLinear
+
+        layers = [m for m in model.modules() if isinstance(m, (FrequencyLinear, FrequencyConv2d))]
+        assert len(layers) == len(method.sites_) > 0
+        for m in layers:
+            nz = m.coef[m.coef != 0]
+            assert nz.numel() <= math.ceil(keep * m.coef.numel()) + 1
+            assert torch.unique(nz).numel() <= 2 ** bits
+    return check
+
+
+def generated_by_hypernetwork(model, method):
+    from netshrink.runtime.generated import HyperConv2d
+
+    convs = [m for m in model.modules() if isinstance(m, HyperConv2d)]
+    assert len(convs) == len(method.sites_) > 0
+    hyper = model.get_submodule(convs[0].source)
+    with torch.no_grad():
+        for c in convs:
+            k = hyper.layer_kernel(start=c.start, grid=c.grid(hyper.tile))
+            assert torch.equal(c.kernel(), k)
+    stored = sum(p.numel() for p in model.parameters())
+    assert stored < sum(math.prod(c.weight_shape) for c in convs) + stored - hyper.n_generator_params() - hyper.z.numel()
+
+
+def tied(model, method):
+    from netshrink.runtime.generated import TiedConv2d
+
+    tied_convs = [m for m in model.modules() if isinstance(m, TiedConv2d)]
+    assert len(tied_convs) == sum(len(g) - 1 for g in method.groups_) > 0
+    for m in tied_convs:
+        assert m.kernel() is model.get_submodule(m.source).weight
+
+
+def blocks_removed(n: int):
+    def check(model, method):
+        assert len(method.removed_) == n
+        for path in method.removed_:
+            assert isinstance(model.get_submodule(path), nn.Identity), path
+    return check
