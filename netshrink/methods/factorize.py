@@ -59,7 +59,7 @@ class LowRank(Method):
     energy: float = 0.9
     rank: int = 16
     data_aware: bool = False
-    calib_samples: int = 512
+    calib_samples: int = 2048
     damp: float = 0.01
     tucker_iters: int = 2
 
