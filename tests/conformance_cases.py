@@ -13,6 +13,7 @@ from torch import nn
 
 import netshrink as ns
 from tests.pruning import common as _p3  # issue 3's checks
+from tests.generated import common as _g8  # issue 8's checks
 from tests.quantization import common as _q4  # issue 4's checks
 
 
@@ -85,6 +86,24 @@ CASES: dict[str, list[Case]] = {
     "depth_prune": [Case({"blocks": 1}, model="resnet_small",
                          model_kwargs={"widths": [4, 8, 8], "blocks": [2, 1, 1]}, data="mnist5k-small",
                          check=_s7.blocks_removed(1))],
+    "hashing": [
+        Case({"factor": 0.125}, check=_g8.hashed_at(0.125), id="trained"),
+        Case({"factor": 0.25, "init": "scratch", "seed": 5}, model="lenet5", model_kwargs={"input_size": 28},
+             data="mnist5k-small", check=_g8.hashed_at(0.25), id="conv-scratch"),
+    ],
+    "frequency": [
+        Case({"keep": 0.2, "bits": 4}, check=_g8.frequency_at(0.2, 4), id="fc-blocks"),
+        Case({"keep": 0.1, "bits": 5, "block": 4}, model="lenet5", model_kwargs={"input_size": 28},
+             data="mnist5k-small", check=_g8.frequency_at(0.1, 5), id="conv"),
+    ],
+    "hypernetwork": [Case({"tile": 4, "z_dim": 4, "hidden": 4, "fit_steps": 20}, model="resnet_small",
+                          model_kwargs={"widths": [4, 8, 8], "blocks": [2, 1, 1]}, data="digits",
+                          check=_g8.generated_by_hypernetwork)],
+    "tie": [Case({}, model="resnet_small", model_kwargs={"widths": [4, 8, 8], "blocks": [2, 2, 1]}, data="digits",
+                 check=_g8.tied)],
+    "stochastic_depth": [Case({"p_last": 0.5, "remove": 1, "calib": 256}, model="resnet_small",
+                              model_kwargs={"widths": [4, 8, 8], "blocks": [2, 1, 1]}, data="digits",
+                              check=_g8.blocks_removed(1))],
     "block": [Case({"sparsity": 0.75, "block": [4, 4]}, check=_p3.whole_blocks((4, 4), 0.75))],
     "nm": [Case({"n": 2, "m": 4}, check=_p3.nm_exact(2, 4)),
            Case({"n": 1, "m": 4}, model="lenet5", model_kwargs={"input_size": 28}, data="mnist5k-small",
