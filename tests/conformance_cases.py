@@ -15,6 +15,7 @@ import netshrink as ns
 from tests.pruning import common as _p3  # issue 3's checks
 from tests.generated import common as _g8  # issue 8's checks
 from tests.quantization import common as _q4  # issue 4's checks
+from tests.regularize import common as _r5  # issue 5's checks
 
 
 @dataclass
@@ -130,4 +131,31 @@ CASES: dict[str, list[Case]] = {
              data="mnist5k-small", check=_q4.distinct_at_most(64, plus_zero=True), id="conv"),
     ],
     "soft_sharing": [Case({"components": 9}, check=_q4.shared_and_sparse(9))],
+    # issue 5: regularising weights and neurons away (checks in tests/regularize/common.py)
+    "l1": [Case({"lam": 6.0, "prox": True}, check=_r5.exact_zeros(0.3), id="prox"),
+           Case({"lam": 1e-3, "tol": 1e-3}, check=_r5.exact_zeros(0.02), id="penalty")],
+    "group_lasso": [
+        Case({"lam": 6.0}, check=_r5.dead_units_recorded(5), id="outgoing-prox"),
+        Case({"lam": 30.0, "group": "incoming", "l1": 0.5}, model="lstm", model_kwargs={"input_size": 8, "hidden_size": 16},
+             check=_r5.dead_units_recorded(1), id="lstm-units"),
+        Case({"lam": 40.0, "group": "incoming"}, model="lenet5", model_kwargs={"input_size": 28}, data="mnist5k-small",
+             check=_r5.dead_units_recorded(1), id="conv-filters"),
+    ],
+    "dropneuron": [Case({"lam_in": 20.0, "lam_out": 20.0, "prox": True}, check=_r5.dead_units_recorded(5))],
+    "l0": [
+        Case({"lam": 5.0, "gate_lr_scale": 400.0}, check=_r5.l0_gates_applied(5), id="units"),
+        Case({"lam": 5.0, "granularity": "weight", "gate_lr_scale": 400.0}, model="lstm",
+             model_kwargs={"input_size": 8, "hidden_size": 16}, check=_r5.l0_gates_applied(10), id="lstm-weights"),
+        Case({"lam_map": {"conv1": 100.0, "conv2": 50.0, "fc1": 10.0, "fc2": 100.0}, "gate_lr_scale": 1000.0},
+             model="lenet5", model_kwargs={"input_size": 28}, data="mnist5k-small", epochs=2, check=_r5.l0_gates_applied(1), id="conv"),
+    ],
+    "variational_dropout": [
+        Case({"warmup": 0.0}, epochs=2, check=_r5.vd_pruned(0.05), id="linear-lrt"),
+        Case({"warmup": 0.0}, model="lenet5", model_kwargs={"input_size": 28}, data="mnist5k-small",
+             check=_r5.vd_pruned(0.0), id="conv-lrt"),
+        Case({"warmup": 0.0}, model="lstm", model_kwargs={"input_size": 8, "hidden_size": 16},
+             check=_r5.vd_pruned(0.0), id="lstm"),
+    ],
+    "lassonet": [Case({"features": 10, "lam_start": 100.0, "multiplier": 2.0, "dense_epochs": 0},
+                      check=_r5.features_kept(10))],
 }

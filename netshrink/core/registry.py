@@ -25,8 +25,13 @@ def _builtin() -> list[type[Method]]:
     from netshrink.methods.hyper import Hypernetwork, Tie
     from netshrink.methods.depth import StochasticDepth
     generated = [Hashing, FrequencyPack, Hypernetwork, Tie, StochasticDepth]
+    from netshrink.methods.l0 import L0
+    from netshrink.methods.lassonet import LassoNet
+    from netshrink.methods.regularize import L1, DropNeuron, GroupLasso
+    from netshrink.methods.variational import VariationalDropout
+    regularize = [L1, GroupLasso, DropNeuron, L0, VariationalDropout, LassoNet]  # issue 5
 
-    return [Magnitude, RandomPrune, Quantize, QAT, Binary, Ternary, KMeans, SoftSharing] + pruning_family + generated
+    return [Magnitude, RandomPrune, Quantize, QAT, Binary, Ternary, KMeans, SoftSharing] + pruning_family + generated + regularize
 
 
 def register(cls: type[Method]) -> type[Method]:

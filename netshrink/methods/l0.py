@@ -42,6 +42,9 @@ class L0(Method):
     lam_map: dict = field(default_factory=dict)
     granularity: Literal["unit", "weight"] = "unit"
     drop_rate: float = 0.5   # gates start at this drop rate (paper: 0.5)
+    # Gates learn this many times faster than the weights (Adam), so a short fine-tune
+    # of a trained model can close them; 1 = the paper's single learning rate.
+    gate_lr_scale: float = 1.0
     weight_decay: float = 0.0
     dataset_size: int = 0    # N; 0 = size of the training data
 
@@ -50,6 +53,7 @@ class L0(Method):
         self.check(self.granularity in ("unit", "weight"), "granularity", "'unit' or 'weight'")
         self.check(0 < self.drop_rate < 1, "drop_rate", "in (0, 1)")
         self.check(self.weight_decay >= 0, "weight_decay", ">= 0")
+        self.check(self.gate_lr_scale > 0, "gate_lr_scale", "> 0")
         self.check(self.dataset_size >= 0, "dataset_size", ">= 0")
         for k, v in self.lam_map.items():
             if not (isinstance(v, (int, float)) and v >= 0):
@@ -78,12 +82,12 @@ class L0(Method):
         for s in self.sites_:
             shape = s.tensor.shape
             if self.granularity == "weight":
-                rp = HardConcreteGate(shape, drop_rate=self.drop_rate)
+                rp = HardConcreteGate(shape, drop_rate=self.drop_rate, lr_scale=self.gate_lr_scale)
             else:
                 d = self.direction(s)
                 g = site_gates(s) if d == "out" else 1
                 rp = HardConcreteGate((num_groups(shape, direction=d, gates=g),), direction=d, gates=g,
-                                      drop_rate=self.drop_rate)
+                                      drop_rate=self.drop_rate, lr_scale=self.gate_lr_scale)
             attach(s, rp)
             self.gates_.append(rp)
 

@@ -22,11 +22,19 @@ class HardConcreteGate(Reparam):
     """
 
     def __init__(self, gate_shape, *, direction: Direction | None = None, gates: int = 1,
-                 drop_rate: float = 0.5, beta: float = hc.BETA, gamma: float = hc.GAMMA, zeta: float = hc.ZETA):
+                 drop_rate: float = 0.5, lr_scale: float = 1.0, beta: float = hc.BETA, gamma: float = hc.GAMMA,
+                 zeta: float = hc.ZETA):
         super().__init__()
-        self.log_alpha = nn.Parameter(hc.init_log_alpha(tuple(gate_shape), drop_rate=drop_rate))
+        # log_alpha = lr_scale * raw: under Adam (scale-free steps) the gates then learn
+        # lr_scale times faster than the weights, a per-parameter learning rate.
+        self.lr_scale = float(lr_scale)
+        self.log_alpha_raw = nn.Parameter(hc.init_log_alpha(tuple(gate_shape), drop_rate=drop_rate) / self.lr_scale)
         self.direction, self.gates = direction, int(gates)
         self.beta, self.gamma, self.zeta = float(beta), float(gamma), float(zeta)
+
+    @property
+    def log_alpha(self) -> torch.Tensor:
+        return self.lr_scale * self.log_alpha_raw
 
     def gate(self) -> torch.Tensor:
         """A sample in training, the test-time gate in eval (shape of log_alpha)."""
