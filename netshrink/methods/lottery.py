@@ -141,7 +141,7 @@ class Lottery(MaskPruning):
                               f"({', '.join(s.name for s in sites)})")
         return hits[0]
 
-    def _train(self, model, ctx: PrepareContext, fresh_schedule: bool = True):
+    def _train(self, model, ctx: PrepareContext):
         cfg = ctx.finetune
         if self.rewind == "finetune":
             cfg = cfg.replace(lr=cfg.lr * self.finetune_lr_scale, schedule="constant")

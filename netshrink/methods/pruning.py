@@ -27,6 +27,19 @@ from netshrink.reparams.mask import Mask
 from netshrink.runtime.sparse_linear import sparsify_
 
 
+def keep_zeros(param: torch.Tensor) -> None:
+    """After baking, keep the pruned entries of `param` at zero through the training
+    phases of later recipe steps: their gradient is masked (with a zero gradient from
+    the start of a phase, SGD, Adam and weight decay all leave a zero at zero).
+    The hook lives on the Parameter: copy.deepcopy of the model does not carry it."""
+    if not isinstance(param, nn.Parameter) or not param.requires_grad:
+        return
+    keep = param.detach() != 0
+    if bool(keep.all()):
+        return
+    param.register_hook(lambda g: g * keep)
+
+
 @dataclass
 class MaskPruning(Method):
     """Base of every mask-based pruning method: attaching masks, and the finish
@@ -59,6 +72,7 @@ class MaskPruning(Method):
     def finalize(self, model: nn.Module) -> None:
         for site in self.sites_:
             bake(site.module, site.param_name, Mask)
+            keep_zeros(getattr(site.module, site.param_name))
         linears = [s.module_name for s in self.sites_ if s.param_name == "weight" and type(s.module) is nn.Linear]
         self.runtime_ = sparsify_(model, linears, runtime=self.runtime, batch_size=self.batch_size)
 

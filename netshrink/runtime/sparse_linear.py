@@ -6,6 +6,8 @@ column indices (int32: half the bytes of int64, and MKL's CSR kernels take them)
 `values` (nnz,) fp32. y = b + W x is computed as addmm(b, W_csr, x^T)^T, whose work is
 proportional to the non-zeros. The CSR tensor is derived state, rebuilt by
 `ns_after_load` from the three buffers, so state_dict and the artifact round-trip it.
+It is an inference module: the weight values are buffers (not trained further); only
+the bias stays a Parameter.
 
     >>> lin = nn.Linear(1024, 1024); lin.weight.data *= torch.rand(1024, 1024) > 0.95
     >>> sp = SparseLinear.from_linear(lin)
