@@ -2,7 +2,8 @@
 variant (Halko et al. 2011), as recipe steps.
 
 `prepare` computes the factors of every targeted layer and physically replaces it
-(Linear -> LowRankLinear, Conv1d/2d -> Tucker-2 TuckerConv); the fine-tuning phase
+(Linear -> LowRankLinear, Conv1d/2d -> Tucker-2 TuckerConv, LSTM/GRU -> LowRankRNN,
+smaller but not faster); the fine-tuning phase
 then trains the factors, as in the papers. A layer whose chosen rank would not make
 it smaller stays dense (and `ranks_` says so).
 
@@ -35,7 +36,7 @@ from netshrink.core.targets import Site
 from netshrink.errors import NetshrinkError, TargetError
 from netshrink.functional import svd as F
 from netshrink.functional.sketch import randomized_svd
-from netshrink.runtime.low_rank import LowRankLinear, TuckerConv
+from netshrink.runtime.low_rank import LowRankLinear, LowRankRNN, TuckerConv
 
 
 def _supported(site: Site) -> bool:
@@ -45,6 +46,13 @@ def _supported(site: Site) -> bool:
     if isinstance(m, nn.Linear):
         return True
     return isinstance(m, (nn.Conv1d, nn.Conv2d)) and m.groups == 1
+
+
+def _recurrent(site: Site) -> bool:
+    """An input or hidden weight matrix of an LSTM / GRU without projections."""
+    m = site.module
+    return (isinstance(m, (nn.LSTM, nn.GRU)) and site.param_name.startswith("weight_")
+            and not getattr(m, "proj_size", 0))
 
 
 @dataclass
@@ -84,13 +92,14 @@ class LowRank(Method):
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
         self.ranks_: dict = {}   # module name -> rank ([r_out, r_in] for conv), None = kept dense
         sites = self.sites(model)
-        bad = [s.name for s in sites if not _supported(s)]
+        bad = [s.name for s in sites if not (_supported(s) or _recurrent(s))]
         if bad and self.targets.include:
             raise TargetError(f"{self.name}: cannot factorise {bad}; it handles Linear, Conv1d and Conv2d "
-                              "(groups = 1) weights")
+                              "(groups = 1) weights and LSTM / GRU weight matrices")
+        recurrent = [s for s in sites if _recurrent(s)]
         sites = [s for s in sites if _supported(s)]
-        if not sites:
-            raise TargetError(f"{self.name}: no Linear or Conv weight among the targets")
+        if not sites and not recurrent:
+            raise TargetError(f"{self.name}: no Linear, Conv or LSTM / GRU weight among the targets")
         linear = [s for s in sites if isinstance(s.module, nn.Linear)]
         conv = [s for s in sites if not isinstance(s.module, nn.Linear)]
         chol = self._whitening(model, linear, ctx) if self.data_aware else {}
@@ -119,10 +128,37 @@ class LowRank(Method):
             u_out, core, u_in = F.tucker2(w, ranks=(r_out, r_in), iters=self.tucker_iters, svd_fn=self.svd_fn())
             new[s.module_name] = TuckerConv.from_factors(s.module, u_out, core, u_in)
             self.ranks_[s.module_name] = [r_out, r_in]
+        new.update(self._recurrent_layers(recurrent))
         for path, module in new.items():
             old = model.get_submodule(path)
             module.to(dtype=next(old.parameters()).dtype).train(old.training)
             set_submodule(model, path, module)
+
+    def _recurrent_layers(self, sites: list[Site]) -> dict[str, nn.Module]:
+        """LSTM / GRU modules with their weight matrices factorised (plain SVD; budget
+        mode uses `ratio` per matrix)."""
+        by_module: dict[str, list[Site]] = {}
+        for s in sites:
+            by_module.setdefault(s.module_name, []).append(s)
+        out = {}
+        for path, group in by_module.items():
+            factors, ranks = {}, {}
+            for s in group:
+                w = s.tensor.detach()                                   # (gates·H, in)
+                if self.mode == "rank":
+                    r = min(self.rank, *w.shape)
+                elif self.mode == "energy":
+                    r = F.rank_for_energy(self.spectrum(w), energy=self.energy)
+                else:
+                    r = F.rank_for_ratio(tuple(w.shape), ratio=self.ratio)
+                if r > F.max_useful_rank(tuple(w.shape)):
+                    continue
+                factors[s.param_name] = F.truncated_svd(w, rank=r, svd_fn=self.svd_fn())
+                ranks[s.param_name] = r
+            self.ranks_[path] = ranks or None
+            if factors:
+                out[path] = LowRankRNN.from_rnn(group[0].module, factors)
+        return out
 
     # -- ranks -------------------------------------------------------------------------
     def _linear_ranks(self, sites: list[Site], chol: dict) -> dict[str, int]:

@@ -140,3 +140,85 @@ class TuckerConv(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.in_channels} -> {self.out_channels}, ranks (out, in) = ({self.r_out}, {self.r_in})"
+
+
+_CELLS = {"LSTM": nn.LSTM, "GRU": nn.GRU}
+
+
+class LowRankRNN(nn.Module):
+    """An LSTM / GRU whose weight matrices (some or all of weight_ih_l*, weight_hh_l*)
+    are stored as factors U (gates·H, r) @ V (r, in).
+
+    The recurrence itself runs in torch's fused kernel with W = U V rebuilt at each
+    forward (torch.func.functional_call), so the layer is smaller on disk and in
+    parameters but NOT faster: the dense gate matrices are multiplied at every step.
+    Bias vectors and any matrix not in `ranks` stay dense inside `rnn`.
+
+    >>> m = LowRankRNN.from_rnn(lstm, {"weight_ih_l0": (u, v)})
+    >>> out, (h, c) = m(x)          # like nn.LSTM
+    """
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, ranks: dict, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False):
+        super().__init__()
+        if cell not in _CELLS:
+            raise ValueError(f"LowRankRNN cell must be LSTM or GRU, not {cell!r}")
+        self.cell = cell
+        self.rnn = _CELLS[cell](input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
+                                dropout=dropout, bidirectional=bidirectional)
+        self.ranks = {str(k): int(v) for k, v in ranks.items()}
+        self.u, self.v = nn.ParameterDict(), nn.ParameterDict()
+        for name, r in self.ranks.items():
+            w = getattr(self.rnn, name)                               # (gates·H, in) — a dense template
+            self.u[name] = nn.Parameter(torch.zeros(w.shape[0], r))   # (gates·H, r)
+            self.v[name] = nn.Parameter(torch.zeros(r, w.shape[1]))   # (r, in)
+            delattr(self.rnn, name)                                   # the factors replace it
+        self.rnn._init_flat_weights()
+
+    @classmethod
+    def from_rnn(cls, rnn: nn.Module, factors: dict) -> "LowRankRNN":
+        """From a dense nn.LSTM / nn.GRU and {weight name: (U, V)}."""
+        if getattr(rnn, "proj_size", 0):
+            raise ValueError("LowRankRNN does not support LSTM projections (proj_size > 0)")
+        m = cls(type(rnn).__name__, rnn.input_size, rnn.hidden_size, {k: u.shape[1] for k, (u, _) in factors.items()},
+                num_layers=rnn.num_layers, bias=rnn.bias, batch_first=rnn.batch_first, dropout=rnn.dropout,
+                bidirectional=rnn.bidirectional)
+        m.to(next(iter(factors.values()))[0].dtype)
+        with torch.no_grad():
+            for name, p in rnn.named_parameters():
+                if name in factors:
+                    m.u[name].copy_(factors[name][0])
+                    m.v[name].copy_(factors[name][1])
+                else:
+                    getattr(m.rnn, name).copy_(p)
+        return m
+
+    def dense_weights(self) -> dict:
+        return {name: self.u[name] @ self.v[name] for name in self.ranks}   # (gates·H, in) each
+
+    def forward(self, x, hx=None):
+        from torch.func import functional_call
+
+        out = functional_call(self.rnn, self.dense_weights(), (x,) if hx is None else (x, hx))
+        self.rnn._init_flat_weights()   # drop the references to this step's graph
+        return out
+
+    def weight_counts(self) -> tuple[int, int]:
+        """(weights of the dense matrices it replaces, weights of their factors)."""
+        dense = sum(self.u[n].shape[0] * self.v[n].shape[1] for n in self.ranks)
+        return dense, sum(self.u[n].numel() + self.v[n].numel() for n in self.ranks)
+
+    # -- artifact protocol ------------------------------------------------------------
+    def ns_config(self) -> dict:
+        r = self.rnn
+        return {"cell": self.cell, "input_size": r.input_size, "hidden_size": r.hidden_size, "ranks": self.ranks,
+                "num_layers": r.num_layers, "bias": r.bias, "batch_first": r.batch_first, "dropout": r.dropout,
+                "bidirectional": r.bidirectional}
+
+    @classmethod
+    def from_ns_config(cls, cfg: dict) -> "LowRankRNN":
+        if not isinstance(cfg.get("ranks"), dict):
+            raise ValueError("ranks must be a table")
+        return cls(str(cfg["cell"]), int(cfg["input_size"]), int(cfg["hidden_size"]), cfg["ranks"],
+                   num_layers=int(cfg["num_layers"]), bias=bool(cfg["bias"]), batch_first=bool(cfg["batch_first"]),
+                   dropout=float(cfg["dropout"]), bidirectional=bool(cfg["bidirectional"]))

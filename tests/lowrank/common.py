@@ -1,7 +1,7 @@
 """Conformance checks of issue 6's factorisation methods (low_rank, sketch)."""
 from __future__ import annotations
 
-from netshrink.runtime.low_rank import LowRankLinear, TuckerConv
+from netshrink.runtime.low_rank import LowRankLinear, LowRankRNN, TuckerConv
 
 
 def factorised(kind=LowRankLinear, *, at_least: int = 1, ratio: float | None = None, max_rank: int | None = None):
@@ -15,12 +15,15 @@ def factorised(kind=LowRankLinear, *, at_least: int = 1, ratio: float | None = N
             assert stored < dense, f"{name}: factors ({stored}) not smaller than the layer ({dense})"
             if ratio is not None:
                 assert stored <= ratio * dense + 1e-9, f"{name}: {stored / dense:.3f} of the weights > {ratio}"
-            ranks = [m.rank] if isinstance(m, LowRankLinear) else [m.r_out, m.r_in]
+            if isinstance(m, LowRankRNN):
+                ranks, got = list(m.ranks.values()), list(method.ranks_[name].values())
+            else:
+                ranks = [m.rank] if isinstance(m, LowRankLinear) else [m.r_out, m.r_in]
+                got = method.ranks_[name] if isinstance(method.ranks_[name], list) else [method.ranks_[name]]
             if max_rank is not None:
                 assert max(ranks) <= max_rank, f"{name}: rank {ranks} > {max_rank}"
-            got = method.ranks_[name]
-            assert (got if isinstance(got, list) else [got]) == ranks
+            assert got == ranks
     return check
 
 
-__all__ = ["factorised", "LowRankLinear", "TuckerConv"]
+__all__ = ["factorised", "LowRankLinear", "LowRankRNN", "TuckerConv"]

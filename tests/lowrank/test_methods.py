@@ -43,7 +43,7 @@ def test_sketch_refuses_modes_that_need_the_whole_spectrum():
 def test_explicit_unsupported_target_is_an_error():
     m = ns.zoo.models.create("lstm", input_size=8, hidden_size=16)
     with pytest.raises(TargetError, match="rnn"):
-        ns.create("low_rank", targets=["rnn.weight_ih_l0"]).prepare(m, ns.core.context.PrepareContext())
+        ns.create("low_rank", targets=["rnn.bias_ih_l0"]).prepare(m, ns.core.context.PrepareContext())
 
 
 def test_data_aware_beats_plain_svd_before_finetuning(digits):

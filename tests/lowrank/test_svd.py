@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from netshrink.functional import svd as F
-from netshrink.runtime.low_rank import LowRankLinear, TuckerConv
+from netshrink.runtime.low_rank import LowRankLinear, LowRankRNN, TuckerConv
 
 
 def _g(seed=0):
@@ -97,3 +97,18 @@ def test_budget_allocation_respects_the_budget_and_favours_energy():
     spent = sum(r * (m + n) for r, (m, n) in zip(ranks, shapes))
     assert spent <= 0.3 * (60 * 40 + 50 * 40)
     assert ranks[0] >= 3 and ranks[1] > ranks[0]
+
+
+@pytest.mark.parametrize("cell", [nn.LSTM, nn.GRU])
+def test_low_rank_rnn_at_full_rank_reproduces_the_rnn(cell):
+    torch.manual_seed(0)
+    rnn = cell(8, 16, 2, batch_first=True).double()
+    factors = {n: F.truncated_svd(p.detach(), rank=min(p.shape)) for n, p in rnn.named_parameters()
+               if n.startswith("weight")}
+    m = LowRankRNN.from_rnn(rnn, factors)
+    x = torch.randn(3, 5, 8, dtype=torch.float64)
+    assert torch.allclose(m(x)[0], rnn(x)[0], atol=1e-12)
+    assert not any(n.startswith("rnn.weight") for n in m.state_dict())      # only the factors are stored
+    rebuilt = LowRankRNN.from_ns_config(m.ns_config()).double()
+    rebuilt.load_state_dict(m.state_dict())
+    assert torch.equal(rebuilt(x)[0], m(x)[0])
