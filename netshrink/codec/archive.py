@@ -67,6 +67,8 @@ def write_archive(path, header: dict, tensors: dict[str, torch.Tensor], *,
     >>> write_archive("m.nshr", {"factory": "lenet"}, {"w": torch.zeros(3)})
     """
     path = Path(path)
+    if not isinstance(header, dict):
+        raise ArtifactError(f"{path}: the header must be a dict, got {type(header).__name__}")
     hints = dict(hints or {})
     unknown = sorted(set(hints) - set(tensors))
     if unknown:

@@ -14,6 +14,11 @@ from netshrink.errors import ArtifactError
 from tests.codec.helpers import assert_bit_exact, pruned, put, rebuild, sparse_codebook, split
 
 
+# Deterministic (same examples every run) and no example database left in the repo.
+FUZZ = dict(deadline=None, derandomize=True, database=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
 def small_tensors():
     g = torch.Generator().manual_seed(0)
     return {
@@ -172,7 +177,7 @@ def test_decompression_bomb_header_is_refused(tmp_path):
     check_fails(tmp_path, data, "implausible")
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, **FUZZ)
 @given(data=st.binary(max_size=400), prefix=st.booleans())
 def test_fuzz_arbitrary_bytes(tmp_path, data, prefix):
     if prefix:
@@ -180,7 +185,7 @@ def test_fuzz_arbitrary_bytes(tmp_path, data, prefix):
     assert read_or_artifact_error(tmp_path, data) is None or len(data) >= 24
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, **FUZZ)
 @given(edits=st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(0, 255), st.sampled_from("sdi")),
                       min_size=1, max_size=4))
 def test_fuzz_mutated_archives(valid, tmp_path, edits):
@@ -198,7 +203,7 @@ def test_fuzz_mutated_archives(valid, tmp_path, edits):
         assert result is None  # checksums catch every edit that changes the bytes
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, **FUZZ)
 @given(which=st.integers(0, 6), edits=st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(0, 255)),
                                                min_size=1, max_size=6), grow=st.integers(-3, 3))
 def test_fuzz_section_payloads_behind_valid_checksums(valid, tmp_path, which, edits, grow):

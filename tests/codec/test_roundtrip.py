@@ -170,9 +170,10 @@ def test_bad_hints_are_refused(tmp_path, hints, match):
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("bad", [{"x": float("nan")}, {"x": object()}, {"x": b"bytes"}])
-def test_non_json_header_is_refused(tmp_path, bad):
-    with pytest.raises(ArtifactError, match="JSON"):
+@pytest.mark.parametrize("bad,match", [({"x": float("nan")}, "JSON"), ({"x": object()}, "JSON"),
+                                       ({"x": b"bytes"}, "JSON"), ([1, 2], "must be a dict")])
+def test_non_json_header_is_refused(tmp_path, bad, match):
+    with pytest.raises(ArtifactError, match=match):
         write_archive(tmp_path / "m.nshr", bad, {"a": torch.ones(2)})
 
 
