@@ -95,8 +95,9 @@ def _netshrink_modules() -> list[type]:
     from netshrink.runtime.generated import HyperConv2d, TiedConv2d
     from netshrink.reparams.hyper import HyperNetwork
     from netshrink.runtime.sparse_linear import SparseLinear
+    from netshrink.runtime.sparse_conv import SparseConv2d
 
-    return [Int8Linear] + [SparseLinear] + [HashedLinear, HashedConv2d, FrequencyLinear, FrequencyConv2d, HyperConv2d,
+    return [Int8Linear] + [SparseLinear, SparseConv2d] + [HashedLinear, HashedConv2d, FrequencyLinear, FrequencyConv2d, HyperConv2d,
                                   TiedConv2d, HyperNetwork]
 
 
