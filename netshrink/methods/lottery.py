@@ -172,6 +172,7 @@ class Lottery(MaskPruning):
         if ctx.fit is None or ctx.data is None:
             raise RecipeError("lottery: needs training data (it trains its own rounds); use compress_ with data")
         self.sites_ = self.sites(model)
+        self.remember_input(ctx)
         out_i = self._out_index(self.sites_)
         sizes = [s.tensor.numel() for s in self.sites_]
         theta = self._theta_k(model, ctx) if self.rewind in ("init", "step") else None
@@ -232,6 +233,7 @@ class EarlyBird(MaskPruning):
         if ctx.fit is None or ctx.data is None:
             raise RecipeError("early_bird: needs training data (it trains to find the ticket); use compress_ with data")
         self.sites_ = self.sites(model)
+        self.remember_input(ctx)
         search = fresh_init(model, self.init_seed)
         sites = [Site(s.module_name, s.param_name, search.get_submodule(s.module_name)) for s in self.sites_]
         cfg = ctx.finetune.replace(epochs=self.max_epochs, lr=self.lr)

@@ -63,4 +63,5 @@ class NMPrune(MaskPruning):
     @torch.no_grad()
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
         self.sites_ = self.sites(model)
+        self.remember_input(ctx)
         self.apply_masks(self.sites_, [nm_mask(s.tensor.detach().abs(), n=self.n, m=self.m) for s in self.sites_])

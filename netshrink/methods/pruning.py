@@ -5,8 +5,8 @@ Narang et al. 2017 prune RNNs).
 
 Scores become boolean masks attached as `Mask` re-parametrisations, so fine-tuning
 keeps pruned weights exactly zero; `finalize` bakes them into plain weights and then
-swaps each pruned Linear for a CSR `SparseLinear` where that is measured faster at
-the expected batch size (`runtime`, `batch_size`).
+swaps each pruned Linear (Conv2d) for a CSR `SparseLinear` (`SparseConv2d`) where that
+is measured faster at the expected batch size (`runtime`, `batch_size`).
 """
 from __future__ import annotations
 
@@ -69,12 +69,20 @@ class MaskPruning(Method):
             else:
                 attach(site, Mask(mask & (site.tensor != 0)))
 
+    def remember_input(self, ctx: PrepareContext) -> None:
+        """One input's shape (from the data), so that finalize can time convolutions."""
+        self.input_shape_ = None
+        if ctx.data is not None and len(ctx.data):
+            self.input_shape_ = tuple(ctx.data[0][0].shape)
+
     def finalize(self, model: nn.Module) -> None:
         for site in self.sites_:
             bake(site.module, site.param_name, Mask)
             keep_zeros(getattr(site.module, site.param_name))
-        linears = [s.module_name for s in self.sites_ if s.param_name == "weight" and type(s.module) is nn.Linear]
-        self.runtime_ = sparsify_(model, linears, runtime=self.runtime, batch_size=self.batch_size)
+        layers = [s.module_name for s in self.sites_
+                  if s.param_name == "weight" and type(s.module) in (nn.Linear, nn.Conv2d)]
+        self.runtime_ = sparsify_(model, layers, runtime=self.runtime, batch_size=self.batch_size,
+                                  example_shape=getattr(self, "input_shape_", None))
 
 
 @dataclass
@@ -115,6 +123,7 @@ class ScorePruning(MaskPruning):
     @torch.no_grad()
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
         self.sites_ = self.sites(model)
+        self.remember_input(ctx)
         scores = self.scores(self.sites_, model, ctx)
         self.apply_masks(self.sites_, self.masks(self.sites_, scores))
 
@@ -188,6 +197,7 @@ class GradualMagnitude(ScorePruning):
 
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
         self.sites_ = self.sites(model)
+        self.remember_input(ctx)
         if self.end_step == -1:
             if not ctx.steps_total:
                 raise RecipeError("gradual_magnitude: the number of training steps is unknown here; set end_step")

@@ -135,10 +135,13 @@ def sparse_pays(linear: nn.Linear, *, batch_size: int, margin: float = 1.1,
 
 
 def sparsify_(model: nn.Module, module_names: list[str], *, runtime: Runtime = "auto", batch_size: int = 64,
-              min_sparsity: float = 0.5) -> dict[str, float | None]:
-    """Replace the named Linear modules of `model` by SparseLinear: always
-    ("sparse"), never ("dense"), or where measured faster at `batch_size` ("auto";
-    layers under `min_sparsity` are not even tried: CSR never wins there).
+              min_sparsity: float = 0.5, example_shape: tuple | None = None) -> dict[str, float | None]:
+    """Replace the named Linear (and Conv2d) modules of `model` by SparseLinear
+    (SparseConv2d): always ("sparse"), never ("dense"), or where measured faster at
+    `batch_size` ("auto"; layers under `min_sparsity` are not even tried: CSR never
+    wins there). A convolution's speed depends on its input size, so "auto" times
+    Conv2d layers only when `example_shape` (one input's shape, without the batch)
+    says what the model is fed.
 
     Returns {module name: measured speedup (None if not timed)} of the replaced ones.
 
@@ -146,22 +149,50 @@ def sparsify_(model: nn.Module, module_names: list[str], *, runtime: Runtime = "
     {'fc1': 5.2}
     """
     from netshrink.core.modules import set_submodule
+    from netshrink.runtime.sparse_conv import SparseConv2d
 
     done: dict[str, float | None] = {}
     if runtime == "dense":
         return done
+    conv_inputs = _conv_inputs(model, module_names, batch_size, example_shape) if runtime == "auto" else {}
     for name in module_names:
-        lin = model.get_submodule(name)
-        if type(lin) is not nn.Linear:
+        mod = model.get_submodule(name)
+        is_conv = SparseConv2d.supported(mod)
+        if type(mod) is not nn.Linear and not is_conv:
             continue
-        sparsity = float((lin.weight == 0).float().mean())
+        sparsity = float((mod.weight == 0).float().mean())
         speedup = None
         if runtime == "auto":
-            if sparsity < min_sparsity:
+            if sparsity < min_sparsity or (is_conv and name not in conv_inputs):
                 continue
-            ok, speedup = sparse_pays(lin, batch_size=batch_size)
+            if is_conv:
+                ms, ref_ms = compare_latency(SparseConv2d.from_conv(mod), mod, torch.randn(conv_inputs[name]),
+                                             rounds=3, min_run_time=0.02)
+                ok, speedup = ref_ms / ms >= 1.1, ref_ms / ms
+            else:
+                ok, speedup = sparse_pays(mod, batch_size=batch_size)
             if not ok:
                 continue
-        set_submodule(model, name, SparseLinear.from_linear(lin).train(lin.training))
+        new = SparseConv2d.from_conv(mod) if is_conv else SparseLinear.from_linear(mod)
+        set_submodule(model, name, new.train(mod.training))
         done[name] = speedup
     return done
+
+
+@torch.no_grad()
+def _conv_inputs(model: nn.Module, names: list[str], batch_size: int, example_shape) -> dict[str, tuple]:
+    """{conv name: its input shape at `batch_size`}, from one forward pass."""
+    convs = {n: model.get_submodule(n) for n in names if type(model.get_submodule(n)) is nn.Conv2d}
+    if not convs or example_shape is None:
+        return {}
+    shapes, handles = {}, []
+    for n, m in convs.items():
+        handles.append(m.register_forward_pre_hook(lambda mod, inp, n=n: shapes.__setitem__(n, tuple(inp[0].shape))))
+    was = model.training
+    try:
+        model.eval()(torch.zeros(batch_size, *example_shape))
+    finally:
+        model.train(was)
+        for h in handles:
+            h.remove()
+    return shapes

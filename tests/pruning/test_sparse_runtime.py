@@ -78,3 +78,46 @@ def test_corrupt_indices_are_refused():
     from netshrink.core.modules import build
     with pytest.raises(ArtifactError):   # what load() does with an edit read from a file
         build("SparseLinear", {"in_features": 2, "out_features": 2, "nnz": 5, "bias": True})
+
+
+def test_sparse_conv_equals_the_pruned_conv_and_survives_save_load(tmp_path):
+    from netshrink.runtime.sparse_conv import SparseConv2d
+
+    torch.manual_seed(0)
+    model = ns.zoo.models.create("lenet5", input_size=28)
+    ns.compress_(model, ns.Recipe.of(ns.create("magnitude", sparsity=0.9, runtime="dense")), progress=False)
+    masked = ns.zoo.models.create("lenet5", input_size=28)
+    masked.load_state_dict(model.state_dict())
+    sparsify_(model, ["conv1", "conv2", "fc1"], runtime="sparse")
+    assert isinstance(model.conv2, SparseConv2d) and isinstance(model.fc1, SparseLinear)
+    x = torch.rand(8, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(model(x), masked(x), atol=1e-5)
+    assert param_counts(model) == param_counts(masked)
+    dense, eff = count_flops(model, x[:1])
+    assert eff < 0.2 * dense                      # 90 % of the weights are skipped
+    ns.save(model, tmp_path / "c.nshr")
+    loaded = ns.load(tmp_path / "c.nshr")
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_auto_times_convs_only_when_it_knows_their_input(monkeypatch):
+    import netshrink.runtime.sparse_linear as sl
+    from netshrink.runtime.sparse_conv import SparseConv2d
+
+    torch.manual_seed(0)
+    model = ns.zoo.models.create("lenet5", input_size=28)
+    with torch.no_grad():
+        model.conv2.weight.mul_(torch.rand_like(model.conv2.weight) < 0.05)
+    timed = []
+
+    def fake(candidate, reference, x, **kw):   # the decision rule, with timings we choose
+        timed.append(tuple(x.shape))
+        return (1.0, 2.0) if isinstance(candidate, SparseConv2d) else (1.0, 1.0)
+
+    monkeypatch.setattr(sl, "compare_latency", fake)
+    assert sparsify_(model, ["conv2"], runtime="auto") == {} and not timed   # no input shape: left dense
+    done = sparsify_(model, ["conv2", "fc1"], runtime="auto", example_shape=(1, 28, 28), batch_size=8)
+    assert timed[0] == (8, 20, 12, 12)            # conv2's real input at batch 8
+    assert done == {"conv2": 2.0} and isinstance(model.conv2, SparseConv2d)
