@@ -1,9 +1,9 @@
 """Depth pruning: remove whole blocks (residual blocks, layers) that contribute least.
 
 A candidate is a child of an nn.Sequential / nn.ModuleList that has children of its
-own (a block, not a lone activation) and that can be replaced by nn.Identity with
-the model still running and giving outputs of the same shape (a residual block
-whose input and output shapes agree). Ranking:
+own (a block, not a lone activation), whose output has the shape of its input (a
+residual block with an identity shortcut), and that can be replaced by nn.Identity
+with the model still running and giving outputs of the same shape. Ranking:
 - "loss": the increase in cross-entropy on calibration batches when the block alone
   is bypassed (the lesion study of Veit et al. 2016: residual networks behave like
   ensembles of shallow paths, many blocks can go with little loss).
@@ -22,29 +22,40 @@ from netshrink.structure.importance import _batches
 
 
 def candidates(model: nn.Module, example: torch.Tensor) -> list[str]:
-    """Blocks that can be replaced by nn.Identity (same output shape)."""
-    with torch.no_grad():
-        was = model.training
-        model.eval()
-        ref = model(example).shape
-        out = []
-        for name, parent in list(model.named_modules()):
-            if not isinstance(parent, (nn.Sequential, nn.ModuleList)):
-                continue
+    """Blocks whose output has their input's shape and that can be replaced by
+    nn.Identity with the model still giving outputs of the same shape."""
+    blocks = []
+    for name, parent in model.named_modules():
+        if isinstance(parent, (nn.Sequential, nn.ModuleList)):
             for child_name, child in parent.named_children():
-                if isinstance(child, (nn.Sequential, nn.ModuleList)) or not any(True for _ in child.children()):
-                    continue
-                path = f"{name}.{child_name}" if name else child_name
-                set_submodule(model, path, nn.Identity())
-                try:
-                    ok = model(example).shape == ref
-                except Exception:  # shapes do not agree without the block
-                    ok = False
-                finally:
-                    set_submodule(model, path, child)
-                if ok:
-                    out.append(path)
-        model.train(was)
+                if not isinstance(child, (nn.Sequential, nn.ModuleList)) and any(True for _ in child.children()):
+                    blocks.append((f"{name}.{child_name}" if name else child_name, child))
+    same = {}
+    hooks = [b.register_forward_hook(lambda m, i, o, p=p: same.__setitem__(
+        p, isinstance(o, torch.Tensor) and bool(i) and isinstance(i[0], torch.Tensor) and o.shape == i[0].shape))
+        for p, b in blocks]
+    was = model.training
+    model.eval()
+    out = []
+    with torch.no_grad():
+        try:
+            ref = model(example).shape
+        finally:
+            for h in hooks:
+                h.remove()
+        for path, child in blocks:
+            if not same.get(path):
+                continue
+            set_submodule(model, path, nn.Identity())
+            try:
+                ok = model(example).shape == ref
+            except Exception:  # the model does not run without the block
+                ok = False
+            finally:
+                set_submodule(model, path, child)
+            if ok:
+                out.append(path)
+    model.train(was)
     return out
 
 
