@@ -1,0 +1,164 @@
+"""Each regularisation method against a reference: the paper's penalty computed by hand,
+the prox formula, the local re-parametrisation's moments, deterministic eval gates."""
+import math
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+import netshrink as ns
+from netshrink.core.context import PrepareContext, StepContext
+from netshrink.functional import hard_concrete as hc
+from netshrink.functional.prox import hier_prox, soft_threshold
+from netshrink.functional.vd import kl_approx
+from netshrink.methods.lassonet import _HierProxHooks, _Skip, lassonet_path, select_features
+from netshrink.reparams.variational import VariationalWeight
+from tests.helpers import tiny_mlp
+
+
+class _Opt:  # what after_step reads: the current learning rate
+    def __init__(self, lr):
+        self.param_groups = [{"lr": lr}]
+
+
+def _prepared(name, model, n=100, **params):
+    m = ns.create(name, **params)
+    data = TensorDataset(torch.randn(n, 64), torch.randint(0, 10, (n,)))
+    m.prepare(model, PrepareContext(data=data, steps_total=10))
+    return m
+
+
+def test_l1_prox_step_is_soft_thresholding_with_lr_times_lambda():
+    model = tiny_mlp()
+    before = [p.detach().clone() for p in (model.hidden[0].weight, model.hidden[1].weight, model.out.weight)]
+    m = _prepared("l1", model, lam=0.7, prox=True)
+    m.after_step(StepContext(model=model, optimizer=_Opt(0.05)))
+    for b, p in zip(before, (model.hidden[0].weight, model.hidden[1].weight, model.out.weight)):
+        torch.testing.assert_close(p.detach(), soft_threshold(b, t=0.05 * 0.7))
+    assert m.loss(StepContext(model=model)) is None   # the prox replaces the penalty
+
+
+def test_group_lasso_penalty_by_hand():
+    model = tiny_mlp()
+    m = _prepared("group_lasso", model, lam=0.01, prox=False, l1=0.002)
+    expect = 0.0
+    for layer in (model.hidden[0], model.hidden[1], model.out):
+        w = layer.weight.detach()
+        for j in range(w.shape[1]):              # outgoing weights of input unit j = column j
+            expect += 0.01 * math.sqrt(w.shape[0]) * float(w[:, j].norm())
+        expect += 0.002 * float(w.abs().sum())
+    assert abs(float(m.loss(StepContext(model=model)).detach()) - expect) < 1e-4
+
+
+def test_dropneuron_penalty_by_hand_and_dead_units():
+    model = tiny_mlp()
+    with torch.no_grad():
+        model.hidden[0].weight[3] = 0          # unit 3 of the first layer has no incoming weights
+        model.hidden[1].weight[:, 5] = 0       # unit 5 of the first layer has no outgoing weights
+    m = _prepared("dropneuron", model, lam_in=0.03, lam_out=0.02)
+    expect = 0.0
+    for layer in (model.hidden[0], model.hidden[1], model.out):
+        w = layer.weight.detach()
+        expect += 0.03 * sum(float(w[i].norm()) for i in range(w.shape[0]))
+        expect += 0.02 * sum(float(w[:, j].norm()) for j in range(w.shape[1]))
+    assert abs(float(m.loss(StepContext(model=model))) - expect) < 1e-4
+    m.finalize(model)
+    assert m.dead_units_["hidden.0"].nonzero().flatten().tolist() == [3]
+    assert m.dead_inputs_["hidden.1"].nonzero().flatten().tolist() == [5]
+    r = ns.measure(model, TensorDataset(torch.randn(8, 64), torch.randint(0, 10, (8,))), latency=False, size=False)
+    assert r.removable_units["hidden.0"]["dead_units"] == 1 and r.removable_units["hidden.1"]["dead_inputs"] == 1
+
+
+def test_l0_penalty_and_deterministic_eval_gate():
+    model = tiny_mlp()
+    m = _prepared("l0", model, n=200, lam=0.5, weight_decay=0.1)
+    # penalty = sum_j P(z_j != 0) (lam |g_j| + wd/2 ||w_g||^2) / N, gates on Linear inputs
+    expect = 0.0
+    for layer, rp in zip((model.hidden[0], model.hidden[1], model.out), m.gates_):
+        w = layer.parametrizations.weight.original.detach()
+        p = hc.prob_nonzero(rp.log_alpha.detach())
+        for j in range(w.shape[1]):
+            expect += float(p[j]) * (0.5 * w.shape[0] + 0.05 * float((w[:, j] ** 2).sum()))
+    assert abs(float(m.loss(StepContext(model=model))) - expect / 200) < 1e-5
+    x = torch.randn(5, 64)
+    model.train()
+    assert not torch.equal(model(x), model(x))            # training samples gates
+    model.eval()
+    with torch.no_grad():
+        y = model(x)
+        w_eff = model.hidden[0].weight.clone()
+    zhat = hc.test_gate(m.gates_[0].log_alpha.detach())
+    torch.testing.assert_close(w_eff, model.hidden[0].parametrizations.weight.original.detach() * zhat)
+    m.finalize(model)
+    with torch.no_grad():
+        assert torch.equal(model(x), y)                    # baked = eval value, bit for bit
+
+
+def test_vd_loss_lrt_moments_and_eval_mask():
+    torch.manual_seed(0)
+    lin = ns.zoo.models.create("mlp", in_features=6, hidden=[], num_classes=4)
+    m = _prepared("variational_dropout", lin, n=50, warmup=0.5, kl_weight=2.0)
+    rp = m.reparams_[0]
+    with torch.no_grad():
+        rp.log_sigma2.copy_(torch.linspace(-6, 2, 24).reshape(4, 6))
+    theta = lin.out.parametrizations.weight.original.detach()
+    kl = float(kl_approx(rp.log_alpha(theta)).sum())
+    # beta ramps linearly over warmup x steps_total = 5 steps
+    assert abs(float(m.loss(StepContext(model=lin, step=2, steps_total=10))) - 2.0 * 0.4 * kl / 50) < 1e-5
+    assert abs(float(m.loss(StepContext(model=lin, step=9, steps_total=10))) - 2.0 * kl / 50) < 1e-5
+    # local re-parametrisation: outputs ~ N(x theta + b, x^2 sigma^2)
+    x = torch.randn(1, 6)
+    lin.train()
+    ys = lin(x.expand(20000, 6)).detach()       # independent noise per row
+    mean = x @ theta.t() + lin.out.bias.detach()
+    var = (x * x) @ torch.exp(rp.log_sigma2.detach()).t()
+    torch.testing.assert_close(ys.mean(0), mean.squeeze(0), atol=4 * float(var.max().sqrt()) / 141, rtol=0)
+    torch.testing.assert_close(ys.var(0), var.squeeze(0), rtol=0.05, atol=1e-6)
+    # eval: theta where log alpha <= 3, exactly zero elsewhere; finalize bakes that
+    lin.eval()
+    keep = rp.log_alpha(theta) <= 3
+    torch.testing.assert_close(lin.out.weight.detach(), theta * keep)
+    m.finalize(lin)
+    assert torch.equal(lin.out.weight.detach(), theta * keep) and not hasattr(lin.out, "parametrizations")
+    assert m.layer_sparsity_["out.weight"] == pytest.approx(1 - float(keep.float().mean()))
+
+
+def test_vd_on_lstm_samples_weights_in_training_only():
+    torch.manual_seed(0)
+    net = ns.zoo.models.create("lstm", input_size=3, hidden_size=4, num_layers=1)
+    m = _prepared("variational_dropout", net, n=10)
+    assert all(rp.weight_noise and rp._hook is None for rp in m.reparams_[:2])
+    x = torch.randn(2, 5, 3)
+    with torch.no_grad():
+        for rp in m.reparams_:
+            rp.log_sigma2.fill_(-2.0)
+    net.train()
+    assert not torch.equal(net(x), net(x))
+    net.eval()
+    assert torch.equal(net(x), net(x))
+
+
+def test_lassonet_hooks_apply_hier_prox_and_path_drops_features():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    # 6 features; only the first two carry the label
+    x = torch.randn(300, 6, generator=g)
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    data = TensorDataset(x, y)
+    model = ns.zoo.models.create("mlp", in_features=6, hidden=[8], num_classes=2)
+    skip = _Skip(model, 6, 2)
+    with torch.no_grad():
+        skip.theta.copy_(torch.randn(2, 6, generator=g))
+    lin = model.hidden[0]
+    t0, w0 = skip.theta.detach().clone(), lin.weight.detach().clone()
+    _HierProxHooks(skip.theta, lin, lam=3.0, M=2.0).after_step(StepContext(model=model, optimizer=_Opt(0.1)))
+    t_ref, w_ref = hier_prox(t0.t(), w0.t(), lam=0.3, M=2.0)
+    torch.testing.assert_close(skip.theta.detach(), t_ref.t())
+    torch.testing.assert_close(lin.weight.detach(), w_ref.t())
+    skip.remove()
+    assert not hasattr(model, "lassonet_skip")
+    cfg = ns.TrainConfig(epochs=1, lr=0.05, optimizer="sgd", schedule="constant")
+    path = lassonet_path(model, data, data, cfg=cfg, lam_start=0.2, multiplier=2.0, min_features=1, M=2.0)
+    counts = [p.n_features for p in path]
+    assert counts[-1] <= 1 < counts[0]
+    assert select_features(path, 2).nonzero().flatten().tolist() == [0, 1]
