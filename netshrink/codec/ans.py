@@ -26,6 +26,9 @@ import numpy as np
 from netshrink.codec import bitpack
 from netshrink.codec.validate import Corrupt, need
 
+_DECODE_BLOCK = 1 << 20
+
+
 def _padded(counts: np.ndarray) -> np.ndarray:
     # constriction's Categorical needs at least two entries; a zero count is never used.
     return np.pad(counts, (0, max(0, 2 - counts.size))).astype(np.float64)
@@ -125,13 +128,18 @@ def decode(payload: bytes | memoryview, n: int, alphabet: int) -> np.ndarray:
     data = payload[4 + tbytes:]
     need(len(data) % 4 == 0, "ANS data is not a whole number of 32-bit words")
     words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+    out = np.empty(n, dtype=np.uint8)
     try:
-        coder = constriction.stream.stack.AnsCoder(words)
-        out = coder.decode(_categorical(q), n)
+        coder, model = constriction.stream.stack.AnsCoder(words), _categorical(q)
+        # Blocks keep the coder's int32 output small: peak memory stays ~n bytes even
+        # when a hostile header asks for a huge, highly compressible stream.
+        for lo in range(0, n, _DECODE_BLOCK):
+            out[lo:lo + _DECODE_BLOCK] = coder.decode(model, min(_DECODE_BLOCK, n - lo))
         empty = coder.is_empty()
     except (ValueError, RuntimeError, OverflowError) as e:
         raise Corrupt(f"ANS data rejected by the decoder ({e})") from None
     need(empty, "ANS data has bytes left after the last symbol")
     # Counts of 0 still get the coder's minimum probability; a valid stream never uses them.
-    need(bool(np.all(_padded(q)[out] > 0)), "ANS stream decodes to a symbol with zero count")
-    return out.astype(np.uint8)
+    used = np.bincount(out, minlength=max(2, m))
+    need(not np.any(used[_padded(q) == 0]), "ANS stream decodes to a symbol with zero count")
+    return out

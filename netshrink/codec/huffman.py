@@ -154,6 +154,7 @@ def decode(payload: bytes | memoryview, n: int, alphabet: int) -> np.ndarray:
     starts = np.zeros(k, dtype=np.int64)
     np.cumsum(chunk_bits, out=starts[1:])
     need(int(starts[-1]) <= 8 * nb, "Huffman chunk table points past the data")
+    need(n <= 8 * nb, "Huffman stream too short for its symbol count")  # codes are >= 1 bit
     # w[i] = the 32 bits starting at byte i (zero-padded), so a 15-bit window at any bit
     # offset p is (w[p>>3] >> (17 - (p&7))) & 0x7FFF.
     b = np.zeros(nb + 4, dtype=np.int64)
