@@ -13,6 +13,7 @@ from torch import nn
 
 import netshrink as ns
 from tests.pruning import common as _p3  # issue 3's checks
+from tests.structure import common as _s7  # issue 7's checks
 from tests.generated import common as _g8  # issue 8's checks
 from tests.quantization import common as _q4  # issue 4's checks
 from tests.regularize import common as _r5  # issue 5's checks

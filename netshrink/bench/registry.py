@@ -11,6 +11,7 @@ from netshrink.errors import NetshrinkError
 
 # suite name -> module path (imported only when that suite runs)
 SUITES: dict[str, str] = {
+    "structured": "netshrink.bench.suites.structured",   # issue 7
     "regularize": "netshrink.bench.suites.regularize",   # issue 5
     "quantization": "netshrink.bench.suites.quantization",
     "generated": "netshrink.bench.suites.generated",   # issue 8

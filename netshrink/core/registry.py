@@ -30,6 +30,8 @@ def _builtin() -> list[type[Method]]:
     from netshrink.methods.regularize import L1, DropNeuron, GroupLasso
     from netshrink.methods.variational import VariationalDropout
     regularize = [L1, GroupLasso, DropNeuron, L0, VariationalDropout, LassoNet]  # issue 5
+    from netshrink.methods.structured import ChannelPrune, DepthPrune
+    generated += [ChannelPrune, DepthPrune]  # issue 7
 
     return [Magnitude, RandomPrune, Quantize, QAT, Binary, Ternary, KMeans, SoftSharing] + pruning_family + generated + regularize
 
