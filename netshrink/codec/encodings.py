@@ -205,7 +205,10 @@ def decode_bits(desc: object, rd: Reader, n: int, s: int, stats: list | None = N
     need(int(np.count_nonzero(sym != f)) == nnz and sym[-1] != f, "sparse gaps do not match")
     at = gap_positions(sym, b)
     need(int(at[-1]) < n, "sparse positions run past the tensor")
+    before = len(stats) if stats is not None else 0
     vals = decode_bits(get_obj(desc, "v"), rd, nnz, s, stats, allow_sparse=False)
+    for row in (stats or [])[before:]:
+        row["stream"] = "values." + row["stream"]
     out = np.zeros(n, dtype=le.newbyteorder("="))
     out[at] = vals
     return out
