@@ -10,6 +10,9 @@ weights of every layer (`output_rate` for the output layer), then continues from
 and trains the round's budget (the recipe's [finetune]). `reinit = true` is the control
 of Frankle & Carbin: the same masks, but the last round starts from fresh random weights.
 
+Simplification: every round trains the whole budget with the whole schedule; Renda et
+al. train T - k steps from step k of the schedule after rewinding to step k.
+
 theta_0 is the model's factory built under `init_seed` (seed 0 is the seed every zoo
 baseline is built with, so for a zoo baseline it is the true initialisation).
 
