@@ -119,3 +119,26 @@ def test_derived_students(tmp_path):
     assert torch.equal(ns.load(tmp_path / "s.nshr")(x), narrow.eval()(x))
     with pytest.raises(NetshrinkError):
         derive_student(teacher, drop_layers=3)
+
+
+def test_hints_regress_a_narrow_students_feature_map_onto_the_teachers():
+    from tests.helpers import random_images
+
+    torch.manual_seed(0)
+    teacher = ns.zoo.models.create("lenet5").eval()
+    student = derive_student(teacher, width=0.5)                    # conv2: 25 maps instead of 50
+    data = random_images(8)
+    h = ns.create("hints", student_layer="conv2", weight=1.0)
+    h.prepare(student, PrepareContext(data=data, teacher=teacher))
+    adapter = getattr(student, h.slot_)
+    assert isinstance(adapter, torch.nn.Conv2d) and adapter.weight.shape == (50, 25, 1, 1)
+    x = torch.stack([data[i][0] for i in range(4)])
+    logits, ctx = _step(student, x, None)
+    got = h.loss(ctx)
+    with torch.no_grad():
+        s_feat = student.conv2(F.max_pool2d(F.relu(student.conv1(x)), 2))
+        t_feat = teacher.conv2(F.max_pool2d(F.relu(teacher.conv1(x)), 2))
+        want = hint_loss(adapter(s_feat), t_feat)
+    assert torch.allclose(got, want, atol=1e-5)
+    h.finalize(student)
+    assert not hasattr(student, h.slot_)
