@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -46,27 +47,52 @@ class Encoded:
 
     @property
     def cost(self) -> int:
-        return self.nbytes + len(json.dumps(self.desc, separators=(",", ":")))
+        return self.nbytes + _json_len(self.desc)
+
+
+@dataclass
+class Plan:
+    """A candidate encoding: its estimated cost in bytes and how to build it.
+
+    Estimates are exact for raw and Huffman streams and within a few bytes for ANS, so
+    candidates are ranked on estimates and only the ones that may win are built."""
+    est: float
+    build: Callable[[], Encoded]
+
+
+def _json_len(desc: dict) -> int:
+    return len(json.dumps(desc, separators=(",", ":")))
 
 
 def encode_bits(u: np.ndarray, allow_sparse: bool = True) -> Encoded:
     """u: (n,) unsigned bit patterns. Returns the smallest candidate (dense on ties)."""
-    cands = [_dense(u)]
+    return _choose(_plans(u, allow_sparse))
+
+
+def _choose(plans: list[Plan]) -> Encoded:
+    best = plans[0].build()
+    for plan in plans[1:]:  # build any rival whose estimate is within the estimate error
+        if plan.est < best.cost + 64 + 1e-3 * best.cost:
+            enc = plan.build()
+            if enc.cost < best.cost:
+                best = enc
+    return best
+
+
+def _plans(u: np.ndarray, allow_sparse: bool) -> list[Plan]:
+    dense = Plan(u.size * u.itemsize + _json_len({"k": "dense"}), lambda: _dense(u))
     if u.size == 0:
-        return cands[0]
+        return [dense]
+    plans = [dense]
     nz = np.flatnonzero(u)  # shared by the codebook search and the sparse candidate
     distinct = _distinct(u, nz)
     if distinct is not None:
-        cands.append(_codebook(*distinct))
+        plans.append(_codebook(*distinct))
     elif u.itemsize > 1:
-        planes = _planes(u)
-        if planes is not None:
-            cands.append(planes)
-    if allow_sparse:
-        sparse = _sparse(u, nz)
-        if sparse is not None:
-            cands.append(sparse)
-    return min(cands, key=lambda e: e.cost)
+        plans.append(_planes(u))
+    if allow_sparse and 0 < nz.size < u.size:
+        plans.append(_sparse(u, nz))
+    return sorted(plans, key=lambda p: p.est)  # stable: dense first on ties
 
 
 def _le(u: np.ndarray) -> np.ndarray:
@@ -105,45 +131,59 @@ def _distinct(u: np.ndarray, nz: np.ndarray) -> tuple[np.ndarray, np.ndarray] | 
     return np.concatenate([np.zeros(1, dtype=u.dtype), values]), idx
 
 
-def _codebook(values: np.ndarray, idx: np.ndarray) -> Encoded:
-    st = encode_stream(idx, values.size)
-    return Encoded({"k": "cb", "K": int(values.size), "i": st.desc},
-                   [_le(values).tobytes(), st.payload])
+def _codebook(values: np.ndarray, idx: np.ndarray) -> Plan:
+    k = values.size
+    est = k * values.itemsize + estimate_bytes(np.bincount(idx, minlength=k), k) + 40
+
+    def build() -> Encoded:
+        st = encode_stream(idx, k)
+        return Encoded({"k": "cb", "K": k, "i": st.desc}, [_le(values).tobytes(), st.payload])
+    return Plan(est, build)
 
 
-def _planes(u: np.ndarray) -> Encoded | None:
+def _planes(u: np.ndarray) -> Plan:
     n, s = u.size, u.itemsize
     b = _le(u).view(np.uint8).reshape(n, s)  # (n, s): column j = byte j, low byte first
     planes = [np.ascontiguousarray(b[:, j]) for j in range(s)]
     est = [estimate_bytes(np.bincount(p, minlength=256), 256) for p in planes]
-    if sum(min(e, n) for e in est) >= n * s - 64:  # not worth the extra descriptor
-        return None
-    streams = [encode_stream(p, 256) if e < n - 16 else Stream("raw", p.tobytes())
-               for p, e in zip(planes, est)]
-    return Encoded({"k": "pl", "s": [st.desc for st in streams]}, [st.payload for st in streams])
+
+    def build() -> Encoded:
+        # A plane that cannot beat raw by a few bytes is not even tried.
+        streams = [encode_stream(p, 256) if e < n - 16 else Stream("raw", p.tobytes())
+                   for p, e in zip(planes, est)]
+        return Encoded({"k": "pl", "s": [st.desc for st in streams]},
+                       [st.payload for st in streams])
+    return Plan(sum(min(e, n) for e in est) + 25 * s, build)
 
 
-def _sparse(u: np.ndarray, pos: np.ndarray) -> Encoded | None:
+def _sparse(u: np.ndarray, pos: np.ndarray) -> Plan:
     nnz = pos.size
-    if nnz == 0 or nnz == u.size:
-        return None
     gaps = np.diff(pos, prepend=-1) - 1  # (nnz,) zeros skipped before each non-zero
+    # Histogram of gap values, so that trying all 8 gap widths costs O(max gap), not O(nnz).
+    top = int(gaps.max())
+    if top < 4 * nnz:
+        g, w = np.arange(top + 1), np.bincount(gaps)
+    else:  # a few huge gaps: work on the gaps themselves
+        g, w = gaps, None
     best = None
     for b in range(1, 9):
         f = (1 << b) - 1
-        fill, r = np.divmod(gaps, f)
-        counts = np.bincount(r, minlength=f + 1)
-        counts[f] += fill.sum()
+        fill, r = np.divmod(g, f)
+        counts = np.bincount(r, weights=w, minlength=f + 1).astype(np.int64)
+        counts[f] += int(fill.sum()) if w is None else int((fill * w).sum())
         est = estimate_bytes(counts, f + 1)
         if best is None or est < best[0]:
-            best = (est, b, fill, r)
-    _, b, fill, r = best
-    sym = _gap_stream(fill, r, b)
-    f = (1 << b) - 1
-    st = encode_stream(sym, f + 1)
-    vals = encode_bits(u[pos], allow_sparse=False)
-    desc = {"k": "sp", "F": b, "m": int(sym.size), "nnz": int(nnz), "g": st.desc, "v": vals.desc}
-    return Encoded(desc, [st.payload] + vals.parts)
+            best = (est, b)
+    gap_est, b = best
+    vals = _plans(u[pos], allow_sparse=False)  # the non-zero values: dense, planes, codebook
+
+    def build() -> Encoded:
+        sym = gap_symbols(pos, b)
+        st = encode_stream(sym, (1 << b))
+        v = _choose(vals)
+        desc = {"k": "sp", "F": b, "m": int(sym.size), "nnz": int(nnz), "g": st.desc, "v": v.desc}
+        return Encoded(desc, [st.payload] + v.parts)
+    return Plan(gap_est + vals[0].est + 60, build)
 
 
 def _gap_stream(fill: np.ndarray, r: np.ndarray, b: int) -> np.ndarray:

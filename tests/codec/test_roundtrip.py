@@ -9,6 +9,7 @@ import torch
 
 from netshrink.codec import encodings, inspect_archive, read_archive, write_archive
 from netshrink.codec.dtypes import to_bits
+from netshrink.codec.validate import Reader
 from netshrink.errors import ArtifactError
 from tests.codec.helpers import assert_bit_exact, bits, pruned, sparse_codebook
 
@@ -138,12 +139,16 @@ def test_chosen_encoding_is_the_smallest_candidate(case):
          "const_int": torch.full((500,), 7, dtype=torch.int32)}[case]
     u = to_bits(t)
     best = encodings.encode_bits(u)
-    nz = np.flatnonzero(u)
-    cands = [encodings._dense(u), encodings._sparse(u, nz), encodings._planes(u)]
-    distinct = encodings._distinct(u, nz)
-    if distinct is not None:
-        cands.append(encodings._codebook(*distinct))
-    assert best.cost == min(c.cost for c in cands if c is not None)
+    plans = encodings._plans(u, allow_sparse=True)
+    every = [plan.build() for plan in plans]
+    assert len(every) >= 2
+    for plan, e in zip(plans, every):  # estimates rank candidates: they must be close
+        assert abs(plan.est - e.cost) <= 32 + 1e-3 * e.cost
+    assert best.cost == min(e.cost for e in every)
+    for e in every:  # every candidate decodes to the same tensor
+        rd = Reader(memoryview(b"".join(e.parts)))
+        np.testing.assert_array_equal(encodings.decode_bits(e.desc, rd, u.size, u.itemsize), u)
+        rd.done()
 
 
 def test_hints_store_half_precision(tmp_path):
