@@ -18,7 +18,9 @@ chosen per tensor (1..8) by the estimated total size.
 
 Every stream (index, gap, plane) goes through entropy.encode_stream, which keeps the
 smallest of raw bit-packing, Huffman and ANS. Candidate sizes include every byte stored
-(codebooks, code tables) plus the JSON descriptor.
+(codebooks, code tables) plus the JSON descriptor. Candidates are first ranked on size
+estimates from symbol histograms (exact for raw and Huffman, within a few bytes for ANS);
+every candidate within that error of the best is then built, and the smallest kept.
 """
 
 from __future__ import annotations
