@@ -277,6 +277,10 @@ def _write(ctx, levels, speed, done) -> None:
         lot = [[r["actual_sparsity"] for r in _rows(ctx, part="table", model=model, method=METHODS[4], sparsity=s)]
                for s in levels]
         rows.append(["(lottery's sparsity at that round)"] + [f"{100 * mean_std(a)[0]:.1f} %" for a in lot])
+        rounds = [[r["round"] for r in _rows(ctx, part="table", model=model, method=METHODS[4], sparsity=s)]
+                  for s in levels]
+        rows.append(["(lottery rounds so far, each one fine-tuning budget; the others use 1)"]
+                    + [f"{mean_std(a)[0]:.0f}" for a in rounds])
         sections.append((f"{model}: test accuracy (%) vs weight sparsity, mean ± std over {len(done)} fold(s)",
                          ["method"] + [f"{100 * s:g} %" for s in levels], rows))
         name = f"pruning_{model}.png"
@@ -323,7 +327,7 @@ def _write(ctx, levels, speed, done) -> None:
                        f"{100 * mean_std([r['sparsity'] for r in ls])[0]:.1f} %"]]))
     sections.append(("CSR sparse runtime vs dense (1 thread, same process, median of interleaved rounds)",
                      ["model", "batch", "dense ms", "CSR ms", "speedup", "auto picks (b64)", "auto speedup",
-                      "FLOPs eff./dense", "file bytes (dense fp32 bytes)", "max |Δ output|", "accuracy dense → CSR"],
+                      "FLOPs eff./dense", "file bytes (dense fp32 bytes)", "max abs Δ output", "accuracy dense → CSR"],
                      [[r["model"], r["batch"], f"{r['dense_ms']:.3f}", f"{r['sparse_ms']:.3f}", f"{r['speedup']:.2f}x",
                        ", ".join(r["auto_layers"]) or "none", f"{r['auto_speedup']:.2f}x",
                        f"{r['flops_effective'] / r['flops_dense']:.3f}", f"{r['file_bytes']:,} ({r['dense_bytes']:,})",
@@ -334,6 +338,8 @@ def _write(ctx, levels, speed, done) -> None:
              f"below is over these folds.\n\n") + (__doc__.split("\n\n", 1)[1] if "\n\n" in __doc__ else "") + (
         "\nAccuracy is on each fold's 1,000 test images; the baseline row is the same cached dense model every "
         "method starts from. Tables use `runtime = \"dense\"` (masks baked into dense weights); the speed "
-        "section times the same kind of pruned model with the CSR runtime.")
+        "section times the same kind of pruned model with the CSR runtime. The machine's 2 cores were shared "
+        "with other jobs while this ran, so latency ratios are noisy: \"speedup\" and \"auto speedup\" time "
+        "the same layers (when auto picks them all) in two separate comparisons, and their gap shows the noise.")
     ctx.write_markdown("Pruning: methods, lottery tickets, early-bird, sparse LSTM, CSR runtime", sections,
                        plots=plots, notes=notes)
