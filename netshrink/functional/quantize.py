@@ -152,3 +152,19 @@ def ternarize(w: torch.Tensor, *, delta_factor: float = 0.7) -> tuple[torch.Tens
     keep = a > delta
     alpha = a[keep].mean() if bool(keep.any()) else torch.zeros((), dtype=w.dtype)
     return alpha * torch.sign(w) * keep.to(w.dtype), delta, alpha
+
+
+def dynamic_activation_qparams(x: torch.Tensor, *, bits: int = 8, reduce_range: bool = True):
+    """Per-tensor affine (scale, zero point) of one activation batch, as torch's dynamic
+    int8 kernels choose them (range widened to include 0; fbgemm's 7-bit reduce_range)."""
+    qmax = 2 ** (bits - 1) - 1 if reduce_range else 2 ** bits - 1
+    lo, hi = x.detach().min().clamp(max=0), x.detach().max().clamp(min=0)
+    scale = ((hi - lo) / qmax).clamp(min=EPS)
+    zero = torch.round(-lo / scale).clamp(0, qmax)
+    return scale, zero, qmax
+
+
+def fake_quantize_activation(x: torch.Tensor, *, bits: int = 8, reduce_range: bool = True) -> torch.Tensor:
+    """Quantize-dequantize an activation batch (no gradient handling; see reparams.quant.ste)."""
+    scale, zero, qmax = dynamic_activation_qparams(x, bits=bits, reduce_range=reduce_range)
+    return (torch.clamp(torch.round(x / scale) + zero, 0, qmax) - zero) * scale

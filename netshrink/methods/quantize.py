@@ -21,7 +21,8 @@ from netshrink.core.method import Method
 from netshrink.core.reparam import attach, bake, original
 from netshrink.core.targets import Site
 from netshrink.errors import RecipeError
-from netshrink.reparams.quant import Binarize, FakeQuant, Ternarize
+from netshrink.functional.quantize import fake_quantize_activation
+from netshrink.reparams.quant import Binarize, FakeQuant, Ternarize, ste
 from netshrink.runtime.int8_linear import Int8Linear
 
 
@@ -103,11 +104,29 @@ class QAT(Quantize):
     straight-through estimator in the backward pass, scales following the weights."""
 
     name = "qat"
-    summary = "quantization-aware training: fake-quantized weights, straight-through estimator"
+    summary = "quantization-aware training: fake-quantized weights (+ optional 8-bit activations), STE"
     finetunes = True
     calibrate_each_step = True
 
     bits: int = 4
+    # Also fake-quantize each target layer's input to 8 bits per batch during training,
+    # the way Int8Linear's dynamic kernel quantizes it at run time (execute = "int8").
+    activations: bool = False
+
+    def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
+        super().prepare(model, ctx)
+        self.hooks_ = [s.module.register_forward_pre_hook(_quantize_input) for s in self.sites_] \
+            if self.activations else []
+
+    def finalize(self, model: nn.Module) -> None:
+        for h in self.hooks_:
+            h.remove()
+        super().finalize(model)
+
+
+def _quantize_input(module, args):
+    x = args[0]
+    return (ste(x, fake_quantize_activation(x.detach())),) + tuple(args[1:])
 
 
 @dataclass

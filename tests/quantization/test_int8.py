@@ -40,3 +40,17 @@ def test_int8_model_saves_and_loads_bit_identically(tmp_path):
     x = torch.randn(8, 64)
     assert isinstance(back.fc2, Int8Linear)
     assert torch.equal(back(x), model(x))
+
+
+def test_qat_activation_emulation_matches_int8_kernel():
+    """qat(activations=True) fake-quantizes inputs exactly as the int8 kernel does, so the
+    trained float model and its Int8Linear conversion agree closely."""
+    from netshrink.functional.quantize import fake_quantize_activation
+
+    torch.manual_seed(2)
+    lin = nn.Linear(32, 16)
+    q = Int8Linear.from_linear(lin)
+    x = torch.randn(64, 32)
+    emulated = nn.functional.linear(fake_quantize_activation(x), q.dequantized_weight(), q.bias)
+    assert torch.allclose(q(x), emulated, atol=1e-3 * float(emulated.abs().max()))
+    assert torch.allclose(emulated, _emulate(x, q), atol=1e-6)
