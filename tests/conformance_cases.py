@@ -122,7 +122,7 @@ CASES: dict[str, list[Case]] = {
         Case({"bits": 8, "execute": "int8"}, check=_q4.runs_int8(3), id="int8"),
     ],
     "qat": [Case({"bits": 4, "granularity": "tensor"}, check=_q4.distinct_at_most(16), id="tensor4"),
-            Case({"bits": 8, "execute": "int8"}, check=_q4.runs_int8(3), id="int8")],
+            Case({"bits": 8, "execute": "int8", "activations": True}, check=_q4.runs_int8(3), id="int8")],
     "binary": [Case({"scaling": "layer"}, check=_q4.distinct_at_most(2), id="layer"),
                Case({"scaling": "channel"}, model="lenet5", model_kwargs={"input_size": 28}, data="mnist5k-small",
                     check=_q4.per_channel_distinct_at_most(2), id="xnor-conv")],
