@@ -29,10 +29,8 @@ def test_two_pruning_steps_compose_and_end_sparse(digits, tmp_path):
     torch.manual_seed(0)
     model = ns.zoo.models.create("lenet300_100", in_features=64)
     ns.fit(model, train, ns.TrainConfig(epochs=1), progress=False)
-    recipe = ns.Recipe.from_toml_string(RECIPE) if hasattr(ns.Recipe, "from_toml_string") else None
-    if recipe is None:
-        (tmp_path / "r.toml").write_text(RECIPE)
-        recipe = ns.Recipe.from_toml(tmp_path / "r.toml")
+    (tmp_path / "r.toml").write_text(RECIPE)
+    recipe = ns.Recipe.from_toml(tmp_path / "r.toml")
     first = {}
 
     obd = recipe.steps[0].method
