@@ -16,6 +16,8 @@ regime where soft targets help); only the loss differs:
   validation split (10 % of fold 0's training images, students trained on the other
   90 %), never on a test fold;
 - mimic: Ba & Caruana's L2 regression on the teacher's logits (no labels).
+The teacher's logits on the training images are computed once per fold and looked up
+(`_LogitCache`), so each distilled student costs about what a label-trained one does.
 Runs on one thread (the machine's 2 cores are shared).
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import time
 
 import torch
+from torch import nn
 from torch.utils.data import Subset
 
 import netshrink as ns
@@ -44,6 +47,26 @@ def _student(teacher, fold: int):
     return ns.zoo.models.create("mlp", in_features=784, hidden=[30], num_classes=10)
 
 
+class _LogitCache(nn.Module):
+    """The teacher with its logits on the training images computed once (one batched
+    pass, eval mode) and looked up by the bytes of each input row; an input it has not
+    seen goes through the teacher. Same function, ~40x less teacher work per student."""
+
+    def __init__(self, teacher: nn.Module, data):
+        super().__init__()
+        self.teacher = teacher.eval()
+        xs = torch.stack([data[i][0] for i in range(len(data))])
+        with torch.no_grad():
+            logits = torch.cat([teacher(xs[i:i + 500]) for i in range(0, len(xs), 500)])
+        self.table = {x.numpy().tobytes(): z for x, z in zip(xs, logits)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = [self.table.get(r.numpy().tobytes()) for r in x.detach()]
+        if any(z is None for z in rows):
+            return self.teacher(x)
+        return torch.stack(rows)
+
+
 def _configs(temps):
     yield "labels only", None, None
     for t in temps:
@@ -63,13 +86,14 @@ def run(ctx) -> None:
         train, test = ns.zoo.data.load("mnist5k", fold)
         teacher = ns.zoo.baseline(TEACHER, "mnist5k", fold, progress=False)
         teacher_acc.append(ns.evaluate(teacher, test))
+        cached = _LogitCache(teacher, train)
         ctx.record(part="test", fold=fold, config="teacher LeNet-5", accuracy=teacher_acc[-1],
                    params=param_counts(teacher)[0])
         for label, method, params in _configs(b["temperatures"]):
             student = _student(teacher, fold)
             n_student, n_teacher = param_counts(student)[0], param_counts(teacher)[0]
             t0 = time.time()
-            _train_student(student, method, params, train, teacher, cfg)
+            _train_student(student, method, params, train, cached, cfg)
             a = ns.evaluate(student, test)
             g = ns.evaluate(student, test, reference=teacher)
             acc.setdefault(label, []).append(a)
@@ -95,7 +119,7 @@ def _select_temperature(ctx, b, cfg) -> float:
     perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(0)).tolist()
     cut = int(0.9 * len(train))
     fit_part, val = Subset(train, perm[:cut]), Subset(train, perm[cut:])
-    teacher = ns.zoo.baseline(TEACHER, "mnist5k", 0, progress=False)
+    teacher = _LogitCache(ns.zoo.baseline(TEACHER, "mnist5k", 0, progress=False), fit_part)
     best, best_acc = None, -1.0
     for t in b["temperatures"]:
         student = _student(teacher, 0)
