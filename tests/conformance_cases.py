@@ -14,6 +14,8 @@ from torch import nn
 import netshrink as ns
 from tests.pruning import common as _p3  # issue 3's checks
 from tests.structure import common as _s7  # issue 7's checks
+from tests.distill import common as _d6  # issue 6's checks
+from tests.lowrank import common as _l6  # issue 6's checks
 from tests.generated import common as _g8  # issue 8's checks
 from tests.quantization import common as _q4  # issue 4's checks
 from tests.regularize import common as _r5  # issue 5's checks
@@ -53,6 +55,24 @@ CASES: dict[str, list[Case]] = {
              check=sparsity_at_least(0.8), id="lstm"),
     ],
     "random": [Case({"sparsity": 0.7, "seed": 3}, check=sparsity_at_least(0.7))],
+    # issue 6: distillation and low rank (checks in tests/distill/common.py, tests/lowrank/common.py)
+    "distill": [Case({"temperature": 4.0, "alpha": 0.9}, check=_d6.agrees_with_teacher(0.8))],
+    "mimic": [Case({"weight": 1.0, "label_weight": 0.1}, check=_d6.agrees_with_teacher(0.8))],
+    "hints": [Case({"student_layer": "fc2", "weight": 0.5}, check=_d6.hint_learnt)],
+    "low_rank": [
+        Case({"mode": "ratio", "ratio": 0.25}, check=_l6.factorised(at_least=3, ratio=0.25), id="ratio"),
+        Case({"mode": "budget", "ratio": 0.3, "data_aware": True}, check=_l6.factorised(at_least=2), id="budget"),
+        Case({"mode": "energy", "energy": 0.9}, check=_l6.factorised(at_least=1), id="energy"),
+        Case({"mode": "ratio", "ratio": 0.4}, model="lenet5", model_kwargs={"input_size": 28},
+             data="mnist5k-small", check=_l6.factorised(_l6.TuckerConv, at_least=1, ratio=0.4), id="tucker"),
+        Case({"mode": "ratio", "ratio": 0.3}, model="lstm", model_kwargs={"input_size": 8, "hidden_size": 16},
+             check=_l6.factorised(_l6.LowRankRNN, at_least=1, ratio=0.3), id="lstm"),
+    ],
+    "sketch": [
+        Case({"mode": "rank", "rank": 8}, check=_l6.factorised(at_least=2, max_rank=8), id="gaussian"),
+        Case({"mode": "ratio", "ratio": 0.2, "sketch": "countsketch"}, check=_l6.factorised(at_least=3, ratio=0.2),
+             id="countsketch"),
+    ],
     # issue 3: the pruning family (checks see through SparseLinear; tests/pruning/common.py)
     "gradual_magnitude": [
         Case({"sparsity": 0.9, "frequency": 5}, check=_p3.pruned_at_least(0.9), id="mlp"),

@@ -11,6 +11,8 @@ from netshrink.errors import NetshrinkError
 
 # suite name -> module path (imported only when that suite runs)
 SUITES: dict[str, str] = {
+    "distill": "netshrink.bench.suites.distill",   # issue 6
+    "lowrank": "netshrink.bench.suites.lowrank",   # issue 6
     "structured": "netshrink.bench.suites.structured",   # issue 7
     "regularize": "netshrink.bench.suites.regularize",   # issue 5
     "quantization": "netshrink.bench.suites.quantization",

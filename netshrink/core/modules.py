@@ -94,11 +94,12 @@ def _netshrink_modules() -> list[type]:
     from netshrink.runtime.frequency import FrequencyConv2d, FrequencyLinear
     from netshrink.runtime.generated import HyperConv2d, TiedConv2d
     from netshrink.reparams.hyper import HyperNetwork
+    from netshrink.runtime.low_rank import LowRankLinear, LowRankRNN, TuckerConv
     from netshrink.runtime.sparse_linear import SparseLinear
     from netshrink.runtime.sparse_conv import SparseConv2d
 
     return [Int8Linear] + [SparseLinear, SparseConv2d] + [HashedLinear, HashedConv2d, FrequencyLinear, FrequencyConv2d, HyperConv2d,
-                                  TiedConv2d, HyperNetwork]
+                                  TiedConv2d, HyperNetwork] + [LowRankLinear, TuckerConv, LowRankRNN]
 
 
 def register_module(cls: type) -> type:

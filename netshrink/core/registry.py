@@ -25,6 +25,9 @@ def _builtin() -> list[type[Method]]:
     from netshrink.methods.hyper import Hypernetwork, Tie
     from netshrink.methods.depth import StochasticDepth
     generated = [Hashing, FrequencyPack, Hypernetwork, Tie, StochasticDepth]
+    from netshrink.methods.distill import Distill, Hints, Mimic
+    from netshrink.methods.factorize import LowRank, Sketch
+    generated += [Distill, Mimic, Hints, LowRank, Sketch]
     from netshrink.methods.l0 import L0
     from netshrink.methods.lassonet import LassoNet
     from netshrink.methods.regularize import L1, DropNeuron, GroupLasso
