@@ -10,15 +10,18 @@ that BatchNorm's affine weights (exact) and removes the hooks.
 Compression: with `remove = k`, finalize then greedily replaces by nn.Identity the k
 blocks whose removal costs least accuracy on (up to `calib` samples of) the training
 data, among blocks whose shortcut is the identity (same shape in and out; their input
-is post-ReLU, so Identity is exactly "the block dropped").
+is post-ReLU, so Identity is exactly "the block dropped"). After each removal the
+BatchNorm statistics are re-estimated on the same samples (`recalibrate`): the layers
+after a removed block see inputs of another scale than their running statistics.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.data import Subset
+from torch.utils.data import DataLoader, Subset
 
 from netshrink.core.context import PrepareContext
 from netshrink.core.method import Method
@@ -44,23 +47,49 @@ def removable(block: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def removal_order(model: nn.Module, data, *, limit: int | None = None) -> list[tuple[str, float]]:
+def recalibrate_bn(model: nn.Module, data, *, batch_size: int = 250) -> None:
+    """Re-estimate every BatchNorm's running statistics on `data` (no weight changes):
+    after a block is removed, the layers after it see inputs of another scale."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    was = model.training
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    model.train()
+    for x, _ in DataLoader(data, batch_size=batch_size):
+        model(x)
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    model.train(was)
+
+
+@torch.no_grad()
+def removal_order(model: nn.Module, data, *, limit: int | None = None, recalibrate: bool = True
+                  ) -> list[tuple[str, float]]:
     """Greedy: repeatedly remove the removable block whose absence keeps the highest
-    accuracy on `data`. Returns [(path, accuracy after removing it and all before)].
+    accuracy on `data` (after re-estimating BatchNorm statistics on `data` if
+    `recalibrate`). Returns [(path, accuracy after removing it and all before)].
     `model` is modified in place (blocks replaced by nn.Identity)."""
     out = []
     while limit is None or len(out) < limit:
-        cands = [(p, b) for p, b in residual_blocks(model) if removable(b)]
+        cands = [p for p, b in residual_blocks(model) if removable(b)]
         if not cands:
             break
         best = None
-        for path, block in cands:
-            set_submodule(model, path, nn.Identity())
-            acc = evaluate(model, data)
-            set_submodule(model, path, block)
+        for path in cands:
+            trial = copy.deepcopy(model)
+            set_submodule(trial, path, nn.Identity())
+            if recalibrate:
+                recalibrate_bn(trial, data)
+            acc = evaluate(trial, data)
             if best is None or acc > best[1]:
                 best = (path, acc)
         set_submodule(model, best[0], nn.Identity())
+        if recalibrate:
+            recalibrate_bn(model, data)
         out.append(best)
     return out
 
@@ -78,6 +107,7 @@ class StochasticDepth(Method):
     p_last: float = 0.5     # survival probability of the last block (linear decay from 1)
     remove: int = 0         # blocks to remove for good at finalize (greedy, on training data)
     calib: int = 1000       # training samples used to choose them
+    recalibrate: bool = True  # re-estimate BatchNorm statistics on them after each removal
 
     def validate(self):
         self.check(0.0 < self.p_last <= 1.0, "p_last", "in (0, 1]")
@@ -117,6 +147,7 @@ class StochasticDepth(Method):
             if self.data_ is None:
                 raise RecipeError("stochastic_depth: remove > 0 needs training data to choose the blocks")
             calib = Subset(self.data_, range(min(self.calib, len(self.data_))))
-            self.removed_ = [p for p, _ in removal_order(model, calib, limit=self.remove)]
+            self.removed_ = [p for p, _ in removal_order(model, calib, limit=self.remove,
+                                                         recalibrate=self.recalibrate)]
         else:
             self.removed_ = []

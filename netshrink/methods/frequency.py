@@ -13,6 +13,7 @@ the materialised dense weight.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -22,7 +23,7 @@ from netshrink.core.method import Method
 from netshrink.core.modules import set_submodule
 from netshrink.core.reparam import attach, original, reparams_of
 from netshrink.errors import TargetError
-from netshrink.functional.prune import topk_mask
+from netshrink.functional.prune import global_masks, topk_mask
 from netshrink.reparams.frequency import Frequency, layout_of, to_coef
 from netshrink.runtime.frequency import FrequencyConv2d, FrequencyLinear
 
@@ -64,23 +65,34 @@ class FrequencyPack(Method):
     keep: float = 0.1       # fraction of DCT coefficients kept in each layer
     bits: int = 5           # k-means levels = 2**bits for the kept coefficients; 0 = keep fp32
     block: int = 8          # DCT tile size of FC weights
+    # "layer": every layer keeps `keep` of its coefficients; "global": one |c| threshold
+    # over all targeted layers (the orthonormal DCT preserves energy, so |c| compares
+    # across layers like |w| does in global magnitude pruning).
+    scope: Literal["layer", "global"] = "layer"
 
     def validate(self):
         self.check(0.0 < self.keep <= 1.0, "keep", "in (0, 1]")
         self.check(isinstance(self.bits, int) and 0 <= self.bits <= 8, "bits", "an integer in 0..8 (0 = no quantization)")
         self.check(isinstance(self.block, int) and 2 <= self.block <= 64, "block", "an integer in 2..64")
+        self.check(self.scope in ("layer", "global"), "scope", "'layer' or 'global'")
 
     @torch.no_grad()
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
         self.sites_ = self.sites(model)
+        coefs = []
         for site in self.sites_:
             if not isinstance(site.module, (nn.Linear, nn.Conv2d)) or site.param_name != "weight":
                 raise TargetError(f"frequency: {site.name} is not the weight of a Linear or Conv2d layer")
             w = site.tensor.detach()
-            coef = to_coef(w, layout=layout_of(tuple(w.shape)), block=self.block)
-            # High energy = large |c|; the padding of FC tiles is all-zero and never kept
-            # before real coefficients.
-            attach(site, Frequency(w.shape, mask=topk_mask(coef.abs(), sparsity=1 - self.keep), block=self.block))
+            coefs.append(to_coef(w, layout=layout_of(tuple(w.shape)), block=self.block))
+        # High energy = large |c|; the zero padding of FC tiles is never kept before
+        # a real coefficient.
+        if self.scope == "global":
+            masks = global_masks([c.abs() for c in coefs], sparsity=1 - self.keep)
+        else:
+            masks = [topk_mask(c.abs(), sparsity=1 - self.keep) for c in coefs]
+        for site, mask in zip(self.sites_, masks):
+            attach(site, Frequency(site.tensor.shape, mask=mask, block=self.block))
 
     @torch.no_grad()
     def finalize(self, model: nn.Module) -> None:

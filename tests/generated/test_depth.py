@@ -7,7 +7,7 @@ from torch import nn
 
 import netshrink as ns
 from netshrink.core.context import PrepareContext
-from netshrink.methods.depth import removable, survival_probs
+from netshrink.methods.depth import removable, residual_blocks, survival_probs
 
 
 def test_linear_decay_rule():
@@ -53,8 +53,27 @@ def test_removal_only_of_identity_shortcut_blocks(digits):
     assert len(m.removed_) == 2
     for path in m.removed_:
         assert isinstance(model.get_submodule(path), nn.Identity)
-    assert all(p in ("stages.0.1", "stages.1.1") for p in m.removed_)
+    # stages.1.0 and stages.2.0 change width and stride (projection shortcut): never removed.
+    assert {p for p, b in residual_blocks(ns.zoo.models.create("resnet_small", widths=[4, 8, 8], blocks=[2, 2, 1]))
+            if removable(b)} == {"stages.0.0", "stages.0.1", "stages.1.1"}
+    assert set(m.removed_) <= {"stages.0.0", "stages.0.1", "stages.1.1"}
     assert not removable(model.stages[1][0])
     with pytest.raises(ns.RecipeError, match="remove"):
         ns.compress_(ns.zoo.models.create("resnet_small", widths=[4, 8, 8], blocks=[1, 1, 1]),
                      ns.Recipe.of(ns.create("stochastic_depth", remove=2)), data=train, progress=False)
+
+
+def test_recalibrate_bn_matches_the_data_statistics(digits):
+    from netshrink.methods.depth import recalibrate_bn
+    from torch.utils.data import Subset
+
+    train, _ = digits
+    torch.manual_seed(0)
+    model = ns.zoo.models.create("resnet_small", widths=[4, 8, 8], blocks=[1, 1, 1]).eval()
+    data = Subset(train, range(500))  # two batches of 250
+    recalibrate_bn(model, data)
+    x = torch.stack([data[i][0] for i in range(500)])
+    with torch.no_grad():
+        h = model.stem[0](x)  # (500, 4, 8, 8), the stem BatchNorm's input
+    assert torch.allclose(model.stem[1].running_mean, h.mean((0, 2, 3)), atol=1e-5)
+    assert not model.training and model.stem[1].momentum == 0.1

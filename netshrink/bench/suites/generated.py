@@ -7,15 +7,18 @@ Per fold of mnist5k (5 folds; --quick: fold 0, shorter budgets), on one thread:
    "equivalent size" dense MLP 784-h1-h2-10 (h2 = round(h1 / 3), the largest with no more
    stored parameters than the hashed one), both trained from scratch with the same budget.
 2. Frequency packing (CNNpack-style) on LeNet-5 at several kept fractions, beside
-   magnitude pruning + k-means (Deep Compression bits: conv 8, FC 5) at similar bytes;
+   global magnitude pruning + k-means (Deep Compression bits: conv 8, FC 5) at similar
+   bytes, both with one global threshold and the same fine-tuning epochs;
    bytes are the saved .nshr file.
 3. resnet_small (widths 8-16-32, 2-2-2 blocks: a narrower configuration so that five
    folds fit the time budget): untied baseline, static hypernetwork at several sizes
    (tile 8, Nz = d), all identical convs tied; stored parameters vs accuracy.
-4. Stochastic depth on the same resnet: fine-tune with p_L = 0.5, then remove blocks
-   greedily (order chosen on 1,000 training images, accuracy on the test fold); how many
-   blocks go for <= 1 pp against the same-fold baseline. The same removal on the
-   baseline without stochastic-depth training is shown beside it.
+4. Stochastic depth on the same resnet: the baseline fine-tuned with survival
+   probabilities p_L = 0.5 (Huang et al.) and 0.8, then blocks removed greedily (order
+   chosen on 500 training images, BatchNorm statistics re-estimated on them after each
+   removal, accuracy on the test fold); how many blocks go for <= 1 pp against the
+   same-fold baseline. The same removal on the baseline without stochastic-depth
+   training is shown beside it.
 """
 from __future__ import annotations
 
@@ -42,10 +45,12 @@ def _budgets(quick: bool) -> dict:
         "hash_ft": 1 if quick else 3,               # hashed from the trained baseline
         "freq_keep": [0.1, 0.03] if quick else [0.1, 0.04, 0.015],
         "prune_sparsity": [0.9, 0.97] if quick else [0.9, 0.96, 0.985],
-        "lenet5_ft": 1,
-        "resnet_config": ns.TrainConfig(epochs=6, lr=2e-3, weight_decay=1e-4, optimizer="adamw"),
+        "lenet5_ft": 2,                             # epochs in all (pruning + k-means: 1 each)
+        "resnet_config": ns.TrainConfig(epochs=5, lr=2e-3, weight_decay=1e-4, optimizer="adamw"),
         "hyper_sizes": [4, 16] if quick else [4, 16, 32],
         "resnet_ft": 1 if quick else 2,
+        "sd_p_last": [0.5] if quick else [0.5, 0.8],
+        "sd_epochs": 1 if quick else 2,
     }
 
 
@@ -113,17 +118,17 @@ def _frequency(ctx, fold, train, test, b):
     ctx.record(part="frequency", fold=fold, method="baseline", setting="dense", accuracy=base_acc,
                bytes=_file_bytes(base), storage_ratio=dense_bytes / _file_bytes(base))
     for keep in b["freq_keep"]:
-        m = _compress(copy.deepcopy(base), ns.create("frequency", keep=keep, bits=5, block=8),
+        m = _compress(copy.deepcopy(base), ns.create("frequency", keep=keep, bits=5, block=8, scope="global"),
                       epochs=b["lenet5_ft"], data=train, lr=5e-4)
         nb = _file_bytes(m)
-        ctx.record(part="frequency", fold=fold, method="frequency (DCT, 5-bit k-means)", setting=f"keep {keep:g}",
+        ctx.record(part="frequency", fold=fold, method="frequency (DCT, global, 5-bit k-means)", setting=f"keep {keep:g}",
                    accuracy=ns.evaluate(m, test), bytes=nb, storage_ratio=dense_bytes / nb, baseline_accuracy=base_acc)
     for s in b["prune_sparsity"]:
-        m = _compress(copy.deepcopy(base), ns.create("magnitude", sparsity=s),
-                      ns.create("kmeans", bits=5, bits_map={"type:Conv2d": 8}), epochs=b["lenet5_ft"], data=train,
+        m = _compress(copy.deepcopy(base), ns.create("magnitude", sparsity=s, scope="global"),
+                      ns.create("kmeans", bits=5, bits_map={"type:Conv2d": 8}), epochs=b["lenet5_ft"] // 2, data=train,
                       lr=5e-4)
         nb = _file_bytes(m)
-        ctx.record(part="frequency", fold=fold, method="magnitude + k-means (conv 8 / FC 5 bits)",
+        ctx.record(part="frequency", fold=fold, method="global magnitude + k-means (conv 8 / FC 5 bits)",
                    setting=f"sparsity {s:g}", accuracy=ns.evaluate(m, test), bytes=nb, storage_ratio=dense_bytes / nb,
                    baseline_accuracy=base_acc)
     ctx.log(f"fold {fold} frequency: done")
@@ -131,16 +136,15 @@ def _frequency(ctx, fold, train, test, b):
 
 # -- 3. Hypernetwork / tie, 4. stochastic depth ------------------------------------
 def _removal_curve(model, train, test):
-    """Test accuracy after removing 0, 1, 2 ... blocks in the greedy order."""
+    """Test accuracy after removing 0, 1, 2 ... blocks, each chosen greedily on 500
+    training images with BatchNorm statistics re-estimated on them after each removal."""
+    calib = Subset(train, range(min(500, len(train))))
     m = copy.deepcopy(model).eval()
-    accs = [ns.evaluate(m, test)]
-    order = removal_order(m, Subset(train, range(min(1000, len(train)))))
-    m2 = copy.deepcopy(model).eval()
-    from netshrink.core.modules import set_submodule
-    for path, _ in order:
-        set_submodule(m2, path, torch.nn.Identity())
-        accs.append(ns.evaluate(m2, test))
-    return [p for p, _ in order], accs, m2
+    accs, order = [ns.evaluate(m, test)], []
+    while any(removable(blk) for _, blk in residual_blocks(m)):
+        order += [p for p, _ in removal_order(m, calib, limit=1, recalibrate=True)]
+        accs.append(ns.evaluate(m, test))
+    return order, accs, m
 
 
 def _resnet(ctx, fold, train, test, b):
@@ -160,11 +164,15 @@ def _resnet(ctx, fold, train, test, b):
                baseline_accuracy=base_acc)
     ctx.log(f"fold {fold} hypernetwork / tie: done")
 
-    sd = _compress(copy.deepcopy(base), ns.create("stochastic_depth", p_last=0.5), **ft)
     n_blocks = len(residual_blocks(base))
     n_removable = sum(removable(blk) for _, blk in residual_blocks(base))
     x = torch.stack([test[i][0] for i in range(64)])
-    for label, model in [("baseline (no stochastic depth)", base), ("stochastic depth p_L = 0.5", sd)]:
+    models = [("baseline (no stochastic depth)", base)]
+    for p_last in b["sd_p_last"]:
+        sd = _compress(copy.deepcopy(base), ns.create("stochastic_depth", p_last=p_last), epochs=b["sd_epochs"],
+                       data=train, lr=1e-3, optimizer="adamw", wd=1e-4)
+        models.append((f"stochastic depth p_L = {p_last:g} ({b['sd_epochs']} epochs from the baseline)", sd))
+    for label, model in models:
         order, accs, smallest = _removal_curve(model, train, test)
         ok = max((k for k, a in enumerate(accs) if a >= base_acc - 0.01), default=0)
         ms, ref_ms = compare_latency(smallest, base, x)
