@@ -10,9 +10,10 @@ that BatchNorm's affine weights (exact) and removes the hooks.
 Compression: with `remove = k`, finalize then greedily replaces by nn.Identity the k
 blocks whose removal costs least accuracy on (up to `calib` samples of) the training
 data, among blocks whose shortcut is the identity (same shape in and out; their input
-is post-ReLU, so Identity is exactly "the block dropped"). After each removal the
-BatchNorm statistics are re-estimated on the same samples (`recalibrate`): the layers
-after a removed block see inputs of another scale than their running statistics.
+is post-ReLU, so Identity is exactly "the block dropped"). With `recalibrate`, each
+candidate is also tried with BatchNorm statistics re-estimated on the same samples
+(the layers after a removed block see inputs of another scale than their running
+statistics), keeping whichever is more accurate there.
 """
 from __future__ import annotations
 
@@ -70,9 +71,10 @@ def recalibrate_bn(model: nn.Module, data, *, batch_size: int = 250) -> None:
 def removal_order(model: nn.Module, data, *, limit: int | None = None, recalibrate: bool = True
                   ) -> list[tuple[str, float]]:
     """Greedy: repeatedly remove the removable block whose absence keeps the highest
-    accuracy on `data` (after re-estimating BatchNorm statistics on `data` if
-    `recalibrate`). Returns [(path, accuracy after removing it and all before)].
-    `model` is modified in place (blocks replaced by nn.Identity)."""
+    accuracy on `data`. With `recalibrate`, each candidate is also tried with its
+    BatchNorm statistics re-estimated on `data`, and the better of the two is kept.
+    Returns [(path, accuracy on `data` after removing it and all before)]; `model` is
+    modified in place (blocks replaced by nn.Identity)."""
     out = []
     while limit is None or len(out) < limit:
         cands = [p for p, b in residual_blocks(model) if removable(b)]
@@ -82,15 +84,18 @@ def removal_order(model: nn.Module, data, *, limit: int | None = None, recalibra
         for path in cands:
             trial = copy.deepcopy(model)
             set_submodule(trial, path, nn.Identity())
-            if recalibrate:
-                recalibrate_bn(trial, data)
             acc = evaluate(trial, data)
+            if recalibrate:
+                recal = copy.deepcopy(trial)
+                recalibrate_bn(recal, data)
+                acc_r = evaluate(recal, data)
+                if acc_r > acc:
+                    trial, acc = recal, acc_r
             if best is None or acc > best[1]:
-                best = (path, acc)
+                best = (path, acc, trial)
         set_submodule(model, best[0], nn.Identity())
-        if recalibrate:
-            recalibrate_bn(model, data)
-        out.append(best)
+        model.load_state_dict(best[2].state_dict())
+        out.append(best[:2])
     return out
 
 
@@ -107,7 +112,7 @@ class StochasticDepth(Method):
     p_last: float = 0.5     # survival probability of the last block (linear decay from 1)
     remove: int = 0         # blocks to remove for good at finalize (greedy, on training data)
     calib: int = 1000       # training samples used to choose them
-    recalibrate: bool = True  # re-estimate BatchNorm statistics on them after each removal
+    recalibrate: bool = True  # also try re-estimated BatchNorm statistics after each removal
 
     def validate(self):
         self.check(0.0 < self.p_last <= 1.0, "p_last", "in (0, 1]")
