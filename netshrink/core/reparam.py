@@ -78,6 +78,10 @@ def bake(module: nn.Module, name: str, kind: type | None = None) -> None:
         rp.eval()
         value = rp.baked(value)
         rp.train(was_training)
+    if value.is_floating_point():
+        # w * 0 gives -0.0 for negative w; +0.0 turns it into +0.0, so a pruned
+        # weight is one symbol for the codec instead of two (about 1 bit each).
+        value = value + 0.0
     parametrize.remove_parametrizations(module, name, leave_parametrized=False)
     getattr(module, name).data = value.detach().clone().contiguous()
     # LSTM/GRU keep a list of their weights; refresh it after the swap.

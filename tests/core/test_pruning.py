@@ -46,3 +46,12 @@ def test_sparsity_map_overrides_per_layer():
     ns.compress_(model, ns.Recipe.of(ns.create("magnitude", sparsity=0.9, sparsity_map={"fc3.weight": 0.5})))
     assert float((model.fc3.weight == 0).float().mean()) == pytest.approx(0.5, abs=0.01)
     assert float((model.fc1.weight == 0).float().mean()) == pytest.approx(0.9, abs=0.01)
+
+
+def test_baked_pruned_weights_are_positive_zeros():
+    # -0.0 and +0.0 are different bit patterns: the codec would have to store the
+    # sign of every pruned weight (about 1 bit each) if baking left -0.0 behind.
+    model = ns.zoo.models.create("lenet300_100", in_features=64)
+    ns.compress_(model, ns.Recipe.of(ns.create("magnitude", sparsity=0.9)))
+    w = model.fc1.weight
+    assert int((w == 0).sum()) > 0 and int(((w == 0) & torch.signbit(w)).sum()) == 0
