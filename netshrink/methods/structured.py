@@ -60,6 +60,7 @@ class ChannelPrune(Method):
     steps: int = 1                 # iterative pruning: this many prune → fine-tune rounds
     epochs_between: int = 1        # fine-tuning epochs between rounds (the last round's is the recipe's)
     max_ratio: float = 0.9         # at most this fraction of any one group goes
+    round_to: int = 1              # groups keep a multiple of this many units (16 suits AVX-512 conv kernels)
     kinds: list = field(default_factory=list)  # group kinds to prune: channels, hidden, heads, ffn (empty = all)
     batches: int = 8               # calibration batches for taylor / activation / latency
     seed: int = 0
@@ -74,6 +75,7 @@ class ChannelPrune(Method):
         self.check(isinstance(self.epochs_between, int) and self.epochs_between >= 0, "epochs_between",
                    "an integer >= 0")
         self.check(0.0 < self.max_ratio < 1.0, "max_ratio", "in (0, 1)")
+        self.check(isinstance(self.round_to, int) and self.round_to >= 1, "round_to", "an integer >= 1")
         self.check(all(k in ("channels", "hidden", "heads", "ffn") for k in self.kinds), "kinds",
                    "a list of channels, hidden, heads, ffn")
         self.check(isinstance(self.batches, int) and self.batches >= 1, "batches", "an integer >= 1")
@@ -114,15 +116,16 @@ class ChannelPrune(Method):
                     # fraction of the original count, expressed on the current (smaller) graph
                     now = count_units(graph)
                     want = max(0.0, (frac * self.units_before_ - (self.units_before_ - now)) / max(now, 1))
-                    p = plan(graph, s, min(want, self.max_ratio), scope=self.scope, max_ratio=self.max_ratio)
+                    p = plan(graph, s, min(want, self.max_ratio), scope=self.scope, max_ratio=self.max_ratio,
+                             round_to=self.round_to)
                 elif self.target == "flops":
                     budget = (1 - frac) * self.flops_before_
                     p, _ = search(model, graph, s, lambda m: count_flops(m, example[:1])[0], budget,
-                                  scope=self.scope, max_ratio=self.max_ratio)
+                                  scope=self.scope, max_ratio=self.max_ratio, round_to=self.round_to)
                 else:
                     budget = (1 - frac) * lat0
                     p, _ = search(model, graph, s, lambda m: latency_ms(m, big, min_run_time=0.1), budget,
-                                  scope=self.scope, max_ratio=self.max_ratio, iters=7)
+                                  scope=self.scope, max_ratio=self.max_ratio, iters=7, round_to=self.round_to)
             remove_components(model, graph, p)
             for k, v in p.items():
                 self.removed_[k] = self.removed_.get(k, 0) + len(v)
