@@ -8,7 +8,9 @@ Per fold of mnist5k (5 folds; --quick: fold 0, shorter budgets), on one thread:
    stored parameters than the hashed one), both trained from scratch with the same budget.
 2. Frequency packing (CNNpack-style) on LeNet-5 at several kept fractions, beside
    global magnitude pruning + k-means (Deep Compression bits: conv 8, FC 5) at similar
-   bytes, both with one global threshold and the same fine-tuning epochs;
+   bytes, both with one global threshold and the same fine-tuning epochs (pruning keeps
+   dense layers, runtime="dense", so that k-means quantizes every layer and the codec
+   stores the zeros as gaps);
    bytes are the saved .nshr file.
 3. resnet_small (widths 8-16-32, 2-2-2 blocks: a narrower configuration so that five
    folds fit the time budget): untied baseline, static hypernetwork at several sizes
@@ -124,7 +126,7 @@ def _frequency(ctx, fold, train, test, b):
         ctx.record(part="frequency", fold=fold, method="frequency (DCT, global, 5-bit k-means)", setting=f"keep {keep:g}",
                    accuracy=ns.evaluate(m, test), bytes=nb, storage_ratio=dense_bytes / nb, baseline_accuracy=base_acc)
     for s in b["prune_sparsity"]:
-        m = _compress(copy.deepcopy(base), ns.create("magnitude", sparsity=s, scope="global"),
+        m = _compress(copy.deepcopy(base), ns.create("magnitude", sparsity=s, scope="global", runtime="dense"),
                       ns.create("kmeans", bits=5, bits_map={"type:Conv2d": 8}), epochs=b["lenet5_ft"] // 2, data=train,
                       lr=5e-4)
         nb = _file_bytes(m)
