@@ -102,7 +102,8 @@ def shrink(model: nn.Module, example: torch.Tensor | tuple, *, remove: dict[str,
     """Physically remove units from `model` (in place) and return what was removed.
 
     remove: {module name: bool tensor over that module's output units (True = remove)},
-        e.g. the `dead_units_` of a group-lasso / L0 / variational-dropout method, or
+        e.g. the `dead_units_` of a group-lasso / L0 / variational-dropout method (keys
+        "rnn.weight_hh_l0" with masks over gate rows are read per hidden unit), or
         None to remove every unit whose output is exactly zero. A unit coupled with
         others (a residual stream's channel, produced by several convolutions) is
         removed only when every producer of it is marked; otherwise it is kept and
@@ -116,11 +117,29 @@ def shrink(model: nn.Module, example: torch.Tensor | tuple, *, remove: dict[str,
         plan = dead_components(model, graph)
         kept = []
     else:
-        plan, kept = _plan_from_masks(graph, remove)
+        plan, kept = _plan_from_masks(graph, _rnn_masks(model, remove))
     before = {g.name: len(g) for g in graph.groups}
     remove_components(model, graph, plan)
     _check_runs(model, example)
     return {"removed": {k: len(v) for k, v in plan.items()}, "group_sizes": before, "kept_coupled": kept}
+
+
+def _rnn_masks(model: nn.Module, remove: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Masks over an LSTM/GRU parameter's gate rows ("rnn.weight_hh_l0": (G*H,), as
+    group lasso / L0 report them) become masks over hidden units: unit j is dead when
+    its rows of every gate, in every reported parameter of that module, are dead."""
+    out, per_module = {}, {}
+    for key, mask in remove.items():
+        mod, _, param = key.rpartition(".")
+        m = model.get_submodule(mod) if mod else None
+        if isinstance(m, (nn.LSTM, nn.GRU)) and param.startswith(("weight_", "bias_")):
+            H = m.hidden_size
+            unit = torch.as_tensor(mask).bool().reshape(-1, H).all(0)  # (G, H) -> (H,)
+            per_module[mod] = per_module.get(mod, torch.ones(H, dtype=torch.bool)) & unit
+        else:
+            out[key] = mask
+    out.update(per_module)
+    return out
 
 
 def _plan_from_masks(graph: DependencyGraph, remove: dict[str, torch.Tensor]):

@@ -121,3 +121,18 @@ def test_too_many_blocks_is_a_clear_error():
     with pytest.raises(ns.RecipeError, match="removable"):
         ns.create("depth_prune", blocks=3).prepare(r, PrepareContext(data=TensorDataset(
             torch.randn(4, 1, 16, 16), torch.zeros(4, dtype=torch.long))))
+
+
+def test_rnn_gate_row_masks_and_round_to():
+    from netshrink.structure import shrink
+    torch.manual_seed(0)
+    m = ns.zoo.models.create("lstm", input_size=4, hidden_size=6, num_layers=1).eval()
+    rows = torch.zeros(24, dtype=torch.bool)
+    rows[[2, 8, 14, 20]] = True          # every gate row of unit 2
+    rows[[5, 11]] = True                 # only two gates of unit 5: not dead
+    info = shrink(m, torch.zeros(2, 3, 4), remove={"rnn.weight_hh_l0": rows, "rnn.weight_ih_l0": rows})
+    assert m.rnn.hidden_size == 5 and info["removed"] == {"rnn": 1}
+    r = ns.zoo.models.create("resnet_small", widths=[16, 32, 32], blocks=[1, 1, 1])
+    method = ns.create("channel_prune", amount=0.4, scope="global", round_to=8)
+    method.prepare(r, PrepareContext(data=TensorDataset(torch.randn(4, 1, 16, 16), torch.zeros(4, dtype=torch.long))))
+    assert all(c.out_channels % 8 == 0 for c in r.modules() if isinstance(c, torch.nn.Conv2d))
