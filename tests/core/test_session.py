@@ -11,7 +11,7 @@ def test_own_loop_keeps_pruned_weights_zero_and_finishes_plain(digits):
     train, _ = digits
     model = tiny_mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    recipe = ns.Recipe.of(ns.create("magnitude", sparsity=0.8))
+    recipe = ns.Recipe.of(ns.create("magnitude", sparsity=0.8, runtime="dense"))
     session = recipe.start(model, opt)
     loader = torch.utils.data.DataLoader(train, batch_size=64)
     for x, y in loader:
