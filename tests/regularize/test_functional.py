@@ -50,7 +50,8 @@ def test_log_alpha_is_clipped_and_kl_decreases_with_alpha():
 def test_linear_variance_is_the_variance_of_sampled_weights():
     g = torch.Generator().manual_seed(0)
     x, s2 = torch.randn(3, 5, generator=g), torch.rand(4, 5, generator=g)
-    samples = torch.stack([x @ (torch.randn(4, 5, generator=g) * s2.sqrt()).t() for _ in range(20000)])
+    w = torch.randn(20000, 4, 5, generator=g) * s2.sqrt()          # 20000 weight samples
+    samples = torch.einsum("ni,soi->sno", x, w)                    # (samples, 3, 4)
     torch.testing.assert_close(samples.var(0), linear_variance(x, s2), rtol=0.05, atol=1e-3)
 
 
@@ -117,7 +118,8 @@ def _hier_brute(v: np.ndarray, u: np.ndarray, lam: float, M: float) -> float:
     f = lambda r: 0.5 * (nv - r) ** 2 + lam * r + 0.5 * np.sum(np.maximum(np.abs(u) - M * r, 0) ** 2)  # noqa: E731
     hi = nv + np.abs(u).sum() + 1
     grid = np.linspace(0, hi, 20001)
-    r0 = grid[np.argmin([f(r) for r in grid])]
+    values = 0.5 * (nv - grid) ** 2 + lam * grid + 0.5 * (np.maximum(np.abs(u)[None] - M * grid[:, None], 0) ** 2).sum(1)
+    r0 = grid[np.argmin(values)]
     res = optimize.minimize_scalar(f, bounds=(max(0, r0 - hi / 1e4), r0 + hi / 1e4), method="bounded",
                                    options={"xatol": 1e-12})
     return min(f(res.x), f(0.0))

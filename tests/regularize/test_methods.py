@@ -158,7 +158,7 @@ def test_lassonet_hooks_apply_hier_prox_and_path_drops_features():
     skip.remove()
     assert not hasattr(model, "lassonet_skip")
     cfg = ns.TrainConfig(epochs=1, lr=0.05, optimizer="sgd", schedule="constant")
-    path = lassonet_path(model, data, data, cfg=cfg, lam_start=0.2, multiplier=2.0, min_features=1, M=2.0)
+    path = lassonet_path(model, data, data, cfg=cfg, lam_start=3.0, multiplier=2.0, min_features=1, M=2.0)
     counts = [p.n_features for p in path]
     assert counts[-1] <= 1 < counts[0]
     assert select_features(path, 2).nonzero().flatten().tolist() == [0, 1]
