@@ -113,7 +113,8 @@ def methods():
 
 @app.command()
 def inspect(file: str = typer.Argument(..., help=".nshr file")):
-    """Per tensor: encoding, bits per weight and bytes; totals against dense fp32."""
+    """Per tensor: encoding, bits per weight and bytes; totals against dense fp32; every
+    entropy-coded stream against its empirical Shannon bound."""
     from netshrink.codec import inspect_archive, read_archive
     from netshrink.measure.tables import print_table
 
@@ -121,20 +122,25 @@ def inspect(file: str = typer.Argument(..., help=".nshr file")):
         raise NetshrinkError(f"{file}: no such file")
     header, _ = read_archive(file)
     rows = inspect_archive(file)
-    if not rows:
-        raise NetshrinkError(f"{file}: holds no tensors")
-    keys = list(rows[0].keys())
-    print_table(f"{file} ({Path(file).stat().st_size:,} bytes; model {header.get('factory', {}).get('name')}, "
-                f"{len(header.get('edits', []))} architecture edits)", keys,
-                [[_cell(r.get(k)) for k in keys] for r in rows], console)
-
-
-def _cell(v):
-    if isinstance(v, float):
-        return f"{v:.3f}"
-    if isinstance(v, (list, tuple)):
-        return "x".join(str(x) for x in v) if all(isinstance(x, int) for x in v) else json.dumps(v)
-    return "" if v is None else str(v)
+    tensors = [r for r in rows if r["name"] != "(total)"]
+    total = next((r for r in rows if r["name"] == "(total)"), None)
+    factory = header.get("factory", {})
+    table = [[r["name"], "x".join(map(str, r["shape"])) or "scalar", r["dtype"], r["encoding"], f"{r['bytes']:,}",
+              f"{r['bits_per_weight']:.2f}", f"{r['ratio']:.1f}x"] for r in tensors]
+    if total:
+        table.append(["total (+ header %s B)" % f"{total.get('header_bytes', 0):,}", "", "", "",
+                      f"{total['bytes']:,}", f"{total['bits_per_weight']:.2f}", f"{total['ratio']:.1f}x"])
+    print_table(f"{file}: model {factory.get('name')}, {len(header.get('edits', []))} architecture edits, "
+                f"{Path(file).stat().st_size:,} bytes", ["tensor", "shape", "dtype", "encoding", "bytes",
+                                                         "bits/weight", "vs fp32"], table, console)
+    coded = [(r["name"], st) for r in tensors for st in r.get("streams", []) if st["coder"] in ("huffman", "ans")]
+    if coded:
+        print_table("entropy-coded streams vs their empirical (order-0) Shannon bound",
+                    ["stream", "coder", "symbols", "bytes", "Shannon bound", "over bound"],
+                    [[f"{n}:{st['stream']}", st["coder"], f"{st['symbols']:,}", f"{st['bytes']:,}",
+                      f"{st['shannon_bytes']:,.0f}",
+                      f"{100 * (st['bytes'] / st['shannon_bytes'] - 1):+.2f} %" if st["shannon_bytes"] else ""]
+                     for n, st in coded], console)
 
 
 @app.command()
