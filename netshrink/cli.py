@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 from rich.console import Console
 
@@ -224,19 +223,24 @@ def sensitivity(model: str = typer.Option(..., help="zoo model, e.g. lenet300_10
 def main(argv: list[str] | None = None) -> int:
     cmd = typer.main.get_command(app)
     try:
-        cmd.main(args=argv, prog_name="netshrink", standalone_mode=False)
+        rc = cmd.main(args=argv, prog_name="netshrink", standalone_mode=False)
+        if isinstance(rc, int):  # --help and click's own exits
+            return rc
     except NetshrinkError as e:
         err_console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
         return 2
-    except click.exceptions.Abort:
+    except typer.Abort:
         err_console.print("interrupted")
         return 130
     except KeyboardInterrupt:
         err_console.print("interrupted; earlier outputs are left as they were")
         return 130
-    except click.ClickException as e:
+    except typer.exceptions.TyperException as e:  # usage errors (typer vendors its own click)
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `netshrink`: the help, exit 0
+            e.show()
+            return 0
         e.show()
-        return 2
+        return getattr(e, "exit_code", 2)
     return 0
 
 

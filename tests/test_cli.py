@@ -121,6 +121,12 @@ def test_inspect_and_methods(tiny_model_file, capsys):
 
 def test_help_on_every_command(capsys):
     for cmd in ["demo", "train", "compress", "methods", "inspect", "bench"]:
-        with pytest.raises(SystemExit) as e:
-            cli.main([cmd, "--help"])
-        assert e.value.code == 0
+        assert cli.main([cmd, "--help"]) == 0
+        assert "Usage: netshrink " + cmd in capsys.readouterr().out
+
+
+def test_usage_errors_exit_2_and_bare_command_shows_help(capsys):
+    assert cli.main(["frobnicate"]) == 2
+    assert "No such command" in capsys.readouterr().err
+    assert cli.main(["compress", "--bogus"]) == 2
+    assert cli.main([]) == 0
