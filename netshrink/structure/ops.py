@@ -15,28 +15,8 @@ import torch.fx as fx
 from torch import nn
 
 from netshrink.errors import NetshrinkError
-
-
-class _Pinned:
-    def __repr__(self):
-        return "PINNED"
-
-
-PINNED = _Pinned()
-
-_UNARY = {"relu", "relu_", "gelu", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid", "elu", "leaky_relu",
-          "relu6", "softplus", "mish", "dropout", "dropout1d", "dropout2d", "contiguous", "clone", "neg", "abs",
-          "float", "detach", "to", "type", "sigmoid_", "tanh_"}
-_POOL = {"max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
-         "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
-         "adaptive_max_pool2d", "boolean_dispatch"}
-_BINARY = {"add", "sub", "mul", "truediv", "div", "iadd", "isub", "imul", "add_", "mul_", "sub_"}
-_ELEMENTWISE_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.ELU,
-                        nn.Hardswish, nn.Hardsigmoid, nn.Mish, nn.Softplus, nn.Dropout, nn.Dropout1d,
-                        nn.Dropout2d, nn.Identity)
-_POOL_MODULES = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
-                 nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)
-_PIN_MODULES = (nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d)
+from netshrink.structure.labels import (_BINARY, _ELEMENTWISE_MODULES, _PIN_MODULES, _POOL, _POOL_MODULES, _UNARY,
+                                        PINNED, Label)
 
 
 def _op_name(n: fx.Node) -> str:
@@ -414,13 +394,3 @@ class LabelInterpreter(fx.Interpreter):
         # squeeze: the channel dim keeps its size, count the dims dropped before it
         dropped = [i for i in range(c) if v.shape[i] == 1 and (len(n.args) < 2 or i == n.args[1] % nd)]
         return Label(lbl.units, c - len(dropped))
-
-
-class Label:
-    """Units along dimension `dim` of a tensor (len(units) == tensor.shape[dim])."""
-
-    __slots__ = ("units", "dim")
-
-    def __init__(self, units: list[int], dim: int):
-        self.units = units
-        self.dim = dim
