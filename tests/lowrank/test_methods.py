@@ -3,7 +3,6 @@ import copy
 
 import pytest
 import torch
-from torch.utils.data import Subset
 
 import netshrink as ns
 from netshrink.errors import RecipeError, TargetError
