@@ -23,7 +23,11 @@ def plan(graph: DependencyGraph, scores: dict[str, torch.Tensor], amount: float,
          max_ratio: float = 0.9, round_to: int = 1) -> dict[str, list[int]]:
     """Remove `amount` (a fraction in [0, 1)) of all prunable components, lowest scores first.
     round_to: every group keeps a multiple of this many units (CPU kernels of torch and
-    ONNX Runtime run much faster on channel counts that are multiples of 8 / 16)."""
+    ONNX Runtime run much faster on channel counts that are multiples of 8 / 16).
+
+    >>> p = plan(graph, scores(model, graph, "l1"), 0.5, scope="layer")
+    >>> remove_components(model, graph, p)
+    """
     out = _plan(graph, scores, amount, scope=scope, max_ratio=max_ratio)
     if round_to <= 1:
         return out
@@ -77,7 +81,11 @@ def shrunk_copy(model: nn.Module, graph: DependencyGraph, p: dict[str, list[int]
 def search(model: nn.Module, graph: DependencyGraph, scores: dict, cost: Callable[[nn.Module], float],
            budget: float, *, scope: str, max_ratio: float, iters: int = 12, round_to: int = 1) -> tuple[dict, float]:
     """The smallest amount whose shrunk model has cost <= budget (bisection; cost is
-    FLOPs or latency of a shrunk copy). Returns (plan, its cost)."""
+    FLOPs or latency of a shrunk copy). Returns (plan, its cost).
+
+    >>> p, flops = search(model, graph, s, lambda m: count_flops(m, x)[0], 0.5 * flops0,
+    ...                   scope="global", max_ratio=0.9)
+    """
     lo, hi = 0.0, max_ratio
     best = plan(graph, scores, hi, scope=scope, max_ratio=max_ratio, round_to=round_to)
     best_cost = cost(shrunk_copy(model, graph, best))
