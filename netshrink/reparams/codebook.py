@@ -56,14 +56,16 @@ class MixturePrior(nn.Module):
         super().__init__()
         j = components - 1
         means = torch.linspace(w_min, w_max, j)
-        spacing = (w_max - w_min) / max(j - 1, 1)
-        std = init_std if init_std is not None else max(spacing, 1e-4)
         self.means = nn.Parameter(means)                                          # (J-1,)
-        self.log_precisions = nn.Parameter(torch.full((components,), -2 * math.log(std)))  # (J,)
+        # Precisions start at their hyperprior's mean alpha / beta (or 1 / init_std^2).
+        alpha = torch.tensor([gamma_zero[0]] + [gamma_other[0]] * j)
+        beta = torch.tensor([gamma_zero[1]] + [gamma_other[1]] * j)
+        init = torch.log(alpha / beta) if init_std is None else torch.full((components,), -2 * math.log(init_std))
+        self.log_precisions = nn.Parameter(init.float())                          # (J,)
         self.logits = nn.Parameter(torch.zeros(j))                                # (J-1,)
         self.pi_zero = pi_zero
-        self.register_buffer("gamma_alpha", torch.tensor([gamma_zero[0]] + [gamma_other[0]] * j))
-        self.register_buffer("gamma_beta", torch.tensor([gamma_zero[1]] + [gamma_other[1]] * j))
+        self.register_buffer("gamma_alpha", alpha)
+        self.register_buffer("gamma_beta", beta)
         self.merged_ = None   # (means, variances, pis) after `merge`
 
     def params(self):
