@@ -81,13 +81,15 @@ class L0(Method):
         self.gates_ = []
         for s in self.sites_:
             shape = s.tensor.shape
+            zeros = s.tensor.detach() == 0
+            keep = ~zeros if bool(zeros.any()) else None
             if self.granularity == "weight":
-                rp = HardConcreteGate(shape, drop_rate=self.drop_rate, lr_scale=self.gate_lr_scale)
+                rp = HardConcreteGate(shape, drop_rate=self.drop_rate, lr_scale=self.gate_lr_scale, keep=keep)
             else:
                 d = self.direction(s)
                 g = site_gates(s) if d == "out" else 1
                 rp = HardConcreteGate((num_groups(shape, direction=d, gates=g),), direction=d, gates=g,
-                                      drop_rate=self.drop_rate, lr_scale=self.gate_lr_scale)
+                                      drop_rate=self.drop_rate, lr_scale=self.gate_lr_scale, keep=keep)
             attach(s, rp)
             self.gates_.append(rp)
 

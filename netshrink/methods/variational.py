@@ -62,7 +62,7 @@ class VariationalDropout(Method):
         for s in self.sites_:
             lrt = self.local_reparam and s.kind in ("linear", "conv")
             rp = VariationalWeight(s.tensor.shape, init_log_sigma2=self.init_log_sigma2, threshold=self.threshold,
-                                   weight_noise=not lrt)
+                                   weight_noise=not lrt, keep=s.tensor.detach() != 0)
             attach(s, rp)
             if lrt:
                 rp.install_lrt(s.module)
@@ -91,7 +91,7 @@ class VariationalDropout(Method):
     @torch.no_grad()
     def sparsity(self) -> dict[str, float]:
         """Fraction of weights with log alpha > threshold, per site."""
-        return {s.name: float((rp.log_alpha(self._theta(s)) > rp.threshold).float().mean())
+        return {s.name: float(rp.pruned(self._theta(s)).float().mean())
                 for s, rp in zip(self.sites_, self.reparams_)}
 
     def finalize(self, model: nn.Module) -> None:

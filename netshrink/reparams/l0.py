@@ -23,8 +23,13 @@ class HardConcreteGate(Reparam):
 
     def __init__(self, gate_shape, *, direction: Direction | None = None, gates: int = 1,
                  drop_rate: float = 0.5, lr_scale: float = 1.0, beta: float = hc.BETA, gamma: float = hc.GAMMA,
-                 zeta: float = hc.ZETA):
+                 zeta: float = hc.ZETA, keep: torch.Tensor | None = None):
         super().__init__()
+        # Weights an earlier step already removed stay exactly zero (weight's shape, or None).
+        if keep is not None:
+            self.register_buffer("keep", keep.bool())
+        else:
+            self.keep = None
         # log_alpha = lr_scale * raw: under Adam (scale-free steps) the gates then learn
         # lr_scale times faster than the weights, a per-parameter learning rate.
         self.lr_scale = float(lr_scale)
@@ -46,6 +51,8 @@ class HardConcreteGate(Reparam):
         return z if self.direction is None else expand(z, shape, direction=self.direction, gates=self.gates)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
+        if self.keep is not None:
+            w = w * self.keep
         return w * self._broadcast(self.gate(), w.shape)
 
     def prob_nonzero(self) -> torch.Tensor:

@@ -27,34 +27,44 @@ class VariationalWeight(Reparam):
     """
 
     def __init__(self, shape, *, init_log_sigma2: float = -10.0, threshold: float = 3.0,
-                 weight_noise: bool = False):
+                 weight_noise: bool = False, keep: torch.Tensor | None = None):
         super().__init__()
         self.log_sigma2 = nn.Parameter(torch.full(tuple(shape), float(init_log_sigma2)))
+        # Weights an earlier step already removed stay exactly zero (no mean, no noise).
+        self.register_buffer("keep", torch.ones(tuple(shape), dtype=torch.bool) if keep is None else keep.bool())
         self.threshold = float(threshold)
         self.weight_noise = bool(weight_noise)
         self._hook = None
 
+    def sigma2(self) -> torch.Tensor:
+        return torch.exp(self.log_sigma2) * self.keep
+
     def forward(self, theta: torch.Tensor) -> torch.Tensor:
+        theta = theta * self.keep
         if self.training:
             if self.weight_noise:  # one weight sample per forward pass
-                return theta + torch.exp(0.5 * self.log_sigma2) * torch.randn_like(theta)
+                return theta + self.sigma2().sqrt() * torch.randn_like(theta)
             return theta  # the mean; the local re-parametrisation hook adds the noise
         return theta * keep_mask(log_alpha(theta, self.log_sigma2), threshold=self.threshold)
+
+    def pruned(self, theta: torch.Tensor) -> torch.Tensor:
+        """Weights that are zero at test time: removed before, or log alpha > threshold."""
+        return ~self.keep | ~keep_mask(self.log_alpha(theta), threshold=self.threshold)
 
     def log_alpha(self, theta: torch.Tensor) -> torch.Tensor:
         return log_alpha(theta, self.log_sigma2)
 
     def kl(self, theta: torch.Tensor) -> torch.Tensor:
-        """Sum of the approximate KL over this weight's entries (a scalar)."""
-        return kl_approx(self.log_alpha(theta)).sum()
+        """Sum of the approximate KL over this weight's (not already removed) entries."""
+        return (kl_approx(self.log_alpha(theta)) * self.keep).sum()
 
     # -- the local re-parametrisation trick, as a forward hook on the layer ------
     def install_lrt(self, module: nn.Module) -> None:
         """Add sqrt(x^2 sigma^2) * eps to `module`'s output in training (Linear / Conv)."""
         if isinstance(module, nn.Linear):
-            variance = lambda x: linear_variance(x, torch.exp(self.log_sigma2))  # noqa: E731
+            variance = lambda x: linear_variance(x, self.sigma2())  # noqa: E731
         elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-            variance = lambda x: conv_variance(x, torch.exp(self.log_sigma2), module)  # noqa: E731
+            variance = lambda x: conv_variance(x, self.sigma2(), module)  # noqa: E731
         else:
             raise TypeError(f"local re-parametrisation needs a Linear or Conv layer, not {type(module).__name__}")
 

@@ -162,3 +162,41 @@ def test_lassonet_hooks_apply_hier_prox_and_path_drops_features():
     counts = [p.n_features for p in path]
     assert counts[-1] <= 1 < counts[0]
     assert select_features(path, 2).nonzero().flatten().tolist() == [0, 1]
+
+
+def test_methods_compose_in_one_recipe(digits, tmp_path):
+    """group lasso, then L0 gates, then VD on a GRU-free MLP: each step's zeros survive
+    the next, and the finished model saves and loads bit for bit."""
+    train, test = digits
+    model = tiny_mlp()
+    recipe = ns.Recipe.from_toml("""
+[finetune]
+epochs = 1
+[[step]]
+method = "group_lasso"
+lam = 20.0
+[[step]]
+method = "l0"
+lam = 1.0
+drop_rate = 0.05
+[[step]]
+method = "variational_dropout"
+warmup = 0.0
+""")
+    ns.compress_(model, recipe, data=train, progress=False)
+    gl = recipe.methods[0]
+    dead = gl.dead_inputs_["hidden.1"]
+    assert dead.any()
+    assert (model.hidden[1].weight.detach()[:, dead] == 0).all()      # still dead after L0 and VD
+    x = torch.stack([test[i][0] for i in range(16)])
+    ns.save(model, tmp_path / "m.nshr")
+    assert torch.equal(model(x), ns.load(tmp_path / "m.nshr")(x))
+
+
+def test_gru_hidden_units_span_three_gates():
+    torch.manual_seed(0)
+    net = ns.zoo.models.create("gru", input_size=3, hidden_size=4, num_layers=1)
+    m = _prepared("group_lasso", net, group="incoming", lam=1e3, prox=True)
+    m.after_step(StepContext(model=net, optimizer=_Opt(1.0)))    # a huge threshold: every unit dies
+    m.finalize(net)
+    assert m.dead_units_["rnn.weight_ih_l0"].shape == (4,) and m.dead_units_["rnn.weight_ih_l0"].all()
