@@ -31,8 +31,8 @@ from netshrink.structure.hf import register_bert_tiny
 from netshrink.structure.importance import scores
 
 BUDGET = {  # (full, quick) epochs
-    "resnet_base": (3, 2), "resnet_ft": (1, 1), "dense_base": (2, 1), "dense_ft": (1, 1),
-    "lstm_base": (4, 2), "lstm_ft": (1, 1),
+    "resnet_base": (3, 2), "resnet_ft": (2, 1), "dense_base": (2, 1), "dense_ft": (2, 1),
+    "lstm_base": (4, 2), "lstm_ft": (3, 1),
 }
 
 
@@ -246,7 +246,40 @@ def _write(ctx, res, done):
              "Speedups: batch-64 CPU latency (1 thread, torch and ONNX Runtime) of the uncompressed model / the pruned one, timed interleaved in "
              "one process (torch.utils.benchmark; ONNX Runtime CPU, both exported and verified). Budgets (epochs): "
              + ", ".join(f"{k} {v[1 if ctx.quick else 0]}" for k, v in BUDGET.items()) + ".")
-    ctx.write_markdown("Structured pruning (physically smaller models)", sections, notes=notes)
+    plots = _plot(ctx, res)
+    ctx.write_markdown("Structured pruning (physically smaller models)", sections, plots=plots, notes=notes)
+
+
+def _plot(ctx, res) -> list[str]:
+    """Accuracy drop vs batch-64 speedup (torch and ORT) of every experiment, mean ± std over folds."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = []
+    for key in ("resnet", "densenet", "lstm"):
+        for name in sorted({r["method"] for r in res[key]}):
+            rr = [r for r in res[key] if r["method"] == name]
+            groups.append((f"{rr[0]['model']}: {name}", rr))
+    if not groups:
+        return []
+    fig, ax = plt.subplots(figsize=(7.0, 4.4), dpi=110)
+    for (label, rr), marker in zip(groups, "osD^v"):
+        drop = mean_std([100 * (r["baseline_acc"] - r["acc"]) for r in rr])
+        for rt, fill in (("speedup_torch_b64", "full"), ("speedup_ort_b64", "none")):
+            sp = mean_std([r[rt] for r in rr])
+            ax.errorbar(sp[0], drop[0], xerr=sp[1], yerr=drop[1], marker=marker, fillstyle=fill, capsize=3,
+                        ls="none", label=f"{label} ({'torch' if fill == 'full' else 'ORT'})")
+    ax.axhline(1.0, color="grey", ls="--", lw=1)
+    ax.set_xlabel("batch-64 CPU speedup vs the unpruned model (x)")
+    ax.set_ylabel("accuracy drop (pp)")
+    ax.set_title("structured pruning: speed vs accuracy (filled: torch, open: ONNX Runtime)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(ctx.dir / "structured_speed_vs_drop.png")
+    plt.close(fig)
+    return ["structured_speed_vs_drop.png"]
 
 
 def run(ctx):
