@@ -35,9 +35,14 @@ from netshrink.zoo import models as zoo_models
 from netshrink.zoo.baseline import baseline
 
 RECIPES = Path(__file__).resolve().parents[3] / "recipes"
-SHARING = [  # (model, method label, recipe file)
-    ("lenet300_100", "deep_compression", "deep_compression.toml"),
-    ("lenet5", "deep_compression", "deep_compression_lenet5.toml"),
+SHARING = [  # (model, method label, recipe file, set_params overrides)
+    ("lenet300_100", "deep_compression", "deep_compression.toml", {}),
+    ("lenet5", "deep_compression", "deep_compression_lenet5.toml", {}),
+    # Towards soft weight-sharing's ratios (64x / 160x): the same recipes, pruned harder.
+    ("lenet300_100", "deep_compression, 95 % sparse", "deep_compression.toml",
+     {"gradual_magnitude__sparsity": 0.95}),
+    ("lenet5", "deep_compression, fc1 97 % sparse", "deep_compression_lenet5.toml",
+     {"gradual_magnitude__sparsity": 0.97}),
 ]
 # Soft weight-sharing (recipes/soft_sharing.toml) is measured by its recipe run only: its
 # retraining did not fit this suite's time budget on the shared machine.
@@ -66,8 +71,9 @@ def _file(model, folder: str) -> tuple[int, dict]:
     return size, {"coded_bytes": stream_bytes, "shannon_bytes": shannon}
 
 
-def _sharing(ctx: BenchContext, model_name: str, label: str, recipe_file: str, fold: int, rows: list) -> None:
-    base_recipe = Recipe.from_toml(str(RECIPES / recipe_file))
+def _sharing(ctx: BenchContext, model_name: str, label: str, recipe_file: str, overrides: dict, fold: int,
+             rows: list) -> None:
+    base_recipe = Recipe.from_toml(str(RECIPES / recipe_file)).set_params(**overrides)
     recipe = _quick(base_recipe) if ctx.quick else base_recipe
     train, test = zoo_data.load("mnist5k", fold)
     base = baseline(model_name, "mnist5k", fold, progress=False)
@@ -185,8 +191,8 @@ def run(ctx: BenchContext) -> None:
     # Folds outermost, the tables rewritten after each, so a run cut short still
     # reports every fold it finished (the table says how many).
     for fold in ctx.folds:
-        for model_name, label, recipe_file in SHARING:
-            _sharing(ctx, model_name, label, recipe_file, fold, sharing)
+        for model_name, label, recipe_file, overrides in SHARING:
+            _sharing(ctx, model_name, label, recipe_file, overrides, fold, sharing)
         _ptq(ctx, fold, ptq)
         _write(ctx, sharing, ptq, int8, codec)
 
@@ -195,10 +201,11 @@ def _write(ctx: BenchContext, sharing: list, ptq: list, int8: list, codec: dict 
     # -- tables -----------------------------------------------------------------------
     sections = []
     table = []
-    for model_name, label, recipe_file in SHARING:
+    for model_name, label, recipe_file, overrides in SHARING:
         rs = [r for r in sharing if r["model"] == model_name and r["method"] == label]
         gap = [100 * (r["coded_bytes"] / r["shannon_bytes"] - 1) for r in rs if r["shannon_bytes"]]
-        table.append([model_name, label, f"recipes/{recipe_file}", fmt_mean_std([r["baseline_acc"] for r in rs]),
+        table.append([model_name, label, f"recipes/{recipe_file}" + "".join(
+                          f" {k.split('__')[1]}={v}" for k, v in overrides.items()), fmt_mean_std([r["baseline_acc"] for r in rs]),
                       fmt_mean_std([r["acc"] for r in rs]), fmt_mean_std([r["drop_pp"] for r in rs], scale=1),
                       f"{mean_std([r['file_bytes'] for r in rs])[0]:,.0f}",
                       fmt_mean_std([r["storage_ratio"] for r in rs], scale=1, digits=1),
@@ -234,7 +241,7 @@ def _write(ctx: BenchContext, sharing: list, ptq: list, int8: list, codec: dict 
 
     # -- plot: accuracy drop vs storage ratio, one point per fold ------------------------
     series = {}
-    for model_name, label, _ in SHARING:
+    for model_name, label, _, _ in SHARING:
         rs = sorted((r for r in sharing if r["model"] == model_name and r["method"] == label),
                     key=lambda r: r["storage_ratio"])
         series[f"{model_name} {label}"] = ([r["storage_ratio"] for r in rs], [r["drop_pp"] for r in rs])
