@@ -12,7 +12,6 @@ from netshrink.functional import hard_concrete as hc
 from netshrink.functional.prox import hier_prox, soft_threshold
 from netshrink.functional.vd import kl_approx
 from netshrink.methods.lassonet import _HierProxHooks, _Skip, lassonet_path, select_features
-from netshrink.reparams.variational import VariationalWeight
 from tests.helpers import tiny_mlp
 
 
