@@ -6,16 +6,18 @@
 Export uses torch's TorchScript-based exporter (`dynamo=False`: the torch.export one
 needs onnxscript, which we do not ship), with a dynamic batch axis. Verification runs
 the file in ONNX Runtime on the example and on a second batch of another size and
-compares with the model's own outputs.
+compares with the model's own outputs. CSR-sparse layers (no ONNX operator computes
+them) are written as dense layers with the same weights, and the result says so.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,47 @@ class OnnxExport:
     checked: int        # input batches compared
     bytes: int
     opset: int
+    densified: list = field(default_factory=list)  # sparse modules written as dense ONNX ops
+
+
+@contextlib.contextmanager
+def onnx_ready(model: nn.Module):
+    """Within this block, `model`'s CSR-sparse modules (no ONNX operator computes them)
+    are dense nn.Linear / nn.Conv2d with the same weights; they are put back after.
+    Yields the names of the modules densified."""
+    from netshrink.core.modules import set_submodule
+    from netshrink.runtime.sparse_conv import SparseConv2d
+    from netshrink.runtime.sparse_linear import SparseLinear
+
+    swapped = []
+    for name, m in list(model.named_modules()):
+        if any(name.startswith(d + ".") for d, _ in swapped):
+            continue
+        if type(m).__name__ == "Int8Linear":
+            raise NetshrinkError(f"onnx: module {name!r} (Int8Linear) runs torch's int8 kernels with dynamic "
+                                 "activation quantization, which no ONNX operator reproduces exactly; export the "
+                                 "model before `execute = \"int8\"` (its weights are on the int8 grid already)")
+        if isinstance(m, SparseConv2d):
+            w = m.matmul.dense_weight().reshape(m.out_channels, m.in_channels, *m.kernel_size)  # (out, in, kh, kw)
+            dense = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
+                              bias=m.matmul.bias is not None)
+            b = m.matmul.bias
+        elif isinstance(m, SparseLinear):
+            w, b = m.dense_weight(), m.bias  # (out, in)
+            dense = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
+        else:
+            continue
+        with torch.no_grad():
+            dense.weight.copy_(w)
+            if b is not None:
+                dense.bias.copy_(b)
+        set_submodule(model, name, dense.eval())
+        swapped.append((name, m))
+    try:
+        yield [n for n, _ in swapped]
+    finally:
+        for name, m in swapped:
+            set_submodule(model, name, m)
 
 
 def _second_input(example: torch.Tensor) -> torch.Tensor:
@@ -63,7 +106,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | os.PathLike
     model.eval()
     path = Path(path)
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), onnx_ready(model) as densified:
             warnings.simplefilter("ignore")
             torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=opset,
                               input_names=["input"], output_names=["output"],
@@ -76,7 +119,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | os.PathLike
     diff, n = 0.0, 0
     if verify:
         diff, n = verify_onnx(model, path, [example, _second_input(example)], atol=atol, rtol=rtol)
-    return OnnxExport(path=str(path), max_abs_diff=diff, checked=n, bytes=path.stat().st_size, opset=opset)
+    return OnnxExport(path=str(path), max_abs_diff=diff, checked=n, bytes=path.stat().st_size, opset=opset,
+                      densified=densified)
 
 
 def verify_onnx(model: nn.Module, path, inputs: list[torch.Tensor], *, atol: float = 1e-4,

@@ -84,3 +84,18 @@ def test_export_command(tmp_path, capsys):
     assert "ONNX Runtime matches PyTorch" in capsys.readouterr().out
     assert main(["export", str(tmp_path / "missing.nshr"), "--onnx"]) == 2
     assert main(["export", str(tmp_path / "m.nshr")]) == 2  # no format chosen
+
+
+@pytest.mark.parametrize("method, params", [("magnitude", {"sparsity": 0.9}), ("low_rank", {"mode": "ratio", "ratio": 0.25}),
+                                            ("hashing", {})])
+def test_models_of_other_methods_export_verified(method, params, tmp_path):
+    """Sparse (CSR layers are written as dense ONNX ops), factorised and hashed models export."""
+    train, test = ns.zoo.data.load("digits", 0)
+    torch.manual_seed(0)
+    m = ns.zoo.models.create("lenet300_100", in_features=64)
+    ns.compress_(m, ns.Recipe.of(ns.create(method, **params), finetune=ns.TrainConfig(epochs=0)), data=train,
+                 progress=False)
+    x = torch.stack([test[i][0] for i in range(4)])
+    info = export_onnx(m, x, tmp_path / "m.onnx")
+    assert info.checked == 2 and info.max_abs_diff < 1e-4
+    assert bool(info.densified) == any(type(mm).__name__ == "SparseLinear" for mm in m.modules())
