@@ -111,6 +111,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | os.PathLike
             torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=opset,
                               input_names=["input"], output_names=["output"],
                               dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+    except NetshrinkError:
+        raise
     except Exception as e:
         raise NetshrinkError(f"onnx: cannot export {type(model).__name__}: {type(e).__name__}: "
                              f"{str(e).splitlines()[0][:300]}") from None
