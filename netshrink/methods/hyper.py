@@ -103,7 +103,8 @@ class Hypernetwork(Method):
         scales = [k.var().clamp_min(1e-12) for k in kernels]
         with torch.enable_grad():
             for _ in range(self.fit_steps):
-                loss = sum(((self.hyper_.layer_kernel(start=s, grid=g) - k) ** 2).mean() / v
+                tiles = self.hyper_.tiles()  # all tiles at once: (n_tiles, T, T, f, f)
+                loss = sum(((HyperNetwork.assemble(tiles[s:s + g[0] * g[1]], grid=g) - k) ** 2).mean() / v
                            for s, g, k, v in zip(self.starts_, grids, kernels, scales))
                 opt.zero_grad()
                 loss.backward()

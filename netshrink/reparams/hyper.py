@@ -50,9 +50,14 @@ class HyperNetwork(nn.Module):
         """The (go*T, gi*T, f, f) kernel built from tiles start .. start + go*gi - 1,
         laid out row-major over the (output, input) tile grid."""
         go, gi = grid
-        t = self.tiles(self.z[start:start + go * gi])                             # (go gi, T, T, f, f)
-        T, f = self.tile, self.kernel
-        return t.reshape(go, gi, T, T, f, f).permute(0, 2, 1, 3, 4, 5).reshape(go * T, gi * T, f, f)
+        return self.assemble(self.tiles(self.z[start:start + go * gi]), grid=grid)
+
+    @staticmethod
+    def assemble(tiles: torch.Tensor, *, grid: tuple[int, int]) -> torch.Tensor:
+        """(go*gi, T, T, f, f) tiles, row-major over the tile grid -> (go*T, gi*T, f, f)."""
+        go, gi = grid
+        _, T, _, f, _ = tiles.shape
+        return tiles.reshape(go, gi, T, T, f, f).permute(0, 2, 1, 3, 4, 5).reshape(go * T, gi * T, f, f)
 
     def n_generator_params(self) -> int:
         return sum(p.numel() for n, p in self.named_parameters() if n != "z")

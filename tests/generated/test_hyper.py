@@ -28,7 +28,7 @@ def test_hypernetwork_fits_trained_kernels_and_validates():
     torch.manual_seed(0)
     model = ns.zoo.models.create("resnet_small", widths=[4, 8, 8], blocks=[1, 1, 1])
     w = model.stages[0][0].conv2.weight.detach().clone()
-    m = ns.create("hypernetwork", tile=4, z_dim=16, hidden=16, fit_steps=300)
+    m = ns.create("hypernetwork", tile=4, z_dim=16, hidden=16, fit_steps=150)
     ns.compress_(model, ns.Recipe.of(m), data=None)
     with torch.no_grad():
         got = model.stages[0][0].conv2.kernel()
