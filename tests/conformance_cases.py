@@ -111,8 +111,9 @@ CASES: dict[str, list[Case]] = {
                          check=_s7.blocks_removed(1))],
     "hashing": [
         Case({"factor": 0.125}, check=_g8.hashed_at(0.125), id="trained"),
-        Case({"factor": 0.25, "init": "scratch", "seed": 5}, model="lenet5", model_kwargs={"input_size": 28},
-             data="mnist5k-small", check=_g8.hashed_at(0.25), id="conv-scratch"),
+        Case({"factor": 0.25, "init": "scratch", "seed": 5}, model="resnet_small",
+             model_kwargs={"widths": [4, 8, 8], "blocks": [1, 1, 1]}, data="digits", check=_g8.hashed_at(0.25),
+             id="conv-scratch"),
     ],
     "frequency": [
         Case({"keep": 0.2, "bits": 4}, check=_g8.frequency_at(0.2, 4), id="fc-blocks"),
