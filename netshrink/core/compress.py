@@ -1,7 +1,8 @@
 """compress_: run a recipe on a model, in place.
 
 Each step is a phase: prepare → fine-tune (with the hooks of this step and of every
-earlier persistent step, e.g. distillation) → finalize. The teacher of distillation
+earlier persistent step, e.g. distillation) → finalize. When every step is done, each
+method's `deploy` swaps in its runtime kernels (sparse CSR layers ...). The teacher of distillation
 defaults to a frozen copy of the model as it was before compression.
 """
 from __future__ import annotations
@@ -45,6 +46,8 @@ def compress_(model: nn.Module, recipe: Recipe, data=None, *, teacher: nn.Module
             method.finalize(model)
     for method in persistent:
         method.finalize(model)
+    for method in recipe.methods:
+        method.deploy(model)
     return model.eval()
 
 

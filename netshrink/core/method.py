@@ -9,6 +9,7 @@ Lifecycle, driven by `compress_` or by a user's own loop through a Session:
     loss(ctx) -> Tensor      extra loss term at each step (penalties, distillation)
     after_step(ctx)          masks, proximal operators, schedules
     finalize(model)          bake: leave plain / smaller / sparse / quantized modules
+    deploy(model)            once all steps are finalized: swap in runtime kernels
 """
 from __future__ import annotations
 
@@ -69,6 +70,11 @@ class Method:
 
     def finalize(self, model: nn.Module) -> None:
         """Bake: leave the model with plain (smaller / sparse / quantized) modules."""
+
+    def deploy(self, model: nn.Module) -> None:
+        """After every step of the recipe has finalized: swap in runtime kernels
+        (e.g. CSR sparse layers). Deferred to the very end so that later steps
+        (k-means, quantization) still see the plain layers an earlier step left."""
 
     # -- (de)serialisation -------------------------------------------------------
     def params(self) -> dict:

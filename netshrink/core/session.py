@@ -57,4 +57,6 @@ class Session:
     def finish(self) -> nn.Module:
         for m in self.methods:
             m.finalize(self.model)
+        for m in self.methods:
+            m.deploy(self.model)
         return self.model

@@ -46,8 +46,8 @@ class MaskPruning(Method):
     (bake + measured choice of the sparse runtime)."""
 
     # "auto": a pruned Linear becomes a CSR SparseLinear where timed faster than dense
-    # at `batch_size`; "sparse": always; "dense": never (masks baked into dense weights;
-    # choose it when a later recipe step must still see the Linear, e.g. quantization).
+    # at `batch_size`; "sparse": always; "dense": never (masks baked into dense weights).
+    # The swap happens in `deploy`, after every later recipe step has finished.
     runtime: Literal["auto", "dense", "sparse"] = "auto"
     batch_size: int = 64
 
@@ -79,8 +79,13 @@ class MaskPruning(Method):
         for site in self.sites_:
             bake(site.module, site.param_name, Mask)
             keep_zeros(getattr(site.module, site.param_name))
+
+    def deploy(self, model: nn.Module) -> None:
+        """The measured choice of the sparse runtime, once every recipe step is done
+        (a later k-means / quantization step still saw plain Linears)."""
+        names = dict(model.named_modules())
         layers = [s.module_name for s in self.sites_
-                  if s.param_name == "weight" and type(s.module) in (nn.Linear, nn.Conv2d)]
+                  if s.param_name == "weight" and type(names.get(s.module_name)) in (nn.Linear, nn.Conv2d)]
         self.runtime_ = sparsify_(model, layers, runtime=self.runtime, batch_size=self.batch_size,
                                   example_shape=getattr(self, "input_shape_", None))
 
