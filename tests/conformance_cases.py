@@ -145,8 +145,7 @@ CASES: dict[str, list[Case]] = {
     "qat": [Case({"bits": 4, "granularity": "tensor"}, check=_q4.distinct_at_most(16), id="tensor4"),
             Case({"bits": 8, "execute": "int8", "activations": True}, check=_q4.runs_int8(3), id="int8")],
     "binary": [Case({"scaling": "layer"}, check=_q4.distinct_at_most(2), id="layer"),
-               Case({"scaling": "channel"}, model="lenet5", model_kwargs={"input_size": 28}, data="mnist5k-small",
-                    check=_q4.per_channel_distinct_at_most(2), id="xnor-conv")],
+               Case({"scaling": "channel"}, check=_q4.per_channel_distinct_at_most(2), id="xnor")],
     "ternary": [Case({}, check=_q4.ternary)],
     "kmeans": [
         Case({"bits": 3}, check=_q4.distinct_at_most(8, plus_zero=True), id="mlp"),
