@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from netshrink.core.modules import apply_edits, diff_edits
+from netshrink.core.modules import apply_edits, check_size, diff_edits
 from netshrink.errors import ArtifactError, NetshrinkError
 from netshrink.zoo import models as zoo_models
 
@@ -71,13 +71,17 @@ def load(path: str | os.PathLike) -> nn.Module:
             and isinstance(factory.get("kwargs"), dict)):
         raise ArtifactError(f"{path}: malformed model factory {factory!r}")
     try:
+        check_size(lambda: zoo_models.create(factory["name"], **factory["kwargs"]), f"model {factory['name']}")
         model = zoo_models.create(factory["name"], **factory["kwargs"])
     except NetshrinkError as e:
         raise ArtifactError(f"{path}: {e}") from None
     edits = header.get("edits", [])
     if not isinstance(edits, list):
         raise ArtifactError(f"{path}: malformed architecture edits")
-    apply_edits(model, edits)
+    try:
+        apply_edits(model, edits)
+    except ArtifactError as e:
+        raise ArtifactError(f"{path}: {e}") from None
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))

@@ -98,8 +98,8 @@ def _netshrink_modules() -> list[type]:
     from netshrink.runtime.sparse_linear import SparseLinear
     from netshrink.runtime.sparse_conv import SparseConv2d
 
-    return [Int8Linear] + [SparseLinear, SparseConv2d] + [HashedLinear, HashedConv2d, FrequencyLinear, FrequencyConv2d, HyperConv2d,
-                                  TiedConv2d, HyperNetwork] + [LowRankLinear, TuckerConv, LowRankRNN]
+    return [Int8Linear] + [HashedLinear, HashedConv2d, FrequencyLinear, FrequencyConv2d, HyperConv2d, TiedConv2d,
+                           HyperNetwork] + [LowRankLinear, TuckerConv, LowRankRNN] + [SparseLinear, SparseConv2d]
 
 
 def register_module(cls: type) -> type:
@@ -130,7 +130,33 @@ def config_of(m: nn.Module) -> dict | None:
     return None
 
 
+# A file may describe an architecture, never force an absurd allocation: every
+# module is first built on torch's "meta" device (no memory) and counted.
+MAX_ELEMENTS = 2 ** 28  # 1 GiB of fp32
+
+
+def check_size(make, what: str) -> None:
+    """Raise ArtifactError if `make()` would allocate more than MAX_ELEMENTS."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            m = make()
+        n = sum(t.numel() for t in list(m.parameters()) + list(m.buffers()))
+    except ArtifactError:
+        raise
+    except Exception as e:  # a builder that fails on meta fails for real too
+        raise ArtifactError(f"cannot build {what}: {type(e).__name__}: {e}") from None
+    if n > MAX_ELEMENTS:
+        raise ArtifactError(f"refusing to build {what}: it would hold {n:,} elements (limit {MAX_ELEMENTS:,})")
+
+
 def build(name: str, cfg: dict) -> nn.Module:
+    check_size(lambda: _build(name, cfg), f"{name} {cfg}")
+    return _build(name, cfg)
+
+
+def _build(name: str, cfg: dict) -> nn.Module:
     if name in _TORCH:
         try:
             return _TORCH[name][2](cfg)
