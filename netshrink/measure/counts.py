@@ -38,3 +38,20 @@ def layer_table(model: nn.Module) -> list[dict]:
         rows.append({"name": name, "shape": list(p.shape), "params": p.numel(), "nonzeros": nz,
                      "sparsity": 1 - nz / max(p.numel(), 1)})
     return rows
+
+
+def dense_zero_count(model: nn.Module) -> int:
+    """Exact zeros inside ordinary dense parameters, which every kernel multiplies
+    anyway (runtime modules that store weights another way are not looked into)."""
+    zeros = 0
+
+    def visit(m: nn.Module):
+        nonlocal zeros
+        if hasattr(m, "ns_counts"):
+            return
+        zeros += sum(int((p.detach() == 0).sum()) for p in m.parameters(recurse=False))
+        for c in m.children():
+            visit(c)
+
+    visit(model)
+    return zeros
