@@ -63,6 +63,13 @@ class SparseLinear(nn.Module):
         m.ns_after_load()
         return m
 
+    def __getstate__(self):
+        # copy.deepcopy / pickling cannot reach a sparse CSR tensor's storage; the
+        # tensor is derived state, rebuilt from the buffers on next use.
+        state = self.__dict__.copy()
+        state["_csr"] = None
+        return state
+
     def dense_weight(self) -> torch.Tensor:
         """The (out, in) dense weight this module computes with."""
         if self._csr is None:

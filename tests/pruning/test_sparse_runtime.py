@@ -121,3 +121,22 @@ def test_auto_times_convs_only_when_it_knows_their_input(monkeypatch):
     done = sparsify_(model, ["conv2", "fc1"], runtime="auto", example_shape=(1, 28, 28), batch_size=8)
     assert timed[0] == (8, 20, 12, 12)            # conv2's real input at batch 8
     assert done == {"conv2": 2.0} and isinstance(model.conv2, SparseConv2d)
+
+
+def test_sparse_model_deep_copies_and_recompresses():
+    # compress_ deep-copies the model as the default teacher; a model that already
+    # holds CSR layers must survive that (and a second compression).
+    import copy
+
+    import netshrink as ns
+
+    torch.manual_seed(0)
+    m = ns.zoo.models.create("lenet300_100", in_features=64)
+    ns.compress_(m, ns.Recipe.of(ns.create("magnitude", sparsity=0.9, runtime="sparse",
+                                           targets=["fc1.weight", "fc2.weight"])))
+    x = torch.rand(3, 64)
+    c = copy.deepcopy(m)
+    with torch.no_grad():
+        assert torch.equal(c(x), m(x))
+    ns.compress_(c, ns.Recipe.of(ns.create("magnitude", sparsity=0.5, targets=["fc3.weight"], runtime="dense")))
+    assert float((c.fc3.weight == 0).float().mean()) >= 0.5
