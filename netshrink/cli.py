@@ -92,7 +92,7 @@ def compress(recipe: str = typer.Option(..., help="recipe TOML file"),
                     console)
         for note in after.notes:
             console.print(f"[yellow]note:[/] {note}")
-        command = "netshrink " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        command = invocation()
         result = after.summary(before)
         (d / "recipe.toml").write_text(rec.to_toml(f"{command}\nresult: {result}"))
         (d / "report.json").write_text(json.dumps({"baseline": before.to_dict(), "compressed": after.to_dict(),
@@ -213,14 +213,23 @@ def sensitivity(model: str = typer.Option(..., help="zoo model, e.g. lenet300_10
                                            for k, v in res.curves.items()},
                   xlabel="sparsity of that layer alone (%)", ylabel="validation accuracy (%)",
                   title=f"{model} on {data}: per-layer sensitivity", baseline=100 * res.baseline)
-        command = "netshrink " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        command = invocation()
         (d / "recipe.toml").write_text(recipe.to_toml(
             f"{command}\nper-layer allocation from sensitivity; overall sparsity {100 * res.overall(alloc):.2f} %"))
     console.print(f"wrote {out}/ (sensitivity.json, sensitivity.png, recipe.toml: overall "
                   f"{100 * res.overall(alloc):.2f} % sparse)")
 
 
+_ARGV: list[str] = []
+
+
+def invocation() -> str:
+    """The command line that is running, for the headers of the files it writes."""
+    return "netshrink " + " ".join(shlex.quote(a) for a in _ARGV)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _ARGV[:] = list(sys.argv[1:] if argv is None else argv)
     cmd = typer.main.get_command(app)
     try:
         rc = cmd.main(args=argv, prog_name="netshrink", standalone_mode=False)

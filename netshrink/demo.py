@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shlex
-import sys
 import time
 
 from rich.console import Console
@@ -68,7 +66,9 @@ def run_demo(out: str = "runs/demo", force: bool = False, fold: int = 0, console
                     [[f"{100 * s:g} %", *(f"{curves[k][i]:.2f}" for k in curves)] for i, s in enumerate(SWEEP)],
                     console)
 
-        command = "netshrink " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "netshrink demo"
+        from netshrink.cli import invocation
+
+        command = invocation()
         result = after.summary(before)
         (d / "recipe.toml").write_text(DEMO_RECIPE.to_toml(f"LeNet-300-100 on mnist5k fold {fold} — {command}\n"
                                                            f"result: {result}"))

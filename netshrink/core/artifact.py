@@ -71,7 +71,8 @@ def load(path: str | os.PathLike) -> nn.Module:
             and isinstance(factory.get("kwargs"), dict)):
         raise ArtifactError(f"{path}: malformed model factory {factory!r}")
     try:
-        check_size(lambda: zoo_models.create(factory["name"], **factory["kwargs"]), f"model {factory['name']}")
+        check_size(lambda: zoo_models.create(factory["name"], **factory["kwargs"]), f"model {factory['name']}",
+                   factory["kwargs"])
         model = zoo_models.create(factory["name"], **factory["kwargs"])
     except NetshrinkError as e:
         raise ArtifactError(f"{path}: {e}") from None
