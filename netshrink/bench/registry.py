@@ -11,13 +11,13 @@ from netshrink.errors import NetshrinkError
 
 # suite name -> module path (imported only when that suite runs)
 SUITES: dict[str, str] = {
+    "regularize": "netshrink.bench.suites.regularize",   # issue 5
+    "generated": "netshrink.bench.suites.generated",   # issue 8
+    "structured": "netshrink.bench.suites.structured",   # issue 7
     "distill": "netshrink.bench.suites.distill",   # issue 6
     "lowrank": "netshrink.bench.suites.lowrank",   # issue 6
-    "structured": "netshrink.bench.suites.structured",   # issue 7
-    "regularize": "netshrink.bench.suites.regularize",   # issue 5
-    "quantization": "netshrink.bench.suites.quantization",
-    "generated": "netshrink.bench.suites.generated",   # issue 8
     "pruning": "netshrink.bench.suites.pruning",
+    "quantization": "netshrink.bench.suites.quantization",   # issue 4
 }
 
 

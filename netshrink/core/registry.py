@@ -13,13 +13,13 @@ _USER: dict[str, type[Method]] = {}
 
 def _builtin() -> list[type[Method]]:
     from netshrink.methods.pruning import Magnitude, RandomPrune
-    from netshrink.methods.quantize import QAT, Binary, Quantize, Ternary
-    from netshrink.methods.share import KMeans, SoftSharing
     from netshrink.methods.pruning import GradualMagnitude
     from netshrink.methods.lottery import EarlyBird, Lottery
     from netshrink.methods.saliency import OBD, Taylor
     from netshrink.methods.patterns import BlockPrune, NMPrune
     pruning_family = [GradualMagnitude, Lottery, EarlyBird, OBD, Taylor, BlockPrune, NMPrune]
+    from netshrink.methods.quantize import QAT, Binary, Quantize, Ternary
+    from netshrink.methods.share import KMeans, SoftSharing
     from netshrink.methods.hashing import Hashing
     from netshrink.methods.frequency import FrequencyPack
     from netshrink.methods.hyper import Hypernetwork, Tie
@@ -28,15 +28,15 @@ def _builtin() -> list[type[Method]]:
     from netshrink.methods.distill import Distill, Hints, Mimic
     from netshrink.methods.factorize import LowRank, Sketch
     generated += [Distill, Mimic, Hints, LowRank, Sketch]
+    from netshrink.methods.structured import ChannelPrune, DepthPrune
+    generated += [ChannelPrune, DepthPrune]
     from netshrink.methods.l0 import L0
     from netshrink.methods.lassonet import LassoNet
     from netshrink.methods.regularize import L1, DropNeuron, GroupLasso
     from netshrink.methods.variational import VariationalDropout
     regularize = [L1, GroupLasso, DropNeuron, L0, VariationalDropout, LassoNet]  # issue 5
-    from netshrink.methods.structured import ChannelPrune, DepthPrune
-    generated += [ChannelPrune, DepthPrune]  # issue 7
 
-    return [Magnitude, RandomPrune, Quantize, QAT, Binary, Ternary, KMeans, SoftSharing] + pruning_family + generated + regularize
+    return [Magnitude, RandomPrune, Quantize, QAT, Binary, Ternary, KMeans, SoftSharing] + generated + pruning_family + regularize
 
 
 def register(cls: type[Method]) -> type[Method]:
