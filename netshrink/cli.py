@@ -65,6 +65,7 @@ def compress(recipe: str = typer.Option(..., help="recipe TOML file"),
              data: str = typer.Option("mnist5k", help="zoo dataset for fine-tuning and measurement"),
              fold: int = typer.Option(0, help="fold (0-4)"),
              input: Optional[str] = typer.Option(None, "--input", help="compress this .nshr model instead"),
+             onnx: bool = typer.Option(False, "--onnx", help="also time both models in ONNX Runtime"),
              force: bool = typer.Option(False, help="replace an existing run folder")):
     """Compress a model with a recipe: writes recipe.toml, report.json and model.nshr to --out."""
     from netshrink.core.artifact import load, save
@@ -87,7 +88,7 @@ def compress(recipe: str = typer.Option(..., help="recipe TOML file"),
         t0 = time.perf_counter()
         compress_(net, rec, data=train_ds)
         seconds = time.perf_counter() - t0
-        before, after = measure(base, test), measure(net, test, reference=base)
+        before, after = measure(base, test), measure(net, test, reference=base, onnx=onnx)
         print_table(f"compressed in {seconds:.1f} s", ["figure", "before", "after"], comparison_rows(before, after),
                     console)
         for note in after.notes:

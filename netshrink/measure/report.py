@@ -38,6 +38,9 @@ class Report:
     latency_ms: dict = field(default_factory=dict)   # {"b1": ms, "b64": ms}
     reference_latency_ms: dict = field(default_factory=dict)
     speedup: dict = field(default_factory=dict)      # reference ms / model ms
+    onnx_latency_ms: dict = field(default_factory=dict)   # the same, in ONNX Runtime (measure(onnx=True))
+    onnx_reference_latency_ms: dict = field(default_factory=dict)
+    onnx_speedup: dict = field(default_factory=dict)
     reference_accuracy: float | None = None
     notes: list = field(default_factory=list)
     # per layer: units / dead_units / inputs / dead_inputs (all-zero weights; see measure.units)
@@ -88,6 +91,11 @@ class Report:
             if b in self.speedup:
                 s += f" (speedup {self.speedup[b]:.2f}x vs {self.reference_latency_ms[b]:.3f} ms)"
             rows.append((f"latency {b}", s))
+        for b, ms in self.onnx_latency_ms.items():
+            s = f"{ms:.3f} ms"
+            if b in self.onnx_speedup:
+                s += f" (speedup {self.onnx_speedup[b]:.2f}x vs {self.onnx_reference_latency_ms[b]:.3f} ms)"
+            rows.append((f"ONNX Runtime latency {b}", s))
         if summary(self.removable_units):
             rows.append(("removable (all-zero) units", summary(self.removable_units)))
         rows += [("note", n) for n in self.notes]
@@ -119,7 +127,7 @@ def _example(data, batch: int) -> torch.Tensor:
 
 
 def measure(model: nn.Module, data, *, reference: nn.Module | None = None, batch_sizes=(1, 64),
-            latency: bool = True, size: bool = True, fidelity: bool = False) -> Report:
+            latency: bool = True, size: bool = True, fidelity: bool = False, onnx: bool = False) -> Report:
     """Measure `model` on `data` (a labelled Dataset), against `reference` if given.
 
     >>> print(ns.measure(model, test, reference=baseline))
@@ -153,8 +161,32 @@ def measure(model: nn.Module, data, *, reference: nn.Module | None = None, batch
             else:
                 ms = latency_ms(model, x)
             r.latency_ms[f"b{b}"] = ms
+    if onnx:
+        _onnx_latency(r, model, reference, data, batch_sizes)
     _honesty_notes(r, dense_zero_count(model))
     return r
+
+
+def _onnx_latency(r: Report, model, reference, data, batch_sizes) -> None:
+    """ONNX Runtime latency beside torch's: both models exported (and verified
+    against PyTorch) and timed interleaved in this process."""
+    from netshrink.runtime.onnx_export import compare_ort_latency, export_onnx, ort_latency_ms
+
+    try:
+        for b in batch_sizes:
+            x = _example(data, max(b, 2))[:b] if b > 1 else _example(data, 2)[:1]
+            if reference is not None:
+                ms, ref_ms = compare_ort_latency(model, reference, x)
+                r.onnx_reference_latency_ms[f"b{b}"] = ref_ms
+                r.onnx_speedup[f"b{b}"] = ref_ms / ms
+            else:
+                with tempfile.TemporaryDirectory() as d:
+                    path = os.path.join(d, "m.onnx")
+                    export_onnx(model, _example(data, 2), path)
+                    ms = ort_latency_ms(path, x)
+            r.onnx_latency_ms[f"b{b}"] = ms
+    except Exception as e:  # a model ONNX cannot express is reported, not hidden
+        r.notes.append(f"no ONNX Runtime timing: {e}")
 
 
 def _honesty_notes(r: Report, dense_zeros: int) -> None:

@@ -39,4 +39,9 @@ def comparison_rows(before, after) -> list[list]:
         rows.append([f"latency {b} (ms)", f"{ref:.3f}" if ref else "", f"{after.latency_ms[b]:.3f}"])
         if b in after.speedup:
             rows.append([f"speedup {b}", "1.00x", f"{after.speedup[b]:.2f}x"])
+    for b in after.onnx_latency_ms:
+        ref = after.onnx_reference_latency_ms.get(b)
+        rows.append([f"ONNX Runtime latency {b} (ms)", f"{ref:.3f}" if ref else "", f"{after.onnx_latency_ms[b]:.3f}"])
+        if b in after.onnx_speedup:
+            rows.append([f"ONNX Runtime speedup {b}", "1.00x", f"{after.onnx_speedup[b]:.2f}x"])
     return rows
