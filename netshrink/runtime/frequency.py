@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from netshrink.reparams.frequency import from_coef, layout_of
+from netshrink.runtime.weight_cache import DerivedWeight, stored_counts
 
 
 class _Frequency(nn.Module):
@@ -22,23 +23,16 @@ class _Frequency(nn.Module):
         self.layout = layout_of(self.weight_shape)
         self.register_buffer("coef", torch.zeros(coef_shape))
         self.bias = nn.Parameter(torch.zeros(self.weight_shape[0])) if bias else None
-        self._cache, self._cache_key = None, None
+        self._cache = DerivedWeight()
 
     def dense_weight(self) -> torch.Tensor:
-        key = (self.coef.data_ptr(), self.coef._version)
-        if self._cache is None or self._cache_key != key:
-            with torch.no_grad():
-                self._cache = from_coef(self.coef, layout=self.layout, shape=self.weight_shape).contiguous()
-            self._cache_key = key
-        return self._cache
+        return self._cache.get(self.coef, lambda: from_coef(self.coef, layout=self.layout, shape=self.weight_shape))
 
     def ns_after_load(self) -> None:
-        self._cache = None
+        self._cache.clear()
 
     def ns_counts(self) -> tuple[int, int]:
-        dense = math.prod(self.weight_shape) + (self.bias.numel() if self.bias is not None else 0)
-        stored = int((self.coef != 0).sum()) + (int((self.bias.detach() != 0).sum()) if self.bias is not None else 0)
-        return dense, stored
+        return stored_counts(self.weight_shape, self.coef, self.bias)
 
 
 def _coef_shape(weight_shape, block):

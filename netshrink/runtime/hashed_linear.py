@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from netshrink.functional.hashing import hash_index, virtual_weight
+from netshrink.runtime.weight_cache import DerivedWeight, stored_counts
 
 
 class _Hashed(nn.Module):
@@ -28,29 +29,20 @@ class _Hashed(nn.Module):
         idx, sign = hash_index(out_features=rows, in_features=cols, buckets=self.n_buckets, seed=self.seed)
         self.register_buffer("idx", idx, persistent=False)    # (rows, cols) int64
         self.register_buffer("sign", sign, persistent=False)  # (rows, cols) +-1
-        self._cache: torch.Tensor | None = None
-        self._cache_key = None
+        self._cache = DerivedWeight()
 
     def virtual_weight(self) -> torch.Tensor:
         """The (out, in[, kh, kw]) weight V = xi * buckets[h]."""
         if self.training or (torch.is_grad_enabled() and self.buckets.requires_grad):
             return virtual_weight(self.buckets, idx=self.idx, sign=self.sign).reshape(self.weight_shape)
-        key = (self.buckets.data_ptr(), self.buckets._version)
-        if self._cache is None or self._cache_key != key:
-            with torch.no_grad():
-                self._cache = virtual_weight(self.buckets, idx=self.idx, sign=self.sign).reshape(self.weight_shape)
-            self._cache_key = key
-        return self._cache
+        return self._cache.get(self.buckets, lambda: virtual_weight(self.buckets, idx=self.idx, sign=self.sign)
+                               .reshape(self.weight_shape))
 
     def ns_after_load(self) -> None:
-        self._cache = None
+        self._cache.clear()
 
     def ns_counts(self) -> tuple[int, int]:
-        dense = math.prod(self.weight_shape) + (self.bias.numel() if self.bias is not None else 0)
-        stored = int((self.buckets.detach() != 0).sum())
-        if self.bias is not None:
-            stored += int((self.bias.detach() != 0).sum())
-        return dense, stored
+        return stored_counts(self.weight_shape, self.buckets, self.bias)
 
 
 class HashedLinear(_Hashed):
