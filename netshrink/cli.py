@@ -25,13 +25,14 @@ err_console = Console(stderr=True)
 
 
 @app.command()
-def demo(out: str = typer.Option("runs/demo", help="run folder to write"),
+def demo(out: Optional[str] = typer.Option(None, help="run folder to write (default: a new runs/demo-<time>)"),
          force: bool = typer.Option(False, help="replace an existing run folder"),
          fold: int = typer.Option(0, help="mnist5k fold (0-4)")):
     """Baseline LeNet-300-100 on mnist5k, pruned to 90 %: a before/after table and a run folder."""
     from netshrink.demo import run_demo
 
-    run_demo(out, force, fold, console)
+    # A new folder per run: `make demo` twice never fails and never overwrites.
+    run_demo(out or time.strftime("runs/demo-%Y%m%d-%H%M%S"), force, fold, console)
 
 
 @app.command()
