@@ -31,7 +31,7 @@ from netshrink.structure.hf import register_bert_tiny
 from netshrink.structure.importance import scores
 
 BUDGET = {  # (full, quick) epochs
-    "resnet_base": (3, 2), "resnet_ft": (2, 1), "dense_base": (2, 1), "dense_ft": (2, 1),
+    "resnet_base": (3, 2), "resnet_ft": (5, 1), "dense_base": (2, 1), "dense_ft": (2, 1),
     "lstm_base": (4, 2), "lstm_ft": (3, 1),
 }
 
