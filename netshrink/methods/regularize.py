@@ -102,6 +102,27 @@ class _Regulariser(Method):
     def zero_small(self, site: Site, w: torch.Tensor) -> None:
         raise NotImplementedError
 
+    # Each regulariser is a penalty and its proximal map; with `prox` the penalty acts
+    # only through the proximal step after each optimiser step (exact zeros).
+    def penalty(self, site: Site, w: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def prox_step(self, site: Site, w: torch.Tensor, lr: float) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, ctx: StepContext):
+        if self.prox:
+            return None
+        return torch.stack([self.penalty(s, w) for s, w in self._weights()]).sum()
+
+    @torch.no_grad()
+    def after_step(self, ctx: StepContext) -> None:
+        if not self.prox:
+            return
+        lr = current_lr(ctx, self.lr)
+        for s, w in self._weights():
+            w.copy_(self.prox_step(s, w, lr))
+
 
 @dataclass
 class L1(_Regulariser):
@@ -115,17 +136,11 @@ class L1(_Regulariser):
         super().validate()
         self.check(self.lam >= 0, "lam", ">= 0")
 
-    def loss(self, ctx: StepContext):
-        if self.prox:
-            return None
-        return self.lam * torch.stack([w.abs().sum() for _, w in self._weights()]).sum()
+    def penalty(self, site, w):
+        return self.lam * w.abs().sum()
 
-    @torch.no_grad()
-    def after_step(self, ctx: StepContext) -> None:
-        if self.prox:
-            t = current_lr(ctx, self.lr) * self.lam
-            for _, w in self._weights():
-                w.copy_(soft_threshold(w, t=t))
+    def prox_step(self, site, w, lr):
+        return soft_threshold(w, t=lr * self.lam)
 
     def zero_small(self, site, w):
         w.masked_fill_(w.abs() <= self.tol, 0.0)
@@ -165,24 +180,14 @@ class GroupLasso(_Regulariser):
         """sqrt(|g|): Scardapane et al.'s per-group weight, so big groups pay more."""
         return math.sqrt(group_size(w.shape, direction=self.direction, gates=self._gates(s)))
 
-    def loss(self, ctx: StepContext):
-        if self.prox:
-            return None
-        terms = []
-        for s, w in self._weights():
-            norms = group_norms(w, direction=self.direction, gates=self._gates(s))  # (G,)
-            terms.append(self.lam * self._weight(s, w) * norms.sum() + self.l1 * w.abs().sum())
-        return torch.stack(terms).sum()
+    def penalty(self, s, w):
+        norms = group_norms(w, direction=self.direction, gates=self._gates(s))  # (G,)
+        return self.lam * self._weight(s, w) * norms.sum() + self.l1 * w.abs().sum()
 
-    @torch.no_grad()
-    def after_step(self, ctx: StepContext) -> None:
-        if not self.prox:
-            return
-        lr = current_lr(ctx, self.lr)
-        for s, w in self._weights():
-            v = soft_threshold(w, t=lr * self.l1) if self.l1 else w
-            w.copy_(group_soft_threshold(v, t=lr * self.lam * self._weight(s, w), direction=self.direction,
-                                         gates=self._gates(s)))
+    def prox_step(self, s, w, lr):
+        v = soft_threshold(w, t=lr * self.l1) if self.l1 else w
+        return group_soft_threshold(v, t=lr * self.lam * self._weight(s, w), direction=self.direction,
+                                    gates=self._gates(s))
 
     def zero_small(self, site, w):
         g = self._gates(site)
@@ -209,24 +214,14 @@ class DropNeuron(_Regulariser):
         for f in ("lam_in", "lam_out", "l1"):
             self.check(getattr(self, f) >= 0, f, ">= 0")
 
-    def loss(self, ctx: StepContext):
-        if self.prox:
-            return None
-        terms = []
-        for s, w in self._weights():
-            terms.append(self.lam_in * group_norms(w, direction="out", gates=site_gates(s)).sum()
-                         + self.lam_out * group_norms(w, direction="in").sum() + self.l1 * w.abs().sum())
-        return torch.stack(terms).sum()
+    def penalty(self, s, w):
+        return (self.lam_in * group_norms(w, direction="out", gates=site_gates(s)).sum()
+                + self.lam_out * group_norms(w, direction="in").sum() + self.l1 * w.abs().sum())
 
-    @torch.no_grad()
-    def after_step(self, ctx: StepContext) -> None:
-        if not self.prox:
-            return
-        lr = current_lr(ctx, self.lr)
-        for s, w in self._weights():
-            v = soft_threshold(w, t=lr * self.l1) if self.l1 else w
-            v = group_soft_threshold(v, t=lr * self.lam_in, direction="out", gates=site_gates(s))
-            w.copy_(group_soft_threshold(v, t=lr * self.lam_out, direction="in"))
+    def prox_step(self, s, w, lr):
+        v = soft_threshold(w, t=lr * self.l1) if self.l1 else w
+        v = group_soft_threshold(v, t=lr * self.lam_in, direction="out", gates=site_gates(s))
+        return group_soft_threshold(v, t=lr * self.lam_out, direction="in")
 
     def zero_small(self, site, w):
         g = site_gates(site)

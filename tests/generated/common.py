@@ -58,9 +58,3 @@ def tied(model, method):
         assert m.kernel() is model.get_submodule(m.source).weight
 
 
-def blocks_removed(n: int):
-    def check(model, method):
-        assert len(method.removed_) == n
-        for path in method.removed_:
-            assert isinstance(model.get_submodule(path), nn.Identity), path
-    return check
