@@ -42,3 +42,17 @@ def run_folder(out: str | os.PathLike, force: bool = False):
     os.replace(tmp, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def write_run(d: Path, *, recipe, model, before, after, seconds: float, header: str, extra: dict | None = None) -> None:
+    """The files every compression run leaves: recipe.toml (headed by `header` and the
+    measured result), report.json, and the saved model."""
+    import json
+
+    from netshrink.core.artifact import save
+
+    (d / "recipe.toml").write_text(recipe.to_toml(f"{header}\nresult: {after.summary(before)}"))
+    report = {"baseline": before.to_dict(), "compressed": after.to_dict(), "compress_seconds": seconds,
+              **(extra or {})}
+    (d / "report.json").write_text(json.dumps(report, indent=2))
+    save(model, d / "model.nshr", meta={"report": after.to_dict()})

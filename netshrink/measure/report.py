@@ -74,7 +74,6 @@ class Report:
 
     def rows(self) -> list[tuple[str, str]]:
         """(figure, value) pairs for a table."""
-        f = _fmt
         rows = []
         if self.accuracy is not None:
             rows.append((self.metric, f"{100 * self.accuracy:.2f} %"))
@@ -99,15 +98,11 @@ class Report:
         if summary(self.removable_units):
             rows.append(("removable (all-zero) units", summary(self.removable_units)))
         rows += [("note", n) for n in self.notes]
-        return [(k, f(v)) for k, v in rows]
+        return rows
 
     def __str__(self) -> str:
         w = max(len(k) for k, _ in self.rows())
         return "\n".join(f"{k:<{w}}  {v}" for k, v in self.rows())
-
-
-def _fmt(v):
-    return v
 
 
 def _file_size(model: nn.Module) -> int | None:
