@@ -4,14 +4,16 @@ early-bird tickets (You et al. 2020).
 lottery: iterative magnitude pruning. Each round prunes `rate` of the remaining
 weights of every layer (`output_rate` for the output layer), then continues from:
   rewind="init"     the survivors' initial values theta_0 (Frankle & Carbin),
-  rewind="step"     their values after `rewind_step` steps of training from theta_0,
-  rewind="lr"       the trained values, replaying the whole learning-rate schedule (Renda),
+  rewind="step"     their values after `rewind_step` = k steps of training from theta_0
+                    (Frankle et al. 2020), theta_0 trained on the first k steps of the
+                    round's schedule,
+  rewind="lr"       the trained values, with the learning-rate schedule rewound to step k
+                    (Renda et al. 2020; k = `rewind_step`, 0 replays the whole schedule),
   rewind="finetune" the trained values, at a small constant learning rate (Renda's baseline),
-and trains the round's budget (the recipe's [finetune]). `reinit = true` is the control
-of Frankle & Carbin: the same masks, but the last round starts from fresh random weights.
-
-Simplification: every round trains the whole budget with the whole schedule; Renda et
-al. train T - k steps from step k of the schedule after rewinding to step k.
+and trains the round's budget (the recipe's [finetune], T steps). After rewinding to step
+k ("step", "lr") a round trains the remaining T - k steps, continuing the schedule from
+step k, as the papers do. `reinit = true` is the control of Frankle & Carbin: the same
+masks, but the last round starts from fresh random weights (and trains all T steps).
 
 theta_0 is the model's factory built under `init_seed` (seed 0 is the seed every zoo
 baseline is built with, so for a zoo baseline it is the true initialisation).
@@ -38,7 +40,7 @@ from netshrink.errors import RecipeError
 from netshrink.functional.prune import hamming_distance, topk_mask
 from netshrink.functional.schedule import geometric_rounds
 from netshrink.methods.pruning import MaskPruning
-from netshrink.train.loop import steps_per_epoch
+from netshrink.train.loop import lr_factor, steps_per_epoch
 from netshrink.zoo import models as zoo_models
 
 
@@ -83,6 +85,45 @@ def rewind_rest_(model: nn.Module, source: nn.Module, skip: set[str]) -> None:
             p.copy_(src[clean])
 
 
+class _Stop(Exception):
+    pass
+
+
+class _ScheduleSlice:
+    """Fit hooks that make a fit run steps [start, stop) of `cfg`'s schedule over
+    `total` steps: step i of the fit gets the lr of step start + i, and the fit stops
+    after stop - start steps (the fit itself must be given at least that many)."""
+
+    def __init__(self, cfg, start: int, stop: int, total: int):
+        self.cfg, self.start, self.stop, self.total = cfg, start, stop, total
+
+    def loss(self, c):   # called after the trainer set the lr, before the optimiser steps
+        for g in c.optimizer.param_groups:
+            g["lr"] = self.cfg.lr * lr_factor(self.cfg, self.start + c.step, self.total)
+        return None
+
+    def after_step(self, c):
+        if self.start + c.step + 1 >= self.stop:
+            raise _Stop
+
+
+def fit_slice(fit, model: nn.Module, cfg, n_data: int, start: int, stop: int) -> None:
+    """Train `model` on steps [start, stop) of the schedule of `cfg` (T = epochs x
+    steps per epoch), with a fresh optimiser: `fit(model, cfg, hooks)` is the trainer."""
+    spe = steps_per_epoch(n_data, cfg.batch_size)
+    total = spe * cfg.epochs
+    stop = min(stop, total)
+    if stop <= start:
+        return
+    if start == 0 and stop == total:
+        fit(model, cfg)
+        return
+    try:
+        fit(model, cfg.replace(epochs=math.ceil((stop - start) / spe)), _ScheduleSlice(cfg, start, stop, total))
+    except _Stop:
+        model.eval()
+
+
 @dataclass
 class Lottery(MaskPruning):
     """Iterative magnitude pruning with rewinding.
@@ -112,6 +153,8 @@ class Lottery(MaskPruning):
         self.check(self.rewind in ("init", "step", "lr", "finetune"), "rewind", "one of init, step, lr, finetune")
         self.check(isinstance(self.rewind_step, int) and self.rewind_step >= 0, "rewind_step", "an integer >= 0")
         self.check(self.rewind != "step" or self.rewind_step > 0, "rewind_step", "> 0 when rewind = \"step\"")
+        self.check(self.rewind in ("step", "lr") or self.rewind_step == 0, "rewind_step",
+                   "0 unless rewind = \"step\" or \"lr\"")
         self.check(self.finetune_lr_scale > 0, "finetune_lr_scale", "> 0")
 
     # -- the schedule of keep fractions ------------------------------------------------
@@ -145,30 +188,20 @@ class Lottery(MaskPruning):
         return hits[0]
 
     def _train(self, model, ctx: PrepareContext):
+        """One round: the whole budget, or its last T - k steps after a rewind to step k."""
         cfg = ctx.finetune
         if self.rewind == "finetune":
-            cfg = cfg.replace(lr=cfg.lr * self.finetune_lr_scale, schedule="constant")
-        ctx.fit(model, cfg)
+            ctx.fit(model, cfg.replace(lr=cfg.lr * self.finetune_lr_scale, schedule="constant"))
+            return
+        k = self.rewind_step if self.rewind in ("step", "lr") else 0
+        fit_slice(ctx.fit, model, cfg, len(ctx.data), k, 10 ** 18)
 
     def _theta_k(self, model: nn.Module, ctx: PrepareContext) -> nn.Module:
-        """theta_0, or theta_k: theta_0 trained for `rewind_step` steps of the round budget."""
+        """theta_0, or theta_k: theta_0 trained on the first `rewind_step` steps of the
+        round's schedule (the same schedule the rounds then continue from step k)."""
         theta = fresh_init(model, self.init_seed)
         if self.rewind == "step":
-            cfg = ctx.finetune
-            spe = steps_per_epoch(len(ctx.data), cfg.batch_size)
-            snap = {}
-
-            class _Snap:
-                def loss(_, c):
-                    return None
-
-                def after_step(_, c):
-                    if c.step + 1 == self.rewind_step:
-                        snap.update({k: v.detach().clone() for k, v in c.model.state_dict().items()})
-
-            ctx.fit(theta, cfg.replace(epochs=math.ceil(self.rewind_step / spe)), _Snap())
-            if snap:
-                theta.load_state_dict(snap)
+            fit_slice(ctx.fit, theta, ctx.finetune, len(ctx.data), 0, self.rewind_step)
         return theta
 
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:

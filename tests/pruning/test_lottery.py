@@ -5,6 +5,7 @@ import torch
 import netshrink as ns
 from netshrink.functional.prune import hamming_distance
 from netshrink.methods.lottery import fresh_init
+from netshrink.train.loop import lr_factor, steps_per_epoch
 from tests.pruning.common import sparsity_of
 
 
@@ -35,24 +36,44 @@ def test_rewind_to_init_restores_survivors_exactly(digits):
 def test_rewind_to_step_k_restores_the_step_k_weights(digits):
     train, _ = digits
     model = _trained(train)
-    # theta_k by hand: theta_0 trained for exactly k steps with the round's settings
-    k, cfg = 7, ns.TrainConfig(epochs=1)
+    # theta_k by hand: theta_0 trained for k steps of the round's schedule. With k = one
+    # epoch = the whole round budget T, the rounds train T - k = 0 steps after rewinding,
+    # so the final survivors are exactly theta_k's.
+    cfg = ns.TrainConfig(epochs=1)
+    k = steps_per_epoch(len(train), cfg.batch_size)
     ref = fresh_init(model, 0)
-    snap = {}
-
-    class Snap:
-        def loss(self, c):
-            return None
-
-        def after_step(self, c):
-            if c.step + 1 == k:
-                snap.update({n: p.detach().clone() for n, p in c.model.named_parameters()})
-
-    ns.fit(ref, train, cfg, hooks=Snap(), progress=False)
+    ns.fit(ref, train, cfg, progress=False)
     method = ns.create("lottery", sparsity=0.3, rate=0.3, rewind="step", rewind_step=k, runtime="dense")
-    ns.compress_(model, ns.Recipe.of(method, finetune=cfg.replace(epochs=0)), data=train, progress=False)
+    ns.compress_(model, ns.Recipe.of(method, finetune=cfg), data=train, progress=False)
     w = model.fc2.weight
-    assert torch.equal(w[w != 0], snap["fc2.weight"][w != 0])
+    assert torch.equal(w[w != 0], ref.fc2.weight[w != 0])
+
+
+@pytest.mark.parametrize("rewind", ["step", "lr"])
+def test_after_rewinding_to_step_k_a_round_trains_the_last_t_minus_k_steps(digits, monkeypatch, rewind):
+    """Frankle et al. 2020 / Renda et al. 2020: after rewinding to step k a round runs
+    steps k .. T-1 of the schedule, not the whole schedule again."""
+    train, _ = digits
+    model = _trained(train)
+    cfg = ns.TrainConfig(epochs=2)
+    T = 2 * steps_per_epoch(len(train), cfg.batch_size)
+    k = 10
+    lrs = []
+    real_step = torch.optim.Adam.step
+
+    def counting_step(self, *a, **kw):
+        lrs.append(self.param_groups[0]["lr"])
+        return real_step(self, *a, **kw)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", counting_step)
+    # one round (sparsity = rate)
+    method = ns.create("lottery", sparsity=0.2, rate=0.2, rewind=rewind, rewind_step=k, runtime="dense")
+    ns.compress_(model, ns.Recipe.of(method, finetune=cfg), data=train, progress=False)
+    round_lrs = [cfg.lr * lr_factor(cfg, i, T) for i in range(k, T)]
+    if rewind == "step":   # theta_k: the first k steps of the same schedule, then the round
+        assert lrs == pytest.approx([cfg.lr * lr_factor(cfg, i, T) for i in range(k)] + round_lrs)
+    else:
+        assert lrs == pytest.approx(round_lrs)
 
 
 def test_round_schedule_prunes_rate_per_round_and_ends_on_target():
