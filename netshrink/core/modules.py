@@ -97,9 +97,11 @@ def _netshrink_modules() -> list[type]:
     from netshrink.runtime.low_rank import LowRankLinear, LowRankRNN, TuckerConv
     from netshrink.runtime.sparse_linear import SparseLinear
     from netshrink.runtime.sparse_conv import SparseConv2d
+    from netshrink.runtime.attention import PrunedMultiheadAttention
 
     return [Int8Linear] + [HashedLinear, HashedConv2d, FrequencyLinear, FrequencyConv2d, HyperConv2d, TiedConv2d,
-                           HyperNetwork] + [LowRankLinear, TuckerConv, LowRankRNN] + [SparseLinear, SparseConv2d]
+                           HyperNetwork] + [LowRankLinear, TuckerConv, LowRankRNN] + [SparseLinear, SparseConv2d] + [
+        PrunedMultiheadAttention]
 
 
 def register_module(cls: type) -> type:

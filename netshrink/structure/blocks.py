@@ -11,13 +11,27 @@ model does with the block's output.
   query/key/value (weights (all_head, hidden), biases) and the same columns of
   attention.output.dense (hidden, all_head); FFN neuron j owns row j of
   intermediate.dense and column j of output.dense.
-- `nn.TransformerEncoderLayer`: FFN neurons (linear1 rows, linear2 columns).
-  Its `nn.MultiheadAttention` keeps its heads: torch's module ties head_dim to
-  embed_dim / num_heads, so a head cannot be removed without replacing the module.
+- `nn.TransformerEncoderLayer` / `nn.TransformerDecoderLayer`: FFN neurons (linear1
+  rows, linear2 columns) and the heads of their attention modules.
+- `nn.MultiheadAttention` (and netshrink's `PrunedMultiheadAttention`): head h owns
+  rows h*d ... h*d+d-1 of each of q, k, v (of the packed in_proj_weight (3I, E): at
+  offsets 0, I, 2I; or of q/k/v_proj_weight), the same entries of in_proj_bias and of
+  bias_k / bias_v, and those columns of out_proj.weight. torch's module ties head_dim
+  to embed_dim / num_heads, so removing a head replaces it by a
+  `PrunedMultiheadAttention` holding the same tensors (see shrink.remove_components).
+  Inside a Transformer layer its attention weights are never returned; a standalone
+  one's heads are offered only when the traced graph shows that its attention weights
+  (which average over the heads) are not used.
 """
 from __future__ import annotations
 
 from torch import nn
+
+from netshrink.runtime.attention import PrunedMultiheadAttention
+
+MHA_TYPES = (nn.MultiheadAttention, PrunedMultiheadAttention)
+_LAYERS = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
+_STACKS = (nn.TransformerEncoder, nn.TransformerDecoder, nn.Transformer)  # whole stacks of layers: opaque too
 
 
 def _is_hf_self_attention(m: nn.Module) -> bool:
@@ -36,8 +50,7 @@ def _is_hf_layer(m: nn.Module) -> bool:
 
 def is_opaque_block(m: nn.Module) -> bool:
     """Blocks the tracer keeps whole (inputs and outputs pinned)."""
-    return isinstance(m, (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)) \
-        or _is_hf_layer(m)
+    return isinstance(m, MHA_TYPES + _LAYERS + _STACKS) or _is_hf_layer(m)
 
 
 def _ffn(name: str, up: str, up_m: nn.Linear, down: str):
@@ -69,16 +82,59 @@ def _heads(name: str, attn: nn.Module):
     return Group(name=f"{name}.heads", kind="heads", components=comps)
 
 
-def block_groups(model: nn.Module) -> list:
-    """The closed groups (heads, FFN neurons) of every recognised block in `model`."""
+def _mha_rows(m: nn.Module, h: int) -> range:
+    return range(h * m.head_dim, (h + 1) * m.head_dim)
+
+
+def _mha_heads(path: str, m: nn.Module):
+    """The heads of an nn.MultiheadAttention / PrunedMultiheadAttention at `path`."""
+    from netshrink.structure.graph import Component, Group
+    inner = m.num_heads * m.head_dim
+    comps = []
+    for h in range(m.num_heads):
+        rows = _mha_rows(m, h)
+        slots = []
+        if m.in_proj_weight is not None:
+            slots += [((path, "in_proj_weight", 0, k * inner + r), "out") for k in range(3) for r in rows]
+        else:
+            slots += [((path, p, 0, r), "out") for p in ("q_proj_weight", "k_proj_weight", "v_proj_weight")
+                      for r in rows]
+        if m.in_proj_bias is not None:
+            slots += [((path, "in_proj_bias", 0, k * inner + r), "out") for k in range(3) for r in rows]
+        if m.bias_k is not None:
+            slots += [((path, p, 2, r), "out") for p in ("bias_k", "bias_v") for r in rows]
+        slots += [((f"{path}.out_proj", "weight", 1, r), "in") for r in rows]
+        comps.append(Component(slots=slots, producers=[(path, h)]))
+    return Group(name=f"{path}.heads", kind="heads", components=comps, block=path)
+
+
+def layer_attention(model: nn.Module) -> dict[str, nn.Module]:
+    """Attention modules inside Transformer layers (their weights are never returned)."""
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, _LAYERS):
+            for attr in ("self_attn", "multihead_attn"):
+                a = getattr(m, attr, None)
+                if isinstance(a, MHA_TYPES):
+                    out[f"{name}.{attr}" if name else attr] = a
+    return out
+
+
+def block_groups(model: nn.Module, standalone_attention: set[str] | frozenset = frozenset()) -> list:
+    """The closed groups (heads, FFN neurons) of every recognised block in `model`.
+    standalone_attention: paths of attention modules outside Transformer layers whose
+    heads may go (the trace showed their attention weights unused)."""
     groups = []
+    inside = layer_attention(model)
     for name, m in model.named_modules():
         p = f"{name}." if name else ""
         if _is_hf_layer(m):
             groups.append(_heads(name, m.attention))
             groups.append(_ffn(name, f"{p}intermediate.dense", m.intermediate.dense, f"{p}output.dense"))
-        elif isinstance(m, nn.TransformerEncoderLayer):
+        elif isinstance(m, _LAYERS):
             groups.append(_ffn(name, f"{p}linear1", m.linear1, f"{p}linear2"))
+        elif isinstance(m, MHA_TYPES) and m.num_heads > 1 and (name in inside or name in standalone_attention):
+            groups.append(_mha_heads(name, m))
     return groups
 
 
@@ -93,8 +149,10 @@ def block_producer_dims(model: nn.Module) -> dict:
             n = m.attention.self.value.out_features // d
             out[f"{p}attention.self.value"] = (-1, [list(range(h * d, (h + 1) * d)) for h in range(n)])
             out[f"{p}intermediate.dense"] = (-1, [[j] for j in range(m.intermediate.dense.out_features)])
-        elif isinstance(m, nn.TransformerEncoderLayer):
+        elif isinstance(m, _LAYERS):
             out[f"{p}linear1"] = (-1, [[j] for j in range(m.linear1.out_features)])
+        elif isinstance(m, MHA_TYPES):  # the value projection's outputs (importance computes them)
+            out[name] = (-1, [list(_mha_rows(m, h)) for h in range(m.num_heads)])
     return out
 
 

@@ -17,6 +17,13 @@ layers, nn.TransformerEncoderLayer, nn.MultiheadAttention) are opaque leaves: th
 inputs and outputs are pinned, their internal groups (heads, FFN neurons) are
 closed (every slot inside the block) and come from `netshrink.structure.blocks`.
 
+Tracing: torch.fx first (a tracer that runs the example, see tracer.py). Its graph
+must reproduce the model's outputs on the example; if fx cannot trace the model, or
+its graph takes another path than the model (`isinstance(x, torch.Tensor)` is False
+for an fx proxy), the model is traced with torch.export instead and the ATen graph is
+analysed (see exported.py). If neither works, only closed block groups are offered
+(or a NetshrinkError names both reasons).
+
 Anything the analysis does not know raises a NetshrinkError naming the module and
 the op, so a shrink is never silently wrong.
 """
@@ -54,6 +61,7 @@ class Group:
     kind: str                    # "channels" | "hidden" | "heads" | "ffn"
     components: list[Component]
     min_keep: int = 1            # never remove every unit of a group
+    block: str = ""              # heads of an attention module: its path (shrink may replace the module)
 
     def __len__(self):
         return len(self.components)
@@ -127,24 +135,32 @@ def analyze(model: nn.Module, example: torch.Tensor | tuple) -> DependencyGraph:
     >>> g = analyze(ns.zoo.models.create("resnet_small"), torch.zeros(1, 1, 28, 28))
     >>> [grp.name for grp in g.groups][:2]
     """
-    closed = block_groups(model)
     for name, m in model.named_modules():
         if hasattr(m, "parametrizations") and len(m.parametrizations):
             raise NetshrinkError(f"structure: module {name!r} still has re-parametrisations "
                                  f"({', '.join(m.parametrizations.keys())}); bake them before a structural shrink")
     args = example if isinstance(example, tuple) else (example,)
+    why_fx = ""
     try:
         gm = trace(model, args)
+        why_fx = _diverges(model, gm, args)
     except NetshrinkError:
         raise
-    except Exception as e:  # data-dependent control flow, unsupported Python
-        if closed:  # only the self-contained block groups are safe to offer
-            return DependencyGraph(groups=closed, producer_dims=block_producer_dims(model), traced=False,
-                                   untraced_reason=f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
-        raise NetshrinkError(f"structure: torch.fx cannot trace {type(model).__name__} "
-                             f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    except Exception as e:  # unsupported Python on proxies (torch.finfo(x.dtype), iterating a tensor ...)
+        why_fx = _short(e)
+    if why_fx:
+        return _analyze_exported(model, args, why_fx)
     units = _Units()
     runner = ops.LabelInterpreter(gm, units)
+    _run(model, runner, args)
+    return _result(model, units, runner)
+
+
+def _short(e: BaseException) -> str:
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+
+
+def _run(model, runner, args) -> None:
     with torch.no_grad():
         was = model.training
         model.eval()
@@ -152,8 +168,69 @@ def analyze(model: nn.Module, example: torch.Tensor | tuple) -> DependencyGraph:
             runner.run(*args)
         finally:
             model.train(was)
-    return DependencyGraph(groups=_groups(units) + closed,
+
+
+def _result(model, units, runner) -> DependencyGraph:
+    ok = {p for p, fine in runner.attention_ok.items() if fine}
+    return DependencyGraph(groups=_groups(units) + block_groups(model, ok),
                            producer_dims={**block_producer_dims(model), **runner.producer_dims})
+
+
+def _diverges(model: nn.Module, gm, args) -> str:
+    """"" if the traced graph gives the model's outputs on the example, else why not."""
+    from torch.utils._pytree import tree_leaves
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            want, got = tree_leaves(model(*args)), tree_leaves(gm(*args))
+    except Exception as e:
+        return f"the traced graph does not run ({_short(e)})"
+    finally:
+        model.train(was)
+    if len(want) != len(got):
+        return "the traced graph returns another structure than the model"
+    for a, b in zip(want, got):
+        if isinstance(a, torch.Tensor) != isinstance(b, torch.Tensor):
+            return "the traced graph returns another structure than the model"
+        if isinstance(a, torch.Tensor) and (a.shape != b.shape or not torch.allclose(
+                a.float(), b.float(), rtol=1e-4, atol=1e-5, equal_nan=True)):
+            return "the traced graph computes other outputs than the model on the example " \
+                   "(Python in forward that a proxy takes another path through)"
+    return ""
+
+
+def _analyze_exported(model: nn.Module, args: tuple, why_fx: str) -> DependencyGraph:
+    """torch.fx failed: analyse the graph torch.export gives; failing that, offer only
+    the closed block groups (attention heads and FFN neurons inside Transformer layers)."""
+    from netshrink.structure.exported import export_graph
+
+    try:
+        gm = export_graph(model, args)
+    except NetshrinkError:
+        raise
+    except Exception as e:
+        closed = block_groups(model)
+        why = f"torch.fx: {why_fx}; torch.export: {_short(e)}"
+        if closed:  # only the self-contained block groups are safe to offer
+            return DependencyGraph(groups=closed, producer_dims=block_producer_dims(model), traced=False,
+                                   untraced_reason=why)
+        raise NetshrinkError(f"structure: cannot trace {type(model).__name__} ({why})") from None
+    from netshrink.structure.exported import AtenLabelInterpreter
+
+    units = _Units()
+    runner = AtenLabelInterpreter(gm, units, model)
+    try:
+        _run(model, runner, args)
+    except NetshrinkError as e:  # an op the analysis does not know: closed groups are still safe
+        closed = block_groups(model)
+        if not closed:
+            raise
+        return DependencyGraph(groups=closed, producer_dims=block_producer_dims(model), traced=False,
+                               untraced_reason=f"torch.fx: {why_fx}; on the torch.export graph: {e}")
+    graph = _result(model, units, runner)
+    graph.untraced_reason = f"traced with torch.export (torch.fx: {why_fx})"
+    return graph
 
 
 def _groups(units: _Units) -> list[Group]:

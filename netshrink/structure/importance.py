@@ -8,7 +8,8 @@ Every criterion returns {group name: (n_components,) tensor}, higher = keep.
 - taylor: first-order Taylor (Molchanov et al. 2019): per batch (sum_s g_s w_s)^2 over
   the unit's parameters s (producer rows, biases, BatchNorm scale/shift), summed over
   batches: the squared change of the loss if the unit were removed.
-- activation: mean |output| of the unit on data (what the unit actually emits).
+- activation: mean |output| of the unit on data (what the unit actually emits; for an
+  attention head, of its value projection, as for BERT's value layer).
 - random: the baseline.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from netshrink.errors import NetshrinkError
+from netshrink.structure.blocks import MHA_TYPES
 from netshrink.structure.graph import DependencyGraph
 
 CRITERIA = ("l1", "l2", "taylor", "bn_scale", "activation", "random")
@@ -36,7 +38,7 @@ def _norm_scores(model, graph, p: int) -> dict[str, torch.Tensor]:
     for g in graph.groups:
         vals = []
         for c in g.components:
-            slots = [s for s in _weight_slots(c) if not s[1].startswith("bias")]
+            slots = [s for s in _weight_slots(c) if "bias" not in s[1]]  # bias, bias_ih_l0, in_proj_bias, bias_k
             tot = sum(float(_param(model, m, n).detach().select(d, i).abs().pow(p).sum()) for m, n, d, i in slots)
             vals.append(tot ** (1.0 / p))
         out[g.name] = torch.tensor(vals)
@@ -96,8 +98,10 @@ def _activation_scores(model, graph, data, batches):
     mods = dict(model.named_modules())
 
     def hook(name):
-        def f(mod, inp, out):
-            if isinstance(out, tuple):
+        def f(mod, inp, kwargs, out):
+            if isinstance(mod, MHA_TYPES):  # a head's output: its value projection of the value input
+                out = _value_projection(mod, inp[2] if len(inp) > 2 else kwargs["value"])
+            elif isinstance(out, tuple):
                 out = out[0]
             dim, positions = graph.producer_dims[name]
             dim = dim % out.dim()
@@ -108,7 +112,7 @@ def _activation_scores(model, graph, data, batches):
         return f
 
     for name in graph.producer_dims:
-        handles.append(mods[name].register_forward_hook(hook(name)))
+        handles.append(mods[name].register_forward_hook(hook(name), with_kwargs=True))
     was = model.training
     model.eval()
     try:
@@ -121,6 +125,16 @@ def _activation_scores(model, graph, data, batches):
         model.train(was)
     return {g.name: torch.tensor([sum(float(sums[m][j]) for m, j in c.producers if m in sums)
                                   for c in g.components]) for g in graph.groups}
+
+
+def _value_projection(m: nn.Module, value: torch.Tensor) -> torch.Tensor:
+    """v = value W_v^T + b_v of an attention module: (..., heads * head_dim)."""
+    inner = m.num_heads * m.head_dim
+    w = m.in_proj_weight[2 * inner:] if m.in_proj_weight is not None else m.v_proj_weight
+    b = m.in_proj_bias[2 * inner:] if m.in_proj_bias is not None else None
+    if value.is_nested:
+        value = value.to_padded_tensor(0.0)
+    return F.linear(value, w, b)
 
 
 def scores(model: nn.Module, graph: DependencyGraph, criterion: str, *, data=None, batches: int = 8,

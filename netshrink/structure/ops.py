@@ -23,7 +23,22 @@ def _op_name(n: fx.Node) -> str:
     if n.op == "call_method":
         return n.target
     t = n.target
+    packet = getattr(t, "_overloadpacket", None)  # an aten op of a torch.export graph: aten.relu.default -> relu
+    if packet is not None:
+        return packet.__name__
     return getattr(t, "__name__", str(t))
+
+
+def attention_weights_unused(n: fx.Node) -> bool:
+    """An attention call whose second output (the weights, averaged over heads) nothing reads."""
+    if n.kwargs.get("need_weights") is False:
+        return True
+    for u in n.users:
+        if u.op == "call_function" and u.target is operator.getitem and isinstance(u.args[1], int):
+            if u.args[1] == 0 or not u.users:
+                continue
+        return False
+    return True
 
 
 class LabelInterpreter(fx.Interpreter):
@@ -33,6 +48,7 @@ class LabelInterpreter(fx.Interpreter):
         self.labels: dict[fx.Node, object] = {}
         self.producer_dims: dict[str, tuple[int, list[list[int]]]] = {}
         self.mods = dict(gm.named_modules())
+        self.attention_ok: dict[str, bool] = {}  # attention module -> its weights output is never read
 
     # -- helpers ---------------------------------------------------------------
     def fail(self, n: fx.Node, why: str):
@@ -84,12 +100,14 @@ class LabelInterpreter(fx.Interpreter):
                 self.pin_all(a)
 
     # -- modules ---------------------------------------------------------------
-    def module_rule(self, n, m, val):
-        from netshrink.structure.blocks import is_opaque_block
-        name = n.target
+    def module_rule(self, n, m, val, name: str | None = None):
+        from netshrink.structure.blocks import MHA_TYPES, is_opaque_block
+        name = name or n.target
         x = n.args[0] if n.args else None
         xl, xv = self.lab(x), self.env.get(x) if isinstance(x, fx.Node) else None
         if is_opaque_block(m):
+            if isinstance(m, MHA_TYPES):
+                self.attention_ok[name] = self.attention_ok.get(name, True) and attention_weights_unused(n)
             self.pin_all(list(n.args) + list(n.kwargs.values()))
             return PINNED
         if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
@@ -206,6 +224,8 @@ class LabelInterpreter(fx.Interpreter):
         a0 = n.args[0] if n.args else None
         l0 = self.lab(a0)
         v0 = self.env.get(a0) if isinstance(a0, fx.Node) else a0
+        if op == "unbind" and isinstance(l0, Label):
+            return tuple(self.index_dim(n, l0, v0, val[0], n.args[1] if len(n.args) > 1 else 0) for _ in val)
         if not isinstance(val, torch.Tensor) and op not in ("getitem",):
             if isinstance(val, (tuple, list)) and any(isinstance(v, torch.Tensor) for v in val):
                 self.fail(n, "op returns several tensors")
@@ -235,7 +255,33 @@ class LabelInterpreter(fx.Interpreter):
             return self.softmax(l0, v0, dim)
         if op in ("transpose", "permute", "unsqueeze", "squeeze"):
             return self.move(n, op, l0, v0, val)
+        if op == "select" and isinstance(l0, Label):
+            return self.index_dim(n, l0, v0, val, n.args[1])
+        if op == "slice" and isinstance(l0, Label):  # aten.slice(x, dim, start, end, step)
+            d = (n.args[1] if len(n.args) > 1 else 0) % v0.dim()
+            if d == l0.dim and val.shape[d] != v0.shape[d]:
+                self.fail(n, "slicing the channel dim")
+            return l0
+        if op == "stack":
+            return self.stack(n, val)
         self.fail(n, "no dependency rule for this op")
+
+    def index_dim(self, n, lbl, v, val, dim):
+        """select / unbind along `dim`: that dim goes away (it must not be the channels)."""
+        d = dim % v.dim()
+        if d == lbl.dim:
+            self.fail(n, "indexing into the channel dim")
+        return Label(lbl.units, lbl.dim - (d < lbl.dim))
+
+    def stack(self, n, val):
+        tensors = n.args[0]
+        dim = (n.args[1] if len(n.args) > 1 else n.kwargs.get("dim", 0)) % val.dim()
+        labels = [self.lab(t) for t in tensors]
+        real = [lb for lb in labels if isinstance(lb, Label)]
+        if not real:
+            return PINNED
+        first = self.binary_like(n, real, labels)  # index i of every stacked tensor: one unit
+        return Label(first.units, first.dim + (dim <= first.dim))
 
     def binary(self, n, val):
         outs = []

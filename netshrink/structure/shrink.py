@@ -1,7 +1,8 @@
 """Physical removal: coupled slices leave every tensor, modules get their new sizes.
 
 The result is a plain, smaller nn.Module (Linear / Conv / BatchNorm / LSTM / GRU with
-fewer features, BERT attention with fewer heads) that the artifact saves as
+fewer features, BERT attention with fewer heads, torch's nn.MultiheadAttention
+replaced by a PrunedMultiheadAttention with fewer heads) that the artifact saves as
 replace / attrs edits of its factory's model.
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ def remove_components(model: nn.Module, graph: DependencyGraph, plan: dict[str, 
             for (mod, param, dim, pos), _ in g.components[i].slots:
                 drops[(mod, param)][dim].add(pos)
         count += len(idx)
+    heads = _attention_to_prune(model, graph, plan)
     touched = set()
     with torch.no_grad():
         for (mod, param), dims in drops.items():
@@ -48,8 +50,32 @@ def remove_components(model: nn.Module, graph: DependencyGraph, plan: dict[str, 
             touched.add(mod)
     for mod in touched:
         _fix_config(model.get_submodule(mod))
+    for path, idx in heads.items():
+        model.get_submodule(path).heads_removed(idx)
     fix_attributes(model)
     return count
+
+
+def _attention_to_prune(model: nn.Module, graph: DependencyGraph, plan: dict[str, list[int]]) -> dict:
+    """Attention modules losing heads: torch's nn.MultiheadAttention becomes a
+    PrunedMultiheadAttention with the same tensors (same names, so the slots still
+    apply); returns {module path: head indices removed}."""
+    from netshrink.core.modules import set_submodule
+    from netshrink.runtime.attention import PrunedMultiheadAttention
+
+    out = {}
+    for g in graph.groups:
+        idx = sorted(set(plan.get(g.name, [])))
+        if g.kind != "heads" or not g.block or not idx:
+            continue
+        m = model.get_submodule(g.block)
+        if type(m) is nn.MultiheadAttention:
+            set_submodule(model, g.block, PrunedMultiheadAttention.from_mha(m))
+        elif not isinstance(m, PrunedMultiheadAttention):
+            raise NetshrinkError(f"structure: {g.block!r} is a {type(m).__name__}, not an attention module "
+                                 "whose heads netshrink can remove")
+        out[g.block] = idx
+    return out
 
 
 def _fix_config(m: nn.Module) -> None:
@@ -119,8 +145,9 @@ def shrink(model: nn.Module, example: torch.Tensor | tuple, *, remove: dict[str,
     else:
         plan, kept = _plan_from_masks(graph, _rnn_masks(model, remove))
     before = {g.name: len(g) for g in graph.groups}
+    shapes = _output_shapes(model, example)
     remove_components(model, graph, plan)
-    _check_runs(model, example)
+    _check_runs(model, example, shapes)
     return {"removed": {k: len(v) for k, v in plan.items()}, "group_sizes": before, "kept_coupled": kept}
 
 
@@ -165,15 +192,24 @@ def _plan_from_masks(graph: DependencyGraph, remove: dict[str, torch.Tensor]):
     return plan, kept
 
 
-def _check_runs(model: nn.Module, example) -> None:
+def _output_shapes(model: nn.Module, example) -> list:
+    from torch.utils._pytree import tree_leaves
     args = example if isinstance(example, tuple) else (example,)
     was = model.training
     model.eval()
     try:
         with torch.no_grad():
-            model(*args)
+            return [tuple(t.shape) if isinstance(t, torch.Tensor) else None for t in tree_leaves(model(*args))]
+    finally:
+        model.train(was)
+
+
+def _check_runs(model: nn.Module, example, before: list | None = None) -> None:
+    try:
+        after = _output_shapes(model, example)
     except Exception as e:  # a shape the analysis missed: say so instead of returning a broken model
         raise NetshrinkError(f"structure: the shrunk model no longer runs ({type(e).__name__}: {e}); "
                              "this is a dependency the analysis missed, please report it") from None
-    finally:
-        model.train(was)
+    if before is not None and after != before:
+        raise NetshrinkError(f"structure: the shrunk model's outputs have shapes {after}, not {before}; "
+                             "this is a dependency the analysis missed, please report it")

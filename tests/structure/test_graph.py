@@ -173,7 +173,8 @@ def test_transformer_encoder_layer_ffn_shrinks_and_stream_is_pinned():
     net = _Encoder().eval()
     x = torch.randn(2, 5, 6)
     g = analyze(net, x)
-    assert [grp.name for grp in g.groups] == ["layer.ffn"]  # the residual stream (emb) is pinned
+    # the residual stream (emb) is pinned; FFN neurons and heads are the layer's closed groups
+    assert [grp.name for grp in g.groups] == ["layer.ffn", "layer.self_attn.heads"]
     with torch.no_grad():
         net.layer.linear1.weight[:10] = 0
         net.layer.linear1.bias[:10] = 0
