@@ -32,7 +32,7 @@ from torch import nn
 
 from netshrink.structure.blocks import MHA_TYPES, is_opaque_block, layer_attention
 from netshrink.structure.labels import PINNED, Label
-from netshrink.structure.ops import LabelInterpreter, _op_name
+from netshrink.structure.ops import LabelInterpreter, _op_name, _tensors
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -65,12 +65,6 @@ def export_graph(model: nn.Module, args: tuple) -> fx.GraphModule:
             return ep.module()
     finally:
         model.train(was)
-
-
-def _tensors(v) -> bool:
-    if isinstance(v, torch.Tensor):
-        return True
-    return isinstance(v, (tuple, list)) and any(_tensors(x) for x in v)
 
 
 def _stack(n: fx.Node) -> list[str]:
@@ -114,16 +108,6 @@ class AtenLabelInterpreter(LabelInterpreter):
                 return p
         return None
 
-    def _labelled(self, a) -> bool:
-        if isinstance(a, fx.Node):
-            lbl = self.labels.get(a)
-            return isinstance(lbl, Label) or (isinstance(lbl, tuple) and any(isinstance(x, Label) for x in lbl))
-        if isinstance(a, (tuple, list)):
-            return any(self._labelled(x) for x in a)
-        if isinstance(a, dict):
-            return any(self._labelled(x) for x in a.values())
-        return False
-
     def run_node(self, n: fx.Node):
         if n.op in ("get_attr", "call_module"):  # parameters; torch.export's input guards
             val = fx.Interpreter.run_node(self, n)
@@ -147,9 +131,7 @@ class AtenLabelInterpreter(LabelInterpreter):
         if op in _NORMS:  # statistics over channels: removing one changes the others
             self.pin(self.lab(a0))
             return self.lab(a0) if isinstance(val, torch.Tensor) else PINNED
-        if not self._labelled(list(n.args) + list(n.kwargs.values())):
-            return PINNED if _tensors(val) else None  # no prunable channels flow in: nothing to couple
-        if op in _PASS and not self._labelled(list(n.args[1:]) + list(n.kwargs.values())):
+        if op in _PASS and self.labelled(a0) and not self.labelled(list(n.args[1:]) + list(n.kwargs.values())):
             return self.lab(a0)
         return self.function_rule(n, val)
 

@@ -41,6 +41,12 @@ def attention_weights_unused(n: fx.Node) -> bool:
     return True
 
 
+def _tensors(v) -> bool:
+    if isinstance(v, torch.Tensor):
+        return True
+    return isinstance(v, (tuple, list)) and any(_tensors(x) for x in v)
+
+
 class LabelInterpreter(fx.Interpreter):
     def __init__(self, gm: fx.GraphModule, units):
         super().__init__(gm)
@@ -59,6 +65,20 @@ class LabelInterpreter(fx.Interpreter):
                      else (list(stack.keys())[-1] if stack else "(top level)"))
         raise NetshrinkError(f"structure: cannot analyse op {_op_name(n)!r} (node {n.name}) in module "
                              f"{where!r}: {why}")
+
+    def labelled(self, a) -> bool:
+        """Does any node in `a` (nested lists / dicts) carry channel labels?"""
+        if isinstance(a, fx.Node):
+            lbl = self.labels.get(a)
+            return isinstance(lbl, Label) or (isinstance(lbl, tuple) and any(self._has_label(x) for x in lbl))
+        if isinstance(a, (tuple, list)):
+            return any(self.labelled(x) for x in a)
+        if isinstance(a, dict):
+            return any(self.labelled(x) for x in a.values())
+        return False
+
+    def _has_label(self, lbl) -> bool:
+        return isinstance(lbl, Label) or (isinstance(lbl, tuple) and any(self._has_label(x) for x in lbl))
 
     def lab(self, a):
         return self.labels.get(a) if isinstance(a, fx.Node) else None
@@ -224,6 +244,10 @@ class LabelInterpreter(fx.Interpreter):
         a0 = n.args[0] if n.args else None
         l0 = self.lab(a0)
         v0 = self.env.get(a0) if isinstance(a0, fx.Node) else a0
+        if not self.labelled(list(n.args) + list(n.kwargs.values())):
+            # no prunable channels flow in (a mask built with torch.full, aten.zeros for an LSTM's state):
+            # the result's units are new and pinned, nothing is coupled
+            return PINNED if _tensors(val) else None
         if op == "unbind" and isinstance(l0, Label):
             return tuple(self.index_dim(n, l0, v0, val[0], n.args[1] if len(n.args) > 1 else 0) for _ in val)
         if not isinstance(val, torch.Tensor) and op not in ("getitem",):
@@ -264,6 +288,10 @@ class LabelInterpreter(fx.Interpreter):
             return l0
         if op == "stack":
             return self.stack(n, val)
+        if op == "flip" and isinstance(l0, Label):  # reversed along the channels: the units in reverse order
+            dims = n.args[1] if len(n.args) > 1 else n.kwargs.get("dims")
+            dims = [d % v0.dim() for d in (dims if isinstance(dims, (tuple, list)) else [dims])]
+            return Label(l0.units[::-1], l0.dim) if l0.dim in dims else l0
         self.fail(n, "no dependency rule for this op")
 
     def index_dim(self, n, lbl, v, val, dim):

@@ -174,6 +174,30 @@ class RNNClassifier(nn.Module):
         return self.fc(out[:, -1])
 
 
+class TransformerClassifier(nn.Module):
+    """A small Transformer encoder over a sequence (N, T, F) (rows of an image as tokens,
+    as RNNClassifier reads them): linear token embedding + learned positions,
+    nn.TransformerEncoder (post-norm, batch_first), mean over tokens, LayerNorm, linear head."""
+
+    def __init__(self, input_size: int = 28, d_model: int = 64, num_heads: int = 4, dim_feedforward: int = 128,
+                 num_layers: int = 2, max_len: int = 64, num_classes: int = 10, dropout: float = 0.1):
+        super().__init__()
+        self.embed = nn.Linear(input_size, d_model)
+        self.pos = nn.Parameter(0.02 * torch.randn(1, max_len, d_model))
+        layer = nn.TransformerEncoderLayer(d_model, num_heads, dim_feedforward, dropout=dropout, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.fc = nn.Linear(d_model, num_classes)
+
+    def forward(self, x):
+        if x.dim() == 2:
+            x = x.unsqueeze(-1)
+        elif x.dim() > 3:  # images (N, C, H, W): rows as tokens
+            x = x.reshape(x.shape[0], -1, x.shape[-1])
+        h = self.encoder(self.embed(x) + self.pos[:, : x.shape[1]])
+        return self.fc(self.norm(h.mean(1)))
+
+
 _FACTORIES: dict[str, Callable[..., nn.Module]] = {
     "lenet300_100": LeNet300100,
     "lenet5": LeNet5,
@@ -182,6 +206,7 @@ _FACTORIES: dict[str, Callable[..., nn.Module]] = {
     "densenet_small": DenseNetSmall,
     "lstm": lambda **kw: RNNClassifier(cell="lstm", **kw),
     "gru": lambda **kw: RNNClassifier(cell="gru", **kw),
+    "transformer_small": TransformerClassifier,
 }
 
 
@@ -222,6 +247,8 @@ def kwargs_for_data(model: str, data: str) -> dict:
         if len(shape) != 2 and data != "mnist1d":
             raise NetshrinkError(f"{model} needs sequence data (seqmnist, mnist1d), not {data}")
         return {"input_size": shape[1] if len(shape) == 2 else 1}
+    if model == "transformer_small":
+        return {"input_size": shape[-1] if len(shape) > 1 else 1}
     if model in ("lenet5", "resnet_small", "densenet_small"):
         if len(shape) != 3:
             raise NetshrinkError(f"{model} needs image data (mnist5k, digits), not {data}")
