@@ -24,6 +24,9 @@ is something torch.export cannot trace; fx's concrete tracer handles it.
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import warnings
 
 import torch
@@ -58,12 +61,19 @@ def export_graph(model: nn.Module, args: tuple) -> fx.GraphModule:
     """The ATen graph of `model` on `args` (eval mode), parameters as get_attr nodes."""
     was = model.training
     model.eval()
+    quiet = [logging.getLogger(n) for n in ("torch.fx.experimental.symbolic_shapes", "torch.export",
+                                            "torch._export", "torch._dynamo")]
+    levels = [lg.level for lg in quiet]
     try:
-        with warnings.catch_warnings():
+        for lg in quiet:  # a failed export logs the whole graph; the NetshrinkError says why in one line
+            lg.setLevel(logging.CRITICAL)
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):  # and prints it
             warnings.simplefilter("ignore")
             ep = torch.export.export(model, args, strict=False)
             return ep.module()
     finally:
+        for lg, lv in zip(quiet, levels):
+            lg.setLevel(lv)
         model.train(was)
 
 

@@ -166,6 +166,8 @@ def _run(model, runner, args) -> None:
         model.eval()
         try:
             runner.run(*args)
+        except NetshrinkError as e:  # fx's interpreter appends the node and a traceback: one message is enough
+            raise NetshrinkError(str(e).split("\n")[0]) from None
         finally:
             model.train(was)
 

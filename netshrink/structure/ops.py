@@ -63,8 +63,9 @@ class LabelInterpreter(fx.Interpreter):
             stack = n.meta.get("nn_module_stack") or {}
             where = (list(stack.values())[-1][0] if stack and isinstance(list(stack.values())[-1], tuple)
                      else (list(stack.keys())[-1] if stack else "(top level)"))
+        where = repr(where) if where else "(top level)"
         raise NetshrinkError(f"structure: cannot analyse op {_op_name(n)!r} (node {n.name}) in module "
-                             f"{where!r}: {why}")
+                             f"{where}: {why}")
 
     def labelled(self, a) -> bool:
         """Does any node in `a` (nested lists / dicts) carry channel labels?"""
