@@ -105,6 +105,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | os.PathLike
     was = model.training
     model.eval()
     path = Path(path)
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)  # torch's fused Transformer kernels have no ONNX operator
     try:
         with warnings.catch_warnings(), torch.no_grad(), onnx_ready(model) as densified:
             warnings.simplefilter("ignore")
@@ -117,6 +119,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | os.PathLike
         raise NetshrinkError(f"onnx: cannot export {type(model).__name__}: {type(e).__name__}: "
                              f"{str(e).splitlines()[0][:300]}") from None
     finally:
+        torch.backends.mha.set_fastpath_enabled(fast)
         model.train(was)
     diff, n = 0.0, 0
     if verify:
