@@ -10,6 +10,9 @@ Per fold of mnist5k (seqmnist for the LSTM), each row against the same-run basel
 - lstm (2 layers) on seqmnist: hidden 128 -> 64, fine-tuned; speedups.
 - bert_tiny (random weights): 2 of 4 heads and 50 % of FFN neurons per layer removed;
   max |shrunk - zeroed| outputs; ONNX export verified; speedups.
+- transformer_small (torch's nn.TransformerEncoder, trained on seqmnist): 2 of 4 heads and
+  50 % of FFN neurons per layer removed (l1) + fine-tuning; max |shrunk - zeroed| on the
+  trained model; ONNX export verified; speedups.
 Budgets are modest (2 CPU cores shared): see BUDGET.
 """
 from __future__ import annotations
@@ -32,7 +35,7 @@ from netshrink.structure.importance import scores
 
 BUDGET = {  # (full, quick) epochs
     "resnet_base": (3, 2), "resnet_ft": (5, 1), "dense_base": (2, 1), "dense_ft": (2, 1),
-    "lstm_base": (4, 2), "lstm_ft": (3, 1),
+    "lstm_base": (4, 2), "lstm_ft": (3, 1), "tf_base": (8, 2), "tf_ft": (3, 1),
 }
 
 
@@ -201,6 +204,46 @@ def bert_fold(ctx, fold):
     return [row]
 
 
+def transformer_fold(ctx, fold):
+    train, test = ns.zoo.data.load("seqmnist", fold)
+    base = ns.zoo.baseline("transformer_small", "seqmnist", fold, config=_cfg(_b(ctx, "tf_base")), progress=False)
+    base.eval()
+    x64 = _batch(test, 64)
+    # exactness on the trained model: the l1-lowest half of every group zeroed vs removed
+    graph = analyze(base, x64[:2])
+    s = scores(base, graph, "l1")
+    plan = {g.name: torch.argsort(s[g.name], stable=True)[: len(g) // 2].tolist() for g in graph.groups}
+    zeroed, shrunk = copy.deepcopy(base), copy.deepcopy(base)
+    with torch.no_grad():
+        for g in graph.groups:
+            for i in plan[g.name]:
+                for (mod, p, d, pos), role in g.components[i].slots:
+                    if role == "out":
+                        getattr(zeroed.get_submodule(mod), p).select(d, pos).zero_()
+    remove_components(shrunk, graph, plan)
+    with torch.no_grad():
+        diff = float((zeroed(x64) - shrunk(x64)).abs().max())
+    # the same target by channel_prune, fine-tuned
+    m = copy.deepcopy(base)
+    method = ns.create("channel_prune", amount=0.5, target="channels", importance="l1", scope="layer")
+    ns.compress_(m, ns.Recipe.of(method, finetune=_cfg(_b(ctx, "tf_ft"), lr=1e-3)), data=train, progress=False)
+    m.eval()
+    with tempfile.TemporaryDirectory() as d:
+        info = export_onnx(m, _batch(test, 2), Path(d) / "transformer.onnx")
+    sp_t, sp_o = _speed(m, base, x64)
+    layers = m.encoder.layers
+    row = dict(experiment="transformer_heads_ffn", fold=fold, model="transformer_small",
+               method=f"channel_prune l1 (heads {base.encoder.layers[0].self_attn.num_heads}->"
+                      f"{layers[0].self_attn.num_heads}, FFN {base.encoder.layers[0].linear1.out_features}->"
+                      f"{layers[0].linear1.out_features} per layer)",
+               baseline_acc=ns.evaluate(base, test), acc=ns.evaluate(m, test), max_abs_diff_vs_zeroed=diff,
+               heads_per_layer_after=[layer.self_attn.num_heads for layer in layers],
+               params=sum(p.numel() for p in m.parameters()), params_base=sum(p.numel() for p in base.parameters()),
+               onnx_max_abs_diff=info.max_abs_diff, speedup_torch_b64=sp_t, speedup_ort_b64=sp_o)
+    ctx.record(**row)
+    return [row]
+
+
 def _pp(rows, k="acc"):
     return fmt_mean_std([r["baseline_acc"] - r[k] for r in rows], 100, 2)
 
@@ -248,6 +291,20 @@ def _write(ctx, res, done):
                            ", ".join(map(str, rr[0]["heads_per_layer_after"])), fmt_mean_std([x["params"] / x["params_base"] for x in rr], 100, 1),
                            f"{max(x['onnx_max_abs_diff'] for x in rr):.2g}",
                            _x([x["speedup_torch_b64"] for x in rr]), _x([x["speedup_ort_b64"] for x in rr])]]))
+    rr = res["transformer"]
+    if rr:
+        sections.append(("transformer_small (torch nn.TransformerEncoder, 2 layers) on seqmnist: heads and FFN "
+                         "neurons removed",
+                         ["method", "baseline acc %", "acc %", "drop pp", "heads per layer left", "params kept %",
+                          "max abs diff vs zeroed model", "ONNX max abs diff", "speedup torch b64",
+                          "speedup ORT b64"],
+                         [[rr[0]["method"], fmt_mean_std([x["baseline_acc"] for x in rr]),
+                           fmt_mean_std([x["acc"] for x in rr]), _pp(rr),
+                           ", ".join(map(str, rr[0]["heads_per_layer_after"])),
+                           fmt_mean_std([x["params"] / x["params_base"] for x in rr], 100, 1),
+                           f"{max(x['max_abs_diff_vs_zeroed'] for x in rr):.2g}",
+                           f"{max(x['onnx_max_abs_diff'] for x in rr):.2g}",
+                           _x([x["speedup_torch_b64"] for x in rr]), _x([x["speedup_ort_b64"] for x in rr])]]))
     notes = (f"Folds completed: {done} of {len(ctx.folds)}. Mean ± std over folds; drop = baseline − pruned "
              "accuracy of the same fold in the same run (pp). FLOPs: FlopCounterMode on one 28×28 input. "
              "Speedups: batch-64 CPU latency (1 thread, torch and ONNX Runtime) of the uncompressed model / the pruned one, timed interleaved in "
@@ -264,14 +321,14 @@ def _plot(ctx, res) -> list[str]:
     import matplotlib.pyplot as plt
 
     groups = []
-    for key in ("resnet", "densenet", "lstm"):
+    for key in ("resnet", "densenet", "lstm", "transformer"):
         for name in sorted({r["method"] for r in res[key]}):
             rr = [r for r in res[key] if r["method"] == name]
             groups.append((f"{rr[0]['model']}: {name}", rr))
     if not groups:
         return []
     fig, ax = plt.subplots(figsize=(7.0, 4.4), dpi=110)
-    for (label, rr), marker in zip(groups, "osD^v"):
+    for (label, rr), marker in zip(groups, "osD^vP<>"):
         drop = mean_std([100 * (r["baseline_acc"] - r["acc"]) for r in rr])
         for rt, fill in (("speedup_torch_b64", "full"), ("speedup_ort_b64", "none")):
             sp = mean_std([r[rt] for r in rr])
@@ -293,7 +350,7 @@ def run(ctx):
     # One thread, fixed: on this shared 2-core machine two intra-op threads are descheduled
     # mid-barrier and a batch-64 forward pass varies 2x from run to run; one thread is stable.
     torch.set_num_threads(1)
-    res = {"resnet": [], "densenet": [], "lstm": [], "bert": []}
+    res = {"resnet": [], "densenet": [], "lstm": [], "bert": [], "transformer": []}
     for done, fold in enumerate(ctx.folds, 1):
         train, test = ns.zoo.data.load("mnist5k", fold)
         ctx.log(f"fold {fold}: resnet_small")
@@ -304,4 +361,6 @@ def run(ctx):
         res["lstm"] += lstm_fold(ctx, fold)
         ctx.log(f"fold {fold}: bert")
         res["bert"] += bert_fold(ctx, fold)
+        ctx.log(f"fold {fold}: transformer_small")
+        res["transformer"] += transformer_fold(ctx, fold)
         _write(ctx, res, done)  # after every fold, so a cut-short run still shows what it measured
