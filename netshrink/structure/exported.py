@@ -34,7 +34,7 @@ import torch.fx as fx
 from torch import nn
 
 from netshrink.structure.blocks import MHA_TYPES, is_opaque_block, layer_attention
-from netshrink.structure.labels import PINNED, Label
+from netshrink.structure.labels import PINNED
 from netshrink.structure.ops import LabelInterpreter, _op_name, _tensors
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)

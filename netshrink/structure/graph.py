@@ -179,7 +179,7 @@ def _result(model, units, runner) -> DependencyGraph:
 
 
 def _diverges(model: nn.Module, gm, args) -> str:
-    """"" if the traced graph gives the model's outputs on the example, else why not."""
+    """Empty if the traced graph gives the model's outputs on the example, else why not."""
     from torch.utils._pytree import tree_leaves
     was = model.training
     model.eval()
