@@ -166,6 +166,6 @@ CASES: dict[str, list[Case]] = {
         Case({"warmup": 0.0}, model="lstm", model_kwargs={"input_size": 8, "hidden_size": 16},
              check=_r5.vd_pruned(0.0), id="lstm"),
     ],
-    "lassonet": [Case({"features": 10, "lam_start": 100.0, "multiplier": 2.0, "dense_epochs": 0},
+    "lassonet": [Case({"features": 10, "lam_start": 100.0, "multiplier": 2.0, "dense_epochs": 0, "epochs_per_lambda": 2},
                       check=_r5.features_kept(10))],
 }

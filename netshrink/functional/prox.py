@@ -8,6 +8,7 @@ where a penalty's (sub)gradient only makes weights small.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from netshrink.functional.groups import Direction, expand, group_norms
@@ -34,6 +35,15 @@ def sparse_group_prox(w: torch.Tensor, *, t_l1: float, t_group: float | torch.Te
     return group_soft_threshold(soft_threshold(w, t=t_l1), t=t_group, direction=direction, gates=gates)
 
 
+def _sort_rows_descending(a: torch.Tensor) -> torch.Tensor:
+    """Each row of a (d, H) tensor sorted descending (values only). On the CPU numpy's
+    vectorised sort is ~30x faster than torch.sort for LassoNet's (784, 300) case, and
+    Hier-Prox runs after every optimiser step."""
+    if a.device.type == "cpu" and a.dtype in (torch.float32, torch.float64):
+        return torch.from_numpy(np.ascontiguousarray(np.sort(a.detach().numpy(), axis=1)[:, ::-1]))
+    return torch.sort(a, dim=1, descending=True).values
+
+
 def hier_prox(theta: torch.Tensor, W: torch.Tensor, *, lam: float, M: float) -> tuple[torch.Tensor, torch.Tensor]:
     """LassoNet's hierarchical proximal operator (Lemhadri et al. 2021, Alg. 2), per feature.
 
@@ -54,7 +64,7 @@ def hier_prox(theta: torch.Tensor, W: torch.Tensor, *, lam: float, M: float) -> 
     th = theta.reshape(theta.shape[0], -1)                                    # (d, K)
     d, h = W.shape
     a = W.abs()
-    sorted_abs = torch.sort(a, dim=1, descending=True).values                 # (d, H)
+    sorted_abs = _sort_rows_descending(a)                                      # (d, H)
     zeros = torch.zeros(d, 1, dtype=W.dtype, device=W.device)
     csum = torch.cat([zeros, torch.cumsum(sorted_abs, dim=1)], dim=1)        # (d, H+1): s_0..s_H
     m = torch.arange(h + 1, dtype=W.dtype, device=W.device)                   # (H+1,)

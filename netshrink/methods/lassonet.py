@@ -4,9 +4,13 @@ A linear skip layer theta (K outputs x d features) is added beside the network, 
 after every optimiser step the hierarchical proximal operator (functional.prox.hier_prox)
 runs per input feature j with threshold lambda x lr, so that feature j may use its
 first-layer weights W_j only while ||W_j||_inf <= M ||theta_j||. Walking lambda up by
-x1.02 per point with warm starts drives features out one by one: the *path*.
+x1.02 per point with warm starts drives features out one by one: the *path*. As in the
+authors' package, a dense phase (lambda = 0, Adam) comes first, the path starts at the
+dense model's validation loss, and every point trains until the validation objective
+(cross-entropy + lambda sum_j ||theta_j||) stops improving by 1 % for `patience` epochs.
 
-    >>> path = lassonet_path(model, train, val, cfg=ns.TrainConfig(epochs=1, optimizer="sgd"))
+    >>> cfg = ns.TrainConfig(epochs=100, optimizer="sgd", schedule="constant")   # <= 100 epochs a point
+    >>> path = lassonet_path(model, train, val, cfg=cfg, patience=10, dense_epochs=100, dense_patience=10)
     >>> keep = select_features(path, 50)                  # (d,) bool, the 50 best
     >>> small = restrict(model, keep)                      # first layer sees only those
     >>> plot_path(path, "lassonet_path.png")
@@ -34,7 +38,7 @@ from netshrink.errors import RecipeError, TargetError
 from netshrink.functional.prox import hier_prox
 from netshrink.reparams.mask import Mask
 from netshrink.train.config import TrainConfig
-from netshrink.train.loop import evaluate, fit
+from netshrink.train.loop import fit, make_optimizer, predict
 
 SKIP = "lassonet_skip"
 
@@ -46,6 +50,8 @@ class PathPoint:
     accuracy: float | None          # on the validation data, with the skip layer
     kept: torch.Tensor              # (d,) bool
     theta_norm: torch.Tensor        # (d,) ||theta_j||, to rank features dropped at the same lambda
+    val_loss: float | None = None   # mean cross-entropy on the validation data
+    epochs: int = 0                 # epochs this point trained (early stopping)
 
 
 def first_linear(model: nn.Module, name: str | None = None) -> tuple[str, nn.Linear]:
@@ -93,47 +99,120 @@ class _HierProxHooks:
     def after_step(self, ctx: StepContext) -> None:
         lr = float(ctx.optimizer.param_groups[0]["lr"])
         W = _weight(self.layer)
-        # per feature j: theta[:, j] (K,) and W[:, j] (H,)
-        t, w = hier_prox(self.theta.t(), W.t(), lam=self.lam * lr, M=self.M)
-        self.theta.copy_(t.t())
-        W.copy_(w.t())
+        # per feature j: theta[:, j] (K,) and W[:, j] (H,). A feature already out (theta_j
+        # and W_j zero) stays out (Hier-Prox maps zero to zero), so only the others are solved.
+        alive = _kept(self.theta, W)
+        if bool(alive.all()):
+            t, w = hier_prox(self.theta.t(), W.t(), lam=self.lam * lr, M=self.M)
+            self.theta.copy_(t.t())
+            W.copy_(w.t())
+        elif bool(alive.any()):
+            idx = torch.nonzero(alive).flatten()
+            t, w = hier_prox(self.theta[:, idx].t(), W[:, idx].t(), lam=self.lam * lr, M=self.M)
+            self.theta[:, idx] = t.t()
+            W[:, idx] = w.t()
 
 
 def _kept(theta: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
     return (theta != 0).any(0) | (W != 0).any(0)
 
 
+@torch.no_grad()
+def _val_scores(model: nn.Module, val) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) on `val`, in eval mode."""
+    logits, y = predict(model, val)
+    return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
+
+
+def train_to_convergence(model: nn.Module, train, val, *, cfg: TrainConfig, optimizer, hooks, lam: float,
+                         theta: torch.Tensor, patience: int | None, tol: float = 0.99,
+                         seed: int = 0, desc: str = "lassonet", progress: bool = False) -> tuple[int, float | None, float | None]:
+    """At most cfg.epochs epochs (one shared optimiser: warm starts keep its momentum),
+    stopped early as the authors' package does: after `patience` epochs in which the
+    validation objective, val cross-entropy + lam x sum_j ||theta_j||_2, did not fall
+    below `tol` x its best. Returns (epochs run, val loss, val accuracy)."""
+    def objective():
+        loss, acc = _val_scores(model, val)
+        return loss + lam * float(theta.detach().norm(dim=0).sum()), loss, acc
+
+    best, loss, acc = objective() if (val is not None and patience is not None) else (float("inf"), None, None)
+    since, epochs = 0, 0
+    for epoch in range(cfg.epochs):
+        # a different shuffle every epoch of the path
+        fit(model, train, cfg.replace(epochs=1, seed=seed + epoch), optimizer=optimizer, hooks=hooks,
+            progress=progress, desc=desc)
+        epochs += 1
+        if val is None or patience is None:
+            continue
+        obj, loss, acc = objective()
+        if obj < tol * best:
+            best, since = obj, 0
+        else:
+            since += 1
+        if since >= patience:
+            break
+    if val is not None and loss is None:
+        loss, acc = _val_scores(model, val)
+    return epochs, loss, acc
+
+
 def lassonet_path(model: nn.Module, train, val=None, *, cfg: TrainConfig | None = None, M: float = 10.0,
-                  lam_start: float = 1e-3, multiplier: float = 1.02, dense_epochs: int = 1,
-                  min_features: int = 0, max_points: int = 2000, layer: str | None = None,
+                  lam_start: float | None = None, eps_start: float = 1.0, multiplier: float = 1.02,
+                  dense_epochs: int = 1, dense_cfg: TrainConfig | None = None, patience: int | None = None,
+                  dense_patience: int | None = None, tol: float = 0.99, min_features: int = 0,
+                  idle_multiplier: float | None = None, max_points: int = 2000, layer: str | None = None,
                   progress: bool = False) -> list[PathPoint]:
     """Train `model` (in place) along a path of growing lambda with warm starts.
 
-    cfg: the training budget per lambda (default: 1 epoch of SGD, lr 1e-3, momentum
-    0.9, as the authors' package). The path first trains `dense_epochs` at lambda = 0
-    (Adam), then lambda = lam_start x multiplier^i until at most `min_features` remain.
-    Returns one PathPoint per lambda. The skip layer is removed at the end.
+    As the authors' package: a dense phase (lambda = 0, Hier-Prox enforcing only the
+    hierarchy ||W_j||_inf <= M ||theta_j||; Adam, `dense_cfg`, at most `dense_epochs`
+    epochs, early-stopped with `dense_patience`), then lambda = lam_start x
+    multiplier^i (SGD, `cfg`: at most cfg.epochs epochs per point, early-stopped with
+    `patience` on the validation objective; one optimiser for the whole path) until
+    at most `min_features` features remain (0: until none). lam_start = None takes
+    eps_start x the dense model's validation loss (the package's default).
+    idle_multiplier: lambda's factor while no feature has left the path since its first
+    point (the dense stretch, whose points all keep every feature); None = `multiplier`.
+    cfg default: SGD lr 1e-3 momentum 0.9 (the package's path optimiser), 1 epoch per
+    point. Returns one PathPoint per lambda. The skip layer is removed at the end.
     """
     cfg = cfg or TrainConfig(epochs=1, lr=1e-3, optimizer="sgd", momentum=0.9, schedule="constant")
+    dense_cfg = dense_cfg or cfg.replace(optimizer="adam")
+    if lam_start is None and val is None:
+        raise RecipeError("lassonet: lam_start must be given when there is no validation data")
     _, lin = first_linear(model, layer)
-    k = model(train[0][0].unsqueeze(0)).shape[-1]
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        k = model(train[0][0].unsqueeze(0)).shape[-1]
+    model.train(was)
     skip = _Skip(model, lin.in_features, k)
+    params = lambda: [p for p in model.parameters() if p.requires_grad]  # noqa: E731
     points = []
     try:
+        dense_loss = None
         if dense_epochs:
-            fit(model, train, cfg.replace(epochs=dense_epochs, optimizer="adam"), progress=progress,
-                hooks=_HierProxHooks(skip.theta, lin, 0.0, M), desc="lassonet dense")
-        lam = lam_start
+            _, dense_loss, _ = train_to_convergence(
+                model, train, val, cfg=dense_cfg.replace(epochs=dense_epochs), optimizer=make_optimizer(params(), dense_cfg),
+                hooks=_HierProxHooks(skip.theta, lin, 0.0, M), lam=0.0, theta=skip.theta, patience=dense_patience,
+                tol=tol, seed=dense_cfg.seed, desc="lassonet dense", progress=progress)
+        if lam_start is None:
+            lam_start = eps_start * (dense_loss if dense_loss is not None else _val_scores(model, val)[0])
+        opt = make_optimizer(params(), cfg)
+        lam, seed, moving = lam_start, cfg.seed + 1000, False
         while len(points) < max_points:
-            fit(model, train, cfg, hooks=_HierProxHooks(skip.theta, lin, lam, M), progress=progress,
-                desc=f"lassonet lambda {lam:.3g}")
+            epochs, loss, acc = train_to_convergence(
+                model, train, val, cfg=cfg, optimizer=opt, hooks=_HierProxHooks(skip.theta, lin, lam, M), lam=lam,
+                theta=skip.theta, patience=patience, tol=tol, seed=seed, desc=f"lassonet lambda {lam:.3g}",
+                progress=progress)
+            seed += epochs
             theta, W = skip.theta.detach(), _weight(lin).detach()
             kept = _kept(theta, W)
-            acc = evaluate(model, val) if val is not None else None
-            points.append(PathPoint(lam, int(kept.sum()), acc, kept.clone(), theta.norm(dim=0).clone()))
+            points.append(PathPoint(lam, int(kept.sum()), acc, kept.clone(), theta.norm(dim=0).clone(), loss, epochs))
             if int(kept.sum()) <= min_features:
                 break
-            lam *= multiplier
+            moving = moving or (len(points) >= 2 and points[-1].n_features < points[-2].n_features)
+            lam *= multiplier if (moving or idle_multiplier is None) else idle_multiplier
     finally:
         skip.remove()
     return points
@@ -177,10 +256,16 @@ class LassoNet(Method):
 
     features: int = 50
     M: float = 10.0
-    lam_start: float = 1e-3
+    # First lambda of the path; 0 = the dense model's validation loss (the package's default).
+    lam_start: float = 0.0
     multiplier: float = 1.02
-    epochs_per_lambda: int = 1
-    dense_epochs: int = 1
+    # Per path point: at most this many epochs, stopped after `patience` epochs without a
+    # `tol` relative improvement of the validation objective (the package: 100, 10, 0.99).
+    epochs_per_lambda: int = 100
+    patience: int = 10
+    tol: float = 0.99
+    # The dense phase (lambda = 0, Adam): at most this many epochs, same early stopping.
+    dense_epochs: int = 100
     path_lr: float = 1e-3
     val_fraction: float = 0.1
     layer: str = ""           # the first layer's name; "" = the first Linear
@@ -189,9 +274,11 @@ class LassoNet(Method):
     def validate(self):
         self.check(self.features >= 1, "features", ">= 1")
         self.check(self.M > 0, "M", "> 0")
-        self.check(self.lam_start > 0, "lam_start", "> 0")
+        self.check(self.lam_start >= 0, "lam_start", ">= 0 (0 = automatic)")
         self.check(self.multiplier > 1, "multiplier", "> 1")
         self.check(self.epochs_per_lambda >= 1, "epochs_per_lambda", ">= 1")
+        self.check(self.patience >= 1, "patience", ">= 1")
+        self.check(0 < self.tol <= 1, "tol", "in (0, 1]")
         self.check(self.dense_epochs >= 0, "dense_epochs", ">= 0")
         self.check(self.path_lr > 0, "path_lr", "> 0")
         self.check(0 < self.val_fraction < 1, "val_fraction", "in (0, 1)")
@@ -209,9 +296,11 @@ class LassoNet(Method):
                           schedule="constant", batch_size=ctx.finetune.batch_size if ctx.finetune else 64,
                           seed=self.seed)
         max_points = 1 + math.ceil(math.log(1e6) / math.log(self.multiplier))  # lambda up to 1e6 x start
-        self.path_ = lassonet_path(model, train, val, cfg=cfg, M=self.M, lam_start=self.lam_start,
+        self.path_ = lassonet_path(model, train, val, cfg=cfg, M=self.M, lam_start=self.lam_start or None,
                                    multiplier=self.multiplier, dense_epochs=self.dense_epochs,
-                                   min_features=self.features, max_points=max_points, layer=name, progress=False)
+                                   dense_cfg=cfg.replace(optimizer="adam"), patience=self.patience,
+                                   dense_patience=self.patience, tol=self.tol, min_features=self.features,
+                                   max_points=max_points, layer=name, progress=False)
         self.keep_ = select_features(self.path_, self.features)
         self.layer_ = name
         restrict(model, self.keep_, layer=name, inplace=True)

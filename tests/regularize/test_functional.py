@@ -150,3 +150,14 @@ def test_hier_prox_solves_its_problem(seed):
 def test_hier_prox_large_lambda_kills_the_feature():
     t, w = hier_prox(torch.tensor([[0.1]]), torch.tensor([[0.01, -0.02]]), lam=10.0, M=10.0)
     assert (t == 0).all() and (w == 0).all()
+
+
+def test_hier_prox_numpy_row_sort_matches_torch_sort():
+    from netshrink.functional.prox import _sort_rows_descending
+    g = torch.Generator().manual_seed(3)
+    for dtype in (torch.float32, torch.float64):
+        a = torch.randn(37, 29, generator=g, dtype=dtype).abs()
+        a[0, :5] = 0.5                                             # ties
+        got = _sort_rows_descending(a)
+        assert got.dtype == dtype and got.shape == a.shape
+        torch.testing.assert_close(got, torch.sort(a, dim=1, descending=True).values, rtol=0, atol=0)

@@ -199,3 +199,94 @@ def test_gru_hidden_units_span_three_gates():
     m.after_step(StepContext(model=net, optimizer=_Opt(1.0)))    # a huge threshold: every unit dies
     m.finalize(net)
     assert m.dead_units_["rnn.weight_ih_l0"].shape == (4,) and m.dead_units_["rnn.weight_ih_l0"].all()
+
+
+def test_hier_prox_hook_on_live_features_only_equals_the_full_prox():
+    """The hook solves Hier-Prox only for features still in; the result is the full
+    operator's (a feature with theta_j = 0 and W_j = 0 maps to itself)."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    model = ns.zoo.models.create("mlp", in_features=6, hidden=[8], num_classes=2)
+    skip = _Skip(model, 6, 2)
+    lin = model.hidden[0]
+    with torch.no_grad():
+        skip.theta.copy_(torch.randn(2, 6, generator=g))
+        skip.theta[:, [1, 4]] = 0
+        lin.weight[:, [1, 4]] = 0
+    t0, w0 = skip.theta.detach().clone(), lin.weight.detach().clone()
+    _HierProxHooks(skip.theta, lin, lam=0.5, M=2.0).after_step(StepContext(model=model, optimizer=_Opt(0.1)))
+    t_ref, w_ref = hier_prox(t0.t(), w0.t(), lam=0.05, M=2.0)
+    torch.testing.assert_close(skip.theta.detach(), t_ref.t())
+    torch.testing.assert_close(lin.weight.detach(), w_ref.t())
+    assert (skip.theta.detach()[:, [1, 4]] == 0).all() and (lin.weight.detach()[:, [1, 4]] == 0).all()
+    skip.remove()
+
+
+def _toy_path_data(n=300):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 6, generator=g)
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    return TensorDataset(x, y)
+
+
+def test_train_to_convergence_stops_after_patience_epochs_without_improvement():
+    from netshrink.methods import lassonet as L
+    data = _toy_path_data()
+    model = ns.zoo.models.create("mlp", in_features=6, hidden=[8], num_classes=2)
+    skip = _Skip(model, 6, 2)
+    cfg = ns.TrainConfig(epochs=50, lr=1e-9, optimizer="sgd", schedule="constant")   # nothing moves
+    opt = torch.optim.SGD([p for p in model.parameters()], lr=1e-9)
+
+    class Still:  # no prox either: the objective cannot improve
+        def loss(self, ctx):
+            return None
+
+        def after_step(self, ctx):
+            pass
+    epochs, loss, acc = L.train_to_convergence(model, data, data, cfg=cfg, optimizer=opt, hooks=Still(),
+                                               lam=0.0, theta=skip.theta, patience=3)
+    assert epochs == 3                       # the objective never falls below 0.99 x its start
+    logits, y = L.predict(model, data)
+    assert loss == pytest.approx(float(torch.nn.functional.cross_entropy(logits, y)))
+    assert acc == pytest.approx(float((logits.argmax(1) == y).float().mean()))
+    # without validation data or patience: exactly cfg.epochs
+    epochs, loss, _ = L.train_to_convergence(model, data, None, cfg=cfg.replace(epochs=4), optimizer=opt,
+                                             hooks=Still(), lam=0.0, theta=skip.theta, patience=3)
+    assert epochs == 4 and loss is None
+    skip.remove()
+
+
+def test_path_starts_at_dense_validation_loss_and_runs_until_no_feature_is_left():
+    from netshrink.methods import lassonet as L
+    data = _toy_path_data()
+    torch.manual_seed(0)
+    model = ns.zoo.models.create("mlp", in_features=6, hidden=[8], num_classes=2)
+    cfg = ns.TrainConfig(epochs=5, lr=0.05, optimizer="sgd", schedule="constant")
+    path = lassonet_path(model, data, data, cfg=cfg, M=2.0, multiplier=1.5, idle_multiplier=3.0, dense_epochs=3,
+                         patience=2, dense_patience=2)
+    assert not hasattr(model, "lassonet_skip")
+    assert path[-1].n_features == 0 and path[0].n_features > 0           # the whole path
+    assert all(1 <= p.epochs <= 5 for p in path)
+    # lambda grows x3 while nothing leaves after the first point, then x1.5
+    ratios = [b.lam / a.lam for a, b in zip(path, path[1:])]
+    first_drop = next(i for i in range(1, len(path)) if path[i].n_features < path[i - 1].n_features)
+    assert all(r == pytest.approx(3.0) for r in ratios[:first_drop])
+    assert all(r == pytest.approx(1.5) for r in ratios[first_drop:])
+    assert select_features(path, 2).nonzero().flatten().tolist() == [0, 1]
+    # lam_start: eps_start x the dense model's validation loss (the package's default)
+    torch.manual_seed(0)
+    model2 = ns.zoo.models.create("mlp", in_features=6, hidden=[8], num_classes=2)
+    seen = {}
+    orig = L.train_to_convergence
+
+    def spy(*a, **kw):
+        out = orig(*a, **kw)
+        seen.setdefault("dense", out[1])
+        return out
+    L.train_to_convergence = spy
+    try:
+        p2 = lassonet_path(model2, data, data, cfg=cfg, M=2.0, multiplier=1.5, dense_epochs=3, patience=2,
+                           dense_patience=2, eps_start=0.5, max_points=1)
+    finally:
+        L.train_to_convergence = orig
+    assert p2[0].lam == pytest.approx(0.5 * seen["dense"])
