@@ -10,7 +10,16 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+
+def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    # torch 2.13's counter knows the CUDA attention kernels but not the CPU one
+    # that F.scaled_dot_product_attention dispatches to here.
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+_EXTRA_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
 
 
 @torch.no_grad()
@@ -28,8 +37,13 @@ def count_flops(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
         handles.append(m.register_forward_hook(hook))
     was = model.training
     model.eval()
+    # In eval torch runs nn.TransformerEncoderLayer / MultiheadAttention through a
+    # fused kernel that FlopCounterMode does not count; the reference path it counts
+    # computes the same thing.
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
     try:
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as counter:
             model(example)
         per_module = counter.get_flop_counts()
         counted = counter.get_total_flops()
@@ -42,5 +56,6 @@ def count_flops(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
         for h in handles:
             h.remove()
         model.train(was)
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     base = counted - inside
     return int(base + extra["dense"]), int(base + extra["effective"])
