@@ -116,7 +116,7 @@ def _encode_tensor(path: Path, name: str, t: object, hint: str | None):
             entry["cast"], entry["dtype"] = dname, HINTS[hint][0]
             t = t.detach().to(HINTS[hint][1])
     u = dtypes.to_bits(t)
-    enc = encode_bits(u)
+    enc = encode_bits(u, grid_shape=tuple(t.shape) if entry["dtype"] == "float32" else None)
     crc = 0
     for p in enc.parts:
         crc = zlib.crc32(p, crc)

@@ -9,6 +9,8 @@ the schemes are exact for every dtype and "zero" means all bits zero (-0.0 is a 
     codebook  <= 256 distinct values: the values, then an index stream over them
     sparse    positions of non-zeros as a gap stream, then the non-zero values (which
               are themselves dense, planes or codebook)
+    grid      float32 groups each on a uniform grid k * s (per-channel / group-wise
+              quantization): a scale and an offset per group, then a stream of k (grid.py)
 
 Sparse gaps follow Deep Compression's scheme generalised: with b-bit gaps the alphabet is
 0..F (F = 2**b - 1); symbol g < F means "skip g zeros, then a non-zero", symbol F is a
@@ -31,11 +33,13 @@ from typing import Callable
 
 import numpy as np
 
+from netshrink.codec import grid
 from netshrink.codec.entropy import (Stream, decode_stream, encode_stream, estimate_bytes,
                                      raw_width, shannon_bytes)
 from netshrink.codec.validate import Reader, get_int, get_obj, get_str, need
 
-KINDS = ("dense", "pl", "cb", "sp")
+KINDS = ("dense", "pl", "cb", "sp", "gr")
+VALUE_KINDS = KINDS[:3]  # what may hold the non-zero values of a sparse tensor
 
 
 @dataclass
@@ -66,9 +70,12 @@ def _json_len(desc: dict) -> int:
     return len(json.dumps(desc, separators=(",", ":")))
 
 
-def encode_bits(u: np.ndarray, allow_sparse: bool = True) -> Encoded:
-    """u: (n,) unsigned bit patterns. Returns the smallest candidate (dense on ties)."""
-    return _choose(_plans(u, allow_sparse))
+def encode_bits(u: np.ndarray, allow_sparse: bool = True, grid_shape: tuple[int, ...] | None = None) -> Encoded:
+    """u: (n,) unsigned bit patterns. Returns the smallest candidate (dense on ties).
+
+    grid_shape: the tensor's shape when u holds float32 values (the grid encoding's
+    groups follow it); None rules the grid out."""
+    return _choose(_plans(u, allow_sparse, grid_shape))
 
 
 def _choose(plans: list[Plan]) -> Encoded:
@@ -81,7 +88,7 @@ def _choose(plans: list[Plan]) -> Encoded:
     return best
 
 
-def _plans(u: np.ndarray, allow_sparse: bool) -> list[Plan]:
+def _plans(u: np.ndarray, allow_sparse: bool, grid_shape: tuple[int, ...] | None = None) -> list[Plan]:
     dense = Plan(u.size * u.itemsize + _json_len({"k": "dense"}), lambda: _dense(u))
     if u.size == 0:
         return [dense]
@@ -92,6 +99,8 @@ def _plans(u: np.ndarray, allow_sparse: bool) -> list[Plan]:
         plans.append(_codebook(*distinct))
     elif u.itemsize > 1:
         plans.append(_planes(u))
+        if grid_shape is not None and u.itemsize == 4:
+            plans += _grid(u, grid_shape)
     if allow_sparse and 0 < nz.size < u.size:
         plans.append(_sparse(u, nz))
     return sorted(plans, key=lambda p: p.est)  # stable: dense first on ties
@@ -141,6 +150,31 @@ def _codebook(values: np.ndarray, idx: np.ndarray) -> Plan:
         st = encode_stream(idx, k)
         return Encoded({"k": "cb", "K": k, "i": st.desc}, [_le(values).tobytes(), st.payload])
     return Plan(est, build)
+
+
+def _grid(u: np.ndarray, shape: tuple[int, ...]) -> list[Plan]:
+    """The grid candidate with the fewest groups that fits, if any (G = 1 is left to
+    the codebook, which takes any tensor of <= 256 distinct values)."""
+    x = u.view(np.float32)
+    if not grid.plausible(x[: grid.MIN_GROUP]):   # inside the first group of every candidate
+        return []
+    for groups in grid.group_counts(shape)[1:]:
+        g = x.size // groups
+        if not grid.plausible(x[:g]):   # cheap test on the first group
+            continue
+        found = grid.find(x, groups)
+        if found is None:
+            continue
+        scales, offsets, sym = found
+        a = int(sym.max()) + 1
+        est = groups * 6 + estimate_bytes(np.bincount(sym, minlength=a), a) + 60
+
+        def build(scales=scales, offsets=offsets, sym=sym, a=a, groups=groups) -> Encoded:
+            st = encode_stream(sym, a)
+            return Encoded({"k": "gr", "G": groups, "A": a, "i": st.desc},
+                           [_le(scales).tobytes(), _le(offsets).tobytes(), st.payload])
+        return [Plan(est, build)]
+    return []
 
 
 def _planes(u: np.ndarray) -> Plan:
@@ -223,7 +257,7 @@ def decode_bits(desc: object, rd: Reader, n: int, s: int, stats: list | None = N
 
     `stats`, when given, collects one dict per stream for `inspect_archive`.
     """
-    kind = get_str(desc, "k", KINDS if allow_sparse else KINDS[:3])
+    kind = get_str(desc, "k", KINDS if allow_sparse else VALUE_KINDS)
     le = np.dtype(f"<u{s}")
     if kind == "dense":
         return np.frombuffer(rd.take(n * s), dtype=le).astype(le.newbyteorder("="))
@@ -238,6 +272,15 @@ def decode_bits(desc: object, rd: Reader, n: int, s: int, stats: list | None = N
         k = get_int(desc, "K", 1, max(1, min(n, 256)))
         values = np.frombuffer(rd.take(k * s), dtype=le).astype(le.newbyteorder("="))
         return values[_stream(desc.get("i"), rd, n, k, stats, "index")]
+    if kind == "gr":
+        need(s == 4, "grid encoding of a tensor that is not 32-bit")
+        groups = get_int(desc, "G", 1, max(1, n))
+        need(n % groups == 0, "grid groups do not divide the tensor")
+        a = get_int(desc, "A", 1, grid.MAX_SPAN)
+        scales = np.frombuffer(rd.take(groups * 4), dtype="<f4").astype(np.float32)
+        offsets = np.frombuffer(rd.take(groups * 2), dtype="<i2").astype(np.int64)
+        k = _stream(desc.get("i"), rd, n, a, stats, "grid").reshape(groups, -1) + offsets[:, None]
+        return grid.decode(k, scales).reshape(n).view(np.uint32).astype(le.newbyteorder("="))
     b = get_int(desc, "F", 1, 8)
     f = (1 << b) - 1
     m = get_int(desc, "m", 1, n)  # every symbol advances >= 1 position, so m <= n
@@ -277,4 +320,6 @@ def describe(desc: dict, dtype_label: str) -> str:
         if desc["K"] == 1:
             return "const"
         return f"codebook{raw_width(desc['K'])}+{desc['i']['c']}"
+    if kind == "gr":
+        return f"grid{raw_width(desc['A'])}x{desc['G']}+{desc['i']['c']}"
     return f"sparse-gaps{desc['F']}+{desc['g']['c']}/" + describe(desc["v"], dtype_label)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from netshrink.codec import archive, read_archive, write_archive
 from netshrink.errors import ArtifactError
+from netshrink.functional.quantize import quantize_weight
 from tests.codec.helpers import assert_bit_exact, pruned, put, rebuild, sparse_codebook, split
 
 
@@ -29,6 +30,7 @@ def small_tensors():
         "flags": torch.rand(9, generator=g) < 0.5,
         "step": torch.tensor(7),
         "pruned": pruned(3000, 0.1, g),  # sparse
+        "grid": quantize_weight(torch.randn(24, 48, generator=g), bits=8, granularity="channel")[0],
     }
 
 
@@ -67,7 +69,7 @@ def test_valid_archive_exercises_every_coder(valid, tmp_path):
     path.write_bytes(valid)
     assert_bit_exact(small_tensors(), read_archive(path)[1])
     encodings = " ".join(r["encoding"] for r in archive.inspect_archive(path))
-    for word in ("sparse", "codebook", "planes", "dense", "ans", "huffman"):
+    for word in ("sparse", "codebook", "planes", "dense", "grid", "ans", "huffman"):
         assert word in encodings, (word, encodings)
 
 
@@ -93,7 +95,7 @@ def test_clear_messages(valid, tmp_path):
     check_fails(tmp_path, rebuild(meta, sections, version=2), "unsupported format version 2")
     bad = bytearray(valid)
     bad[-1] ^= 1
-    check_fails(tmp_path, bytes(bad), "checksum mismatch in tensor 'pruned'")
+    check_fails(tmp_path, bytes(bad), "checksum mismatch in tensor 'grid'")  # the last section
     with pytest.raises(ArtifactError, match="cannot read"):
         read_archive(tmp_path / "missing.nshr")
     with pytest.raises(ArtifactError, match="cannot read"):
@@ -132,6 +134,10 @@ HOSTILE = {
     "nested sparse": (lambda m: m["tensors"][6]["enc"].update(v=copy.deepcopy(m["tensors"][6]["enc"])),
                       "not one of"),
     "planes": (lambda m: m["tensors"][3]["enc"]["s"].pop(), "planes"),
+    "grid groups": (lambda m: m["tensors"][7]["enc"].update(G=7), "grid groups"),
+    "grid alphabet": (lambda m: m["tensors"][7]["enc"].update(A=300), "out of range"),
+    "grid in sparse": (lambda m: m["tensors"][6]["enc"].update(v=copy.deepcopy(m["tensors"][7]["enc"])),
+                       "not one of"),
     "duplicate": (lambda m: m["tensors"][2].update(name="cb"), "duplicate"),
     "no tensors": (lambda m: m.pop("tensors"), "tensor table"),
     "header type": (lambda m: m.update(header=[1, 2]), "'header'"),

@@ -1,0 +1,67 @@
+"""The grid encoding: per-channel / group-wise quantized float32 weights are stored as
+one scale and offset per group plus a stream of integer codes, losslessly."""
+
+import numpy as np
+import pytest
+import torch
+
+from netshrink.codec import archive, grid, read_archive, write_archive
+from netshrink.functional.quantize import quantize_weight
+from tests.codec.helpers import assert_bit_exact
+
+
+def _quantized(bits, symmetric, granularity, shape=(120, 256), group_size=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(*shape, generator=g) * 0.05
+    return quantize_weight(w, bits=bits, symmetric=symmetric, granularity=granularity, group_size=group_size)[0]
+
+
+def _save(tmp_path, tensors):
+    path = tmp_path / "q.nshr"
+    write_archive(path, {}, tensors)
+    rows = {r["name"]: r for r in archive.inspect_archive(path)}
+    assert_bit_exact(tensors, read_archive(path)[1])
+    return rows
+
+
+@pytest.mark.parametrize("bits,symmetric,granularity,groups", [
+    (8, True, "channel", 120), (8, False, "channel", 120), (4, False, "channel", 120),
+    (8, True, "group", 480), (6, False, "group", 480)])
+def test_quantized_weights_are_stored_as_codes(tmp_path, bits, symmetric, granularity, groups):
+    w = _quantized(bits, symmetric, granularity)
+    assert np.unique(w.numpy()).size > 256          # the codebook cannot take it
+    row = _save(tmp_path, {"w": w})["w"]
+    assert row["encoding"].startswith("grid") and f"x{groups}+" in row["encoding"], row["encoding"]
+    # At most `bits` bits per weight plus a scale (4 B) and an offset (2 B) per group.
+    assert row["bytes"] <= w.numel() * bits / 8 + 6 * groups + 200, row
+
+
+def test_pruned_and_quantized_channels(tmp_path):
+    w = _quantized(8, True, "channel")
+    w[torch.rand(w.shape, generator=torch.Generator().manual_seed(1)) < 0.9] = 0.0
+    row = _save(tmp_path, {"w": w})["w"]
+    assert row["bytes"] < w.numel() * 8 / 8 / 2     # mostly zeros: far under 8 bits each
+
+
+def test_one_ulp_off_the_grid_is_still_lossless(tmp_path):
+    w = _quantized(8, True, "channel")
+    w[3, 7] = torch.nextafter(w[3, 7], torch.tensor(1.0))
+    assert not _save(tmp_path, {"w": w})["w"]["encoding"].startswith("grid")
+
+
+def test_find_recovers_codes_and_scales():
+    k = np.array([[-3, 0, 5, 7], [2, 2, -1, 0]])
+    s = np.array([0.1, 0.0037], dtype=np.float32)
+    x = grid.decode(k, s).reshape(-1)
+    scales, offsets, sym = grid.find(x, 2)
+    assert np.array_equal(grid.decode(sym.reshape(2, -1).astype(np.int64) + offsets[:, None], scales).view(np.uint32),
+                          x.reshape(2, -1).view(np.uint32))
+    assert list(offsets) == [-3, -1]
+
+
+def test_dense_floats_are_turned_away_cheaply():
+    x = np.random.default_rng(0).standard_normal(64).astype(np.float32)
+    assert not grid.plausible(x)
+    assert grid.plausible(_quantized(8, True, "channel").numpy()[0])
+    assert grid.group_counts((300, 784))[:2] == [1, 300]
+    assert 300 * 784 // 16 in grid.group_counts((300, 784))
