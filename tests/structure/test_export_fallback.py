@@ -9,6 +9,7 @@ from torch import nn
 
 import netshrink as ns
 from netshrink.structure import analyze, shrink
+from tests.structure.test_graph import _zero_producers
 
 
 class _Net(nn.Module):
@@ -39,20 +40,8 @@ class _Net(nn.Module):
         return self.fc(o[:, -1])
 
 
-def _zero(model, graph, every=2):
-    n = 0
-    with torch.no_grad():
-        for g in graph.groups:
-            for i in range(0, len(g) - 1, every):
-                for (mod, p, d, pos), role in g.components[i].slots:
-                    if role == "out" or (role == "norm" and p in ("weight", "bias")):
-                        getattr(model.get_submodule(mod), p).select(d, pos).zero_()
-                n += 1
-    return n
-
-
 def _shrinks_exactly(model, x, graph):
-    zeroed = _zero(model, graph)
+    zeroed = _zero_producers(model, graph, every=2)
     with torch.no_grad():
         before = model(x)
     info = shrink(model, x)
