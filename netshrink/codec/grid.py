@@ -43,6 +43,7 @@ def find(x: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     if not np.isfinite(rows).all():
         return None
     scales = np.full(groups, np.nan, dtype=np.float32)
+    codes = np.zeros(rows.shape, dtype=np.float32)
     open_ = np.ones(groups, dtype=bool)
     for guess in _guesses(rows):
         for nudge in _NUDGES:
@@ -51,7 +52,7 @@ def find(x: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
                 k = np.rint(rows / s[:, None])
                 exact = (decode(k, s).view(np.uint32) == rows.view(np.uint32)).all(axis=1)
             hit = open_ & exact & (s > 0) & np.isfinite(s)
-            scales[hit] = s[hit]
+            scales[hit], codes[hit] = s[hit], k[hit]
             open_ &= ~hit
             if not open_.any():
                 break
@@ -59,7 +60,7 @@ def find(x: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
             break
     if open_.any():
         return None
-    k = np.rint(rows / scales[:, None]).astype(np.int64)
+    k = codes.astype(np.int64)
     lo, hi = k.min(axis=1), k.max(axis=1)
     if (hi - lo >= MAX_SPAN).any() or (np.abs(lo) > 32767).any():
         return None

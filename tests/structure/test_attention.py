@@ -2,7 +2,6 @@
 PrunedMultiheadAttention computes what nn.MultiheadAttention computes; removing heads
 equals dropping their out_proj columns; zeroed heads and FFN neurons leave outputs
 identical; importance-ranked head pruning; save -> load bit-exact; ONNX verified."""
-import copy
 import itertools
 
 import pytest
@@ -12,10 +11,11 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 import netshrink as ns
+from tests.structure.test_shrink_export import assert_saved_and_exported
 from netshrink.cli import main
 from netshrink.core.context import PrepareContext
 from netshrink.runtime.attention import PrunedMultiheadAttention
-from netshrink.runtime.onnx_export import export_onnx, verify_onnx
+from netshrink.runtime.onnx_export import export_onnx
 from netshrink.structure import analyze, shrink
 from netshrink.structure.importance import scores
 
@@ -238,18 +238,8 @@ def test_transformer_small_shrunk_saves_loads_bit_exact_and_exports(tmp_path, ca
     assert sum(p.numel() for p in m.parameters()) < sum(p.numel() for p in fresh.parameters())
     # the unpruned model too (torch's fused encoder-layer kernel, which ONNX lacks, is off while exporting)
     assert export_onnx(fresh, x, tmp_path / "fresh.onnx").max_abs_diff < 1e-4
-    ns.save(m, tmp_path / "m.nshr")
-    loaded = ns.load(tmp_path / "m.nshr").eval()
+    loaded = assert_saved_and_exported(m, x, tmp_path).eval()
     assert isinstance(loaded.encoder.layers[1].self_attn, PrunedMultiheadAttention)
     assert loaded.encoder.layers[1].self_attn.head_ids == m.encoder.layers[1].self_attn.head_ids
-    with torch.no_grad():
-        assert torch.equal(loaded(x), m(x))
-    info = export_onnx(m, x, tmp_path / "m.onnx")
-    assert info.checked == 2 and info.max_abs_diff < 1e-4
-    other = copy.deepcopy(m)
-    with torch.no_grad():
-        other.fc.bias.add_(1.0)
-    with pytest.raises(ns.NetshrinkError, match="disagrees"):
-        verify_onnx(other, tmp_path / "m.onnx", [x])
     assert main(["export", str(tmp_path / "m.nshr"), "--onnx", "--out", str(tmp_path / "c.onnx")]) == 0
     assert "ONNX Runtime matches PyTorch" in capsys.readouterr().out

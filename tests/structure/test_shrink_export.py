@@ -58,6 +58,12 @@ def test_shrink_save_load_bit_exact_and_export_verified(name, kw, shape, tmp_pat
     remove_components(m, g, plan(g, scores(m, g, "l2"), 0.5, scope="layer"))
     fresh = ns.zoo.models.create(name, **kw)
     assert sum(p.numel() for p in m.parameters()) < sum(p.numel() for p in fresh.parameters())
+    assert_saved_and_exported(m, x, tmp_path)
+
+
+def assert_saved_and_exported(m, x, tmp_path):
+    """save -> load gives bit-identical outputs, and the ONNX export is verified by a
+    check that is real: a model with a shifted output layer fails it. Returns the loaded model."""
     path = tmp_path / "m.nshr"
     ns.save(m, path)
     loaded = ns.load(path)
@@ -65,12 +71,12 @@ def test_shrink_save_load_bit_exact_and_export_verified(name, kw, shape, tmp_pat
         assert torch.equal(loaded(x), m(x))
     info = export_onnx(m, x, tmp_path / "m.onnx")
     assert info.checked == 2 and info.max_abs_diff < 1e-4
-    # the check is real: a different model must fail verification against this file
     other = copy.deepcopy(m)
     with torch.no_grad():
         list(other.parameters())[-1].add_(1.0)  # the output layer: no normalisation can hide it
     with pytest.raises(ns.NetshrinkError, match="disagrees"):
         verify_onnx(other, tmp_path / "m.onnx", [x])
+    return loaded
 
 
 def test_export_command(tmp_path, capsys):
