@@ -145,7 +145,7 @@ def bench(suite: str = typer.Argument(..., help="suite name (see `netshrink benc
           quick: bool = typer.Option(False, help="one fold, short budgets: a smoke check"),
           out: str = typer.Option("benchmarks", help="folder for results, tables and plots")):
     """Run a benchmark suite: results (JSON lines), tables and plots in benchmarks/, and BENCHMARKS.md."""
-    from netshrink.bench.registry import run_suite
+    from netshrink_bench.registry import run_suite
 
     run_suite(suite, quick=quick, out=out, console=console)
 

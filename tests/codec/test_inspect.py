@@ -5,7 +5,7 @@ import math
 import torch
 
 from netshrink.codec import inspect_archive, write_archive
-from netshrink.codec.throughput import measure_throughput, synthetic_model
+from netshrink_bench.throughput import measure_throughput, synthetic_model
 from tests.codec.helpers import pruned, sparse_codebook
 
 

@@ -1,8 +1,8 @@
 """The regularize suite's report: rendered from recorded rows only (no training)."""
 import torch
 
-from netshrink.bench.results import BenchContext
-from netshrink.bench.suites import regularize as R
+from netshrink_bench.results import BenchContext
+from netshrink_bench.suites import regularize as R
 from netshrink.methods.lassonet import PathPoint
 
 

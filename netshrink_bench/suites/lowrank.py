@@ -23,7 +23,7 @@ import time
 import torch
 
 import netshrink as ns
-from netshrink.bench.results import fmt_mean_std, mean_std
+from netshrink_bench.results import fmt_mean_std, mean_std
 from netshrink.functional.sketch import randomized_svd
 from netshrink.measure.counts import param_counts
 from netshrink.measure.flops import count_flops

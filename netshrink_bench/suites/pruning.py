@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.data import Subset
 
 import netshrink as ns
-from netshrink.bench.results import fmt_mean_std, mean_std
+from netshrink_bench.results import fmt_mean_std, mean_std
 from netshrink.core.reparam import attach, bake_all, find
 from netshrink.core.targets import Site
 from netshrink.measure.latency import compare_latency

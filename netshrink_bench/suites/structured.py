@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 import netshrink as ns
-from netshrink.bench.results import fmt_mean_std, mean_std
+from netshrink_bench.results import fmt_mean_std, mean_std
 from netshrink.measure.flops import count_flops
 from netshrink.measure.latency import compare_latency
 from netshrink.runtime.onnx_export import compare_ort_latency, export_onnx

@@ -10,7 +10,7 @@
 2. Post-training uniform quantization of the LeNet-300-100 baseline (no fine-tuning).
 3. Int8 Linear (fbgemm kernels) vs fp32 at batch 64 and 1: a 1024-wide MLP and
    LeNet-300-100, with the output error; latency ratios measured in one process.
-4. Codec throughput on a 10 M-parameter model (netshrink.codec.throughput).
+4. Codec throughput on a 10 M-parameter model (netshrink_bench.throughput).
 
 The whole suite runs with one intra-op thread (the machine is shared; threads fixed).
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from netshrink.bench.results import BenchContext, fmt_mean_std, mean_std
+from netshrink_bench.results import BenchContext, fmt_mean_std, mean_std
 from netshrink.codec import inspect_archive
 from netshrink.core.artifact import save
 from netshrink.core.compress import compress_
@@ -36,7 +36,7 @@ from netshrink.zoo import data as zoo_data
 from netshrink.zoo import models as zoo_models
 from netshrink.zoo.baseline import baseline
 
-RECIPES = Path(__file__).resolve().parents[3] / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"   # the repository root holds recipes/
 SHARING = [  # (model, method label, recipe file, set_params overrides)
     ("lenet300_100", "deep_compression", "deep_compression.toml", {}),
     ("lenet5", "deep_compression", "deep_compression_lenet5.toml", {}),
@@ -178,7 +178,7 @@ def _int8(ctx: BenchContext) -> list:
 
 def _codec(ctx: BenchContext) -> dict | None:
     try:
-        from netshrink.codec.throughput import measure_throughput
+        from netshrink_bench.throughput import measure_throughput
     except ImportError:
         return None
     r = measure_throughput(2_000_000 if ctx.quick else 10_000_000)
@@ -238,7 +238,7 @@ def _write(ctx: BenchContext, sharing: list, ptq: list, int8: list, codec: dict 
                        f"{100 * r['acc_fp32']:.2f} → {100 * r['acc_int8']:.2f}" if "acc_fp32" in r else ""]
                       for r in int8]))
     if codec:
-        sections.append(("Codec throughput (netshrink.codec.throughput.measure_throughput)",
+        sections.append(("Codec throughput (netshrink_bench.throughput.measure_throughput)",
                           ["parameters", "dense MB", "file bytes", "ratio x", "encode MB/s", "decode MB/s"],
                           [[f"{codec['n_params']:,}", f"{codec['dense_mb']:.1f}", f"{codec['file_bytes']:,}",
                             f"{codec['ratio']:.1f}", f"{codec['encode_mb_s']:.1f}", f"{codec['decode_mb_s']:.1f}"]]))

@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import Subset
 
 import netshrink as ns
-from netshrink.bench.results import fmt_mean_std, mean_std
+from netshrink_bench.results import fmt_mean_std, mean_std
 from netshrink.measure.latency import compare_latency
 from netshrink.measure.plots import line_plot
 from netshrink.methods.depth import removable, removal_order, residual_blocks

@@ -33,7 +33,7 @@ import time
 import torch
 
 import netshrink as ns
-from netshrink.bench.results import fmt_mean_std, mean_std, regenerate_index
+from netshrink_bench.results import fmt_mean_std, mean_std, regenerate_index
 from netshrink.measure.flops import count_flops
 from netshrink.methods.lassonet import lassonet_path, plot_path, restrict, select_features
 from netshrink.core.reparam import bake_all
@@ -269,7 +269,7 @@ def render(out: str = "benchmarks", quick: bool = False) -> None:
     change of layout after a run. Every number comes from the recorded rows."""
     import json
 
-    from netshrink.bench.results import BenchContext
+    from netshrink_bench.results import BenchContext
     from netshrink.methods.lassonet import PathPoint
 
     torch.set_num_threads(1)  # as the run did (the header reports it)

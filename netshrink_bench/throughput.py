@@ -6,7 +6,7 @@ float32 layers (trained-like, small magnitudes, plus a unit-variance head), and 
 (4 * parameters) per second of write_archive / read_archive wall time, file I/O included;
 the process CPU time of each is reported too.
 
-    >>> from netshrink.codec.throughput import measure_throughput
+    >>> from netshrink_bench.throughput import measure_throughput
     >>> measure_throughput(1_000_000)["encode_mb_s"]
 """
 

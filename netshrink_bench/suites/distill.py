@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import Subset
 
 import netshrink as ns
-from netshrink.bench.results import fmt_mean_std, mean_std
+from netshrink_bench.results import fmt_mean_std, mean_std
 from netshrink.measure.counts import param_counts
 from netshrink.measure.plots import line_plot
 

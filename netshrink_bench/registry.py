@@ -1,4 +1,4 @@
-"""Benchmark suites by name. Each suite module has `run(ctx: BenchContext)`.
+"""Benchmark suites by name (the `netshrink_bench` package: installed beside netshrink, never imported by the library except by the CLI's `bench` command). Each suite module has `run(ctx: BenchContext)`.
 
 Suites are listed here by hand; add yours to `SUITES`.
 """
@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import importlib
 
-from netshrink.bench.results import BenchContext, regenerate_index
+from netshrink_bench.results import BenchContext, regenerate_index
 from netshrink.errors import NetshrinkError
 
 # suite name -> module path (imported only when that suite runs)
 SUITES: dict[str, str] = {
-    "regularize": "netshrink.bench.suites.regularize",   # issue 5
-    "generated": "netshrink.bench.suites.generated",   # issue 8
-    "structured": "netshrink.bench.suites.structured",   # issue 7
-    "distill": "netshrink.bench.suites.distill",   # issue 6
-    "lowrank": "netshrink.bench.suites.lowrank",   # issue 6
-    "pruning": "netshrink.bench.suites.pruning",
-    "quantization": "netshrink.bench.suites.quantization",   # issue 4
+    "regularize": "netshrink_bench.suites.regularize",   # issue 5
+    "generated": "netshrink_bench.suites.generated",   # issue 8
+    "structured": "netshrink_bench.suites.structured",   # issue 7
+    "distill": "netshrink_bench.suites.distill",   # issue 6
+    "lowrank": "netshrink_bench.suites.lowrank",   # issue 6
+    "pruning": "netshrink_bench.suites.pruning",
+    "quantization": "netshrink_bench.suites.quantization",   # issue 4
 }
 
 
