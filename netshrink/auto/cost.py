@@ -1,0 +1,107 @@
+"""Costs of per-layer choices, from the real thing.
+
+Bytes: a candidate layer (its weight pruned by magnitude to a sparsity, then shared
+by 1-D k-means over the non-zeros, as `gradual_magnitude` + `kmeans` leave it) is
+encoded by the codec the artifact uses (`encode_bits`), so its cost is the bytes that
+`save` will write for it, descriptor included. Everything that is not a searched
+weight (biases, normalisation, the header) is a fixed overhead: the bytes of the
+saved model minus the encoded bytes of its searched weights.
+
+Latency: `measured_latency` times the whole model at the budget's batch size with the
+project's timer (torch.utils.benchmark, median), threads as the caller set them.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from netshrink.codec.dtypes import to_bits
+from netshrink.codec.encodings import encode_bits
+from netshrink.functional.kmeans1d import kmeans1d, linear_init
+from netshrink.functional.prune import keep_count
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One per-layer option: magnitude sparsity, then k-means with 2**bits shared
+    values over the non-zeros (bits None: the non-zeros stay float32)."""
+
+    sparsity: float
+    bits: int | None
+
+    @property
+    def label(self) -> str:
+        b = "fp32" if self.bits is None else f"{self.bits}b"
+        return f"{100 * self.sparsity:g}% sparse, {b}"
+
+
+def tensor_bytes(t: torch.Tensor) -> int:
+    """The bytes the codec stores for `t` (payload + descriptor)."""
+    t = t.detach().cpu().contiguous()
+    enc = encode_bits(to_bits(t), grid_shape=tuple(t.shape) if t.dtype == torch.float32 else None)
+    return int(enc.cost)
+
+
+@torch.no_grad()
+def prune_like(w: torch.Tensor, sparsity: float, order: torch.Tensor | None = None) -> torch.Tensor:
+    """`w` with its smallest-|w| entries zeroed (as `topk_mask`: stable ties).
+    order: argsort(|w|, descending, stable) when already computed (shared across levels)."""
+    flat = w.detach().reshape(-1)
+    if order is None:
+        order = torch.argsort(flat.abs().float(), descending=True, stable=True)
+    out = torch.zeros_like(flat)
+    keep = order[:keep_count(flat.numel(), sparsity)]
+    out[keep] = flat[keep]
+    return out.reshape(w.shape)
+
+
+@torch.no_grad()
+def share_like(w: torch.Tensor, bits: int | None, iters: int = 100) -> torch.Tensor:
+    """`w` with its non-zeros replaced by their k-means centroid (linear init), as the
+    `kmeans` method clusters them before fine-tuning its centroids."""
+    if bits is None:
+        return w.clone()
+    keep = w != 0
+    values = w[keep]
+    k = 2 ** bits
+    init = linear_init(values, k=k) if values.numel() > k else None
+    centroids, idx = kmeans1d(values, k=k, iters=iters, init=init)
+    out = torch.zeros_like(w)
+    if centroids.numel():
+        out[keep] = centroids[idx]
+    return out
+
+
+def candidate(w: torch.Tensor, choice: Choice, order: torch.Tensor | None = None, iters: int = 100) -> torch.Tensor:
+    return share_like(prune_like(w, choice.sparsity, order), choice.bits, iters=iters)
+
+
+def file_bytes(model: nn.Module) -> int:
+    """Bytes of the file `save` writes (a plain archive of the state when the model
+    has no zoo factory)."""
+    from netshrink.codec import write_archive
+    from netshrink.artifact import save
+    from netshrink.zoo.models import factory_of
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "m.nshr"
+        if factory_of(model) is not None:
+            return save(model, path)
+        return write_archive(path, {}, {k: v.detach().cpu() for k, v in model.state_dict().items()})
+
+
+def overhead_bytes(model: nn.Module, weights: dict[str, torch.Tensor]) -> int:
+    """File bytes that do not depend on the searched weights."""
+    return file_bytes(model) - sum(tensor_bytes(w) for w in weights.values())
+
+
+@torch.no_grad()
+def measured_latency(model: nn.Module, example: torch.Tensor, *, min_run_time: float = 0.3) -> float:
+    """Median ms of one forward pass on `example` (batch included)."""
+    from netshrink.measure.latency import latency_ms
+
+    return latency_ms(model, example, min_run_time=min_run_time)

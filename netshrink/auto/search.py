@@ -1,0 +1,323 @@
+"""`ns.auto`: compress a model to a budget (bytes and / or latency, at most `max_drop`
+points of accuracy lost), choosing per layer.
+
+    >>> res = ns.auto(model, train, budget=ns.Budget(bytes="12KB", max_drop=0.5), eval_data=test)
+    >>> res.write("runs/x"); res.check()      # check(): one clear error if the budget was not met
+
+Pipeline (storage): sensitivity tables (sensitivity.probe: per layer x sparsity x
+bits, codec bytes and loss probes, cached) -> multiple-choice knapsack over the file's
+bytes (allocate.knapsack) -> stage 1: `gradual_magnitude` with the per-layer
+sparsities, fine-tuned -> stage 2: the bits re-allocated by the same knapsack on the
+*pruned* weights with their exact codec bytes -> `kmeans` with the per-layer bits,
+centroids fine-tuned -> verification: the saved file's bytes, accuracy on held-out
+`eval_data`. The two stages are the two steps of one recipe (`recipe`), which
+`netshrink compress` replays to the same weights.
+
+Latency: `channel_prune` (global l1 ranking of channels / neurons) with the amount
+found by bisection on the latency measured at the budget's batch size, then fine-tuned,
+before the storage stage; the final model's latency is measured again.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from netshrink.auto import allocate
+from netshrink.auto.budget import Budget
+from netshrink.auto.cost import Choice, candidate, file_bytes, measured_latency, share_like, tensor_bytes
+from netshrink.auto.sensitivity import (BITS, SPARSITIES, LayerTable, _loss, _set, calibration, choices_for,
+                                        probe)
+from netshrink.core.compress import compress_
+from netshrink.core.context import PrepareContext
+from netshrink.core.recipe import Recipe, Step
+from netshrink.core.registry import create
+from netshrink.core.targets import Targets, select
+from netshrink.errors import NetshrinkError
+from netshrink.train.config import TrainConfig
+from netshrink.train.loop import evaluate
+
+METHODS = ("prune", "kmeans", "channels")
+FINETUNE = TrainConfig(epochs=10, lr=1e-3)
+CENTROIDS = {"epochs": 3, "lr": 1e-4}
+# Bytes kept free (at least; or 0.4 % of the budget) for what fine-tuning the centroids and
+# biases changes in the file (measured: ~20 B on a 8 kB file).
+SLACK = 32
+
+
+@dataclass
+class Point:
+    """One compressed model the search built and measured."""
+
+    label: str
+    target_bytes: int | None
+    bytes: int
+    acc: float
+    drop_pp: float
+    latency_ms: float | None
+    seconds: float
+    recipe: Recipe
+    choices: dict = field(default_factory=dict)        # layer -> Choice
+    layer_bytes: dict = field(default_factory=dict)    # layer -> codec bytes of the final weight
+    met: bool = False
+
+    def row(self) -> dict:
+        return {"label": self.label, "target_bytes": self.target_bytes, "bytes": self.bytes, "acc": self.acc,
+                "drop_pp": self.drop_pp, "latency_ms": self.latency_ms, "seconds": self.seconds, "met": self.met,
+                "choices": {k: [c.sparsity, c.bits] for k, c in self.choices.items()}}
+
+
+@dataclass
+class AutoResult:
+    budget: Budget
+    baseline_acc: float
+    dense_bytes: int                 # parameter count x 4
+    baseline_latency_ms: float | None
+    points: list[Point]
+    best: Point | None
+    model: nn.Module | None          # the model of `best`
+    tables: list[LayerTable]
+    seconds: float
+    message: str = ""
+
+    @property
+    def met(self) -> bool:
+        return self.best is not None and self.best.met
+
+    @property
+    def recipe(self) -> Recipe | None:
+        return self.best.recipe if self.best else None
+
+    def check(self) -> "AutoResult":
+        """Raise one NetshrinkError naming the nearest points when the budget was not met."""
+        if not self.met:
+            raise NetshrinkError(self.message)
+        return self
+
+    def write(self, out, *, command: str = "", reproduce: str = "") -> None:
+        from netshrink.auto.outputs import write_outputs
+
+        write_outputs(self, out, command=command, reproduce=reproduce)
+
+
+def auto(model: nn.Module, data, budget: Budget, *, eval_data=None, methods=("prune", "kmeans"),
+         finetune: TrainConfig | None = None, centroid_finetune: dict | None = None, proxy: str = "loss",
+         sparsities=SPARSITIES, bits=BITS, targets: Targets | None = None, calib_size: int = 1024,
+         compare_uniform: bool = False, explore: int = 1, progress: bool = True, cache: bool = True,
+         log=None) -> AutoResult:
+    """Search per-layer choices under `budget`, compress a copy of `model` (fine-tuned on
+    `data`), verify on `eval_data` (default: 10 % of `data`, held out of fine-tuning).
+    The model passed in is not changed."""
+    t0 = time.perf_counter()
+    log = log or (lambda msg: None)
+    methods = tuple(methods) + (("channels",) if budget.latency_ms is not None and "channels" not in methods else ())
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise NetshrinkError(f"auto: unknown method(s) {bad}; valid: {', '.join(METHODS)}")
+    if proxy not in ("loss", "fisher"):
+        raise NetshrinkError(f"auto: proxy {proxy!r} must be loss or fisher")
+    if eval_data is None:
+        data, eval_data = _split(data)
+    cfg = finetune or FINETUNE
+    cent = dict(centroid_finetune or CENTROIDS)
+    base = copy.deepcopy(model).eval()
+    base_acc = evaluate(base, eval_data)
+    dense = 4 * sum(p.numel() for p in base.parameters())
+    calib = calibration(data, calib_size)
+    example = _example(calib[0], budget.batch)
+    base_lat = measured_latency(base, example) if budget.latency_ms is not None else None
+
+    models: dict[int, nn.Module] = {}
+
+    def runner(b: Budget) -> _Runner:
+        start, pre = base, []
+        if b.latency_ms is not None:
+            start, pre = _structured(base, data, b, cfg, example, base_lat, log)
+        tables = []
+        if b.bytes is not None and ("prune" in methods or "kmeans" in methods):
+            sp = sparsities if "prune" in methods else (0.0,)
+            bt = bits if "kmeans" in methods else (None,)
+            _feasible(start, b.bytes, sp, bt, targets)
+            tables = probe(start, calib, choices_for(sp, bt), targets=targets, cache=cache, progress=progress)
+        return _Runner(start, pre, data, eval_data, calib, b, cfg, cent, proxy, tables, targets, base_acc,
+                       example, "kmeans" in methods, progress, log, models)
+
+    run = runner(budget)
+    points = [run.point("auto", budget.bytes)]
+    if compare_uniform and run.tables:
+        points.append(run.point("uniform", budget.bytes, uniform=True))
+    for k in range(explore if not points[0].met else 0):   # the nearest points: looser budgets
+        scale = 1.5 ** (k + 1)
+        loose = dataclasses.replace(budget, bytes=int(budget.bytes * scale) if budget.bytes else None,
+                                    latency_ms=budget.latency_ms * scale if budget.latency_ms else None)
+        r = run if loose.latency_ms is None else runner(loose)
+        r.budget = loose
+        p = r.point(f"auto x{scale:g}", loose.bytes)
+        p.met = False                      # it does not meet the user's budget, only shows what would
+        points.append(p)
+    best = points[0]
+    res = AutoResult(budget, base_acc, dense, base_lat, points, best, models[id(best)], run.tables,
+                     time.perf_counter() - t0)
+    res.message = _message(res)
+    return res
+
+
+def _split(data, frac: float = 0.1, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    n_eval = max(1, int(len(data) * frac))
+    rest, held = torch.utils.data.random_split(data, [len(data) - n_eval, n_eval], generator=g)
+    return rest, held
+
+
+def _example(x: torch.Tensor, batch: int) -> torch.Tensor:
+    reps = -(-batch // len(x))
+    return torch.cat([x] * reps)[:batch].contiguous()
+
+
+def _feasible(model, budget_bytes: int, sparsities, bits, targets) -> None:
+    """Fail before any training when even the smallest choice per layer cannot fit."""
+    sites = select(model, targets)
+    weights = {s.name: s.tensor.detach() for s in sites}
+    fixed = file_bytes(model) - sum(tensor_bytes(w) for w in weights.values())
+    smallest = Choice(max(sparsities), min(b for b in bits) if None not in bits else None)
+    floor = fixed + sum(tensor_bytes(candidate(w, smallest, iters=5)) for w in weights.values())
+    if floor > budget_bytes:
+        raise NetshrinkError(f"size budget {budget_bytes:,} bytes cannot be met: the smallest file these choices "
+                             f"reach is about {floor:,} bytes ({fixed:,} of them outside the searched weights; "
+                             f"every layer {smallest.label}); allow a larger --size or higher sparsities")
+
+
+def _structured(base, data, budget: Budget, cfg, example, base_lat, log):
+    """(model shrunk by channel_prune to the latency budget, [its recipe step])."""
+    if base_lat <= budget.latency_ms:
+        return base, []
+    lo, hi, best = 0.0, 0.95, None
+    for _ in range(7):                     # bisection on the amount of FLOPs removed
+        mid = (lo + hi) / 2
+        net = copy.deepcopy(base)
+        m = create("channel_prune", amount=round(mid, 4), target="flops", scope="global", importance="l1")
+        m.prepare(net, PrepareContext(data=data, finetune=cfg))
+        lat = measured_latency(net, example)
+        log(f"channel_prune amount {mid:.3f}: {lat:.3f} ms (budget {budget.latency_ms:.3f} ms)")
+        if lat <= budget.latency_ms:
+            hi, best = mid, (round(mid, 4), lat)
+        else:
+            lo = mid
+    if best is None:
+        raise NetshrinkError(f"latency budget {budget.latency_ms:g} ms at batch {budget.batch} cannot be met: "
+                             f"removing 95 % of the FLOPs by channel pruning still takes longer "
+                             f"(the model takes {base_lat:.3f} ms)")
+    step = Step(create("channel_prune", amount=best[0], target="flops", scope="global", importance="l1"))
+    net = copy.deepcopy(base)
+    compress_(net, Recipe([step], cfg), data=data, progress=False)
+    return net, [step]
+
+
+class _Runner:
+    """Builds one point: allocation -> stage 1 (prune) -> stage 2 (bits) -> verify."""
+
+    def __init__(self, start, pre_steps, data, eval_data, calib, budget, cfg, cent, proxy, tables, targets,
+                 base_acc, example, kmeans, progress, log, models):
+        self.__dict__.update(locals())
+        del self.__dict__["self"]
+
+    def point(self, label: str, target: int | None, uniform: bool = False) -> Point:
+        t0 = time.perf_counter()
+        net = copy.deepcopy(self.start)
+        steps = list(self.pre_steps)
+        choices: dict[str, Choice] = {}
+        if self.budget.bytes is not None and self.tables:
+            sites = select(net, self.targets)
+            costs = [t.bytes for t in self.tables]
+            damage = [t.damage(self.proxy) for t in self.tables]
+            ws = [s.tensor.detach().clone() for s in sites]
+            picks = self._fit(net, sites, costs, damage, uniform,
+                              lambda li, i: candidate(ws[li], self.tables[li].choices[i], iters=20))
+            smap = {t.name: t.choices[i].sparsity for t, i in zip(self.tables, picks)}
+            self.log(f"{label}: stage 1 sparsities {smap}")
+            step1 = Step(create("gradual_magnitude", runtime="dense", sparsity=max(smap.values()),
+                                sparsity_map=smap, frequency=20, targets=self.targets or Targets()))
+            compress_(net, Recipe([step1], self.cfg), data=self.data, progress=self.progress)
+            steps.append(step1)
+            bmap = self._bits(net, uniform) if self.kmeans else {}
+            if bmap:
+                step2 = Step(create("kmeans", bits=max(bmap.values()), bits_map=bmap,
+                                    targets=self.targets or Targets()), dict(self.cent))
+                compress_(net, Recipe([step2], self.cfg), data=self.data, progress=self.progress)
+                steps.append(step2)
+            choices = {t.name: Choice(smap[t.name], bmap.get(t.name)) for t in self.tables}
+        size = file_bytes(net)
+        acc = evaluate(net, self.eval_data)
+        lat = measured_latency(net, self.example) if self.budget.latency_ms is not None else None
+        drop = 100 * (self.base_acc - acc)
+        met = ((self.budget.bytes is None or size <= self.budget.bytes)
+               and (lat is None or lat <= self.budget.latency_ms) and drop <= self.budget.max_drop + 1e-9)
+        layer_bytes = {s.name: tensor_bytes(s.tensor.detach()) for s in select(net, self.targets)} if choices else {}
+        p = Point(label, target, size, acc, drop, lat, time.perf_counter() - t0, Recipe(steps, self.cfg),
+                  choices, layer_bytes, met)
+        self.log(f"{label}: {size:,} B, acc {100 * acc:.2f} % (drop {drop:.2f} pp)"
+                 + (f", {lat:.3f} ms" if lat is not None else "") + f", {p.seconds:.0f} s")
+        self.models[id(p)] = net
+        return p
+
+    def _fit(self, net, sites, costs, damage, uniform: bool, make) -> list[int]:
+        """Knapsack picks whose *whole file* fits: the fixed bytes (biases, header; the header's
+        descriptors depend on the encodings chosen) are re-measured by saving a copy with the
+        picked candidates, and the weights' capacity shrinks by any excess, up to 4 times.
+        If nothing fits, the cheapest option of every layer (built, measured, reported)."""
+        pick = allocate.uniform if uniform else allocate.knapsack
+        cheapest = [min(range(len(c)), key=c.__getitem__) for c in costs]
+        fixed = file_bytes(net) - sum(tensor_bytes(s.tensor.detach()) for s in sites)
+        slack = max(SLACK, int(0.004 * self.budget.bytes))
+        cap = self.budget.bytes - fixed - slack
+        for _ in range(4):
+            picks = pick(costs, damage, cap)
+            if picks is None:
+                return cheapest
+            trial = copy.deepcopy(net)
+            for li, (s, i) in enumerate(zip(select(trial, self.targets), picks)):
+                _set(s, make(li, i))
+            over = file_bytes(trial) - (self.budget.bytes - slack)
+            if over <= 0:
+                return picks
+            cap -= over
+        return picks
+
+    @torch.no_grad()
+    def _bits(self, net, uniform: bool) -> dict[str, int]:
+        """Bits per layer by the knapsack on the pruned weights' exact codec bytes."""
+        bits = sorted({c.bits for t in self.tables for c in t.choices if c.bits is not None})
+        sites = select(net, self.targets)
+        x, y = self.calib
+        net.eval()
+        base = _loss(net, x, y)
+        costs, damage = [], []
+        for s in sites:
+            w = s.tensor.detach().clone()
+            c, d = [], []
+            for b in bits:
+                q = share_like(w, b)          # the kmeans method's own clustering (linear init, 100 iters)
+                c.append(tensor_bytes(q))
+                _set(s, q)
+                d.append(_loss(net, x, y) - base)
+            _set(s, w)
+            costs.append(c)
+            damage.append(d)
+        ws = [s.tensor.detach().clone() for s in sites]
+        picks = self._fit(net, sites, costs, damage, uniform, lambda li, i: share_like(ws[li], bits[i]))
+        return {s.name: bits[i] for s, i in zip(sites, picks)}
+
+
+def _message(res: AutoResult) -> str:
+    b = res.budget
+    if res.met:
+        p = res.best
+        return (f"met {b.describe()}: {p.bytes:,} bytes ({res.dense_bytes / p.bytes:.1f}x), drop {p.drop_pp:.2f} pp"
+                + (f", {p.latency_ms:.3f} ms" if p.latency_ms is not None else ""))
+    near = "; ".join(f"{p.label}: {p.bytes:,} B, drop {p.drop_pp:.2f} pp"
+                     + (f", {p.latency_ms:.3f} ms" if p.latency_ms is not None else "") for p in res.points)
+    return f"budget {b.describe()} not met; nearest points found: {near}"
