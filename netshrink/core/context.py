@@ -7,6 +7,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from netshrink.core.batches import as_batches
+from netshrink.errors import NetshrinkError
+
 
 @dataclass
 class PrepareContext:
@@ -25,6 +28,11 @@ class PrepareContext:
     steps_total: int | None = None
     teacher: nn.Module | None = None
     extras: dict = field(default_factory=dict)
+    batches: Any = None      # core.batches.Batches over `data` (None without data): iter / call / take
+
+    def __post_init__(self):
+        if self.batches is None and self.data is not None:
+            self.batches = as_batches(self.data)
 
 
 @dataclass
@@ -39,3 +47,14 @@ class StepContext:
     steps_total: int | None = None
     epoch: int = 0
     optimizer: torch.optim.Optimizer | None = None
+    batch: Any = None        # the raw batch (x is its first positional input, None for dict batches)
+    batches: Any = None      # the Batches that read it: ctx.run(module) calls a module on it
+    outputs: Any = None      # the model's raw output (logits is its main tensor)
+
+    def run(self, module: nn.Module):
+        """`module`'s raw output on this step's batch (a teacher, a probe), through the adapter."""
+        if self.batch is not None:
+            return (self.batches or as_batches(None)).call(module, self.batch)
+        if self.x is None:
+            raise NetshrinkError("this step has no batch: pass session.loss(x=x, y=y) or batch=...")
+        return module(self.x)

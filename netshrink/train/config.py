@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 from netshrink.errors import RecipeError
+from netshrink.train.losses import LOSSES
 
 
 @dataclass
@@ -18,13 +20,18 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: Literal["cosine", "constant", "step"] = "cosine"
     seed: int = 0
+    # the task loss (train/losses.py): "auto" = cross-entropy for integer targets, MSE for
+    # float targets, distillation toward the pre-compression model where there are none
+    loss: str = "auto"
+    # "model": the model's own dtype; "bf16-mixed" / "fp16-mixed": autocast (Accelerate)
+    precision: Literal["model", "bf16-mixed", "fp16-mixed"] = "model"
 
     def __post_init__(self):
         bad = []
         if not (isinstance(self.epochs, int) and self.epochs >= 0):
             bad.append(f"epochs = {self.epochs!r} must be an integer >= 0")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            bad.append(f"lr = {self.lr!r} must be > 0")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            bad.append(f"lr = {self.lr!r} must be a finite number > 0")
         if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
             bad.append(f"batch_size = {self.batch_size!r} must be an integer >= 1")
         if self.optimizer not in ("adam", "sgd", "adamw"):
@@ -33,6 +40,12 @@ class TrainConfig:
             bad.append(f"schedule = {self.schedule!r} must be one of cosine, constant, step")
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
             bad.append(f"weight_decay = {self.weight_decay!r} must be >= 0")
+        if not (isinstance(self.weight_decay, (int, float)) and math.isfinite(self.weight_decay)):
+            bad.append(f"weight_decay = {self.weight_decay!r} must be finite")
+        if self.loss not in LOSSES:
+            bad.append(f"loss = {self.loss!r} must be one of {', '.join(LOSSES)}")
+        if self.precision not in ("model", "bf16-mixed", "fp16-mixed"):
+            bad.append(f"precision = {self.precision!r} must be one of model, bf16-mixed, fp16-mixed")
         if bad:
             raise RecipeError("finetune: " + "; ".join(bad))
         self.lr = float(self.lr)
