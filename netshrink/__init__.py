@@ -9,7 +9,7 @@ smaller on disk and faster to run.
     ns.save(model, "lenet.nshr")
 """
 from netshrink import zoo
-from netshrink.core.artifact import load, save
+from netshrink.artifact import load, save
 from netshrink.core.compress import compress_
 from netshrink.core.method import Method
 from netshrink.core.recipe import Recipe, Step

@@ -1,22 +1,140 @@
-"""Module types an artifact may rebuild, each with its config (JSON) and builder.
+"""Module types an artifact may rebuild: each with a config (JSON), a schema, a builder.
 
-A saved model is its zoo factory plus "edits": modules whose type or configuration
-differ from what the factory builds (a Linear shrunk to fewer outputs, a Linear
-replaced by a sparse or low-rank module, a block replaced by Identity). Only the
-types listed here can be built, so a file can never name code to run.
+A saved model is a base architecture (a zoo factory, a transformers config, or a model
+the user passes at load) plus "edits": modules whose type or configuration differ from
+the base (a Linear shrunk to fewer outputs, a Linear replaced by a sparse or low-rank
+module, a block replaced by Identity). Only the types listed here can be built, so a
+file can never name code to run.
 
-netshrink's own runtime modules define `ns_config() -> dict` and a classmethod
-`from_ns_config(cfg)`; they are listed in `_netshrink_modules`.
+A config read from a file is checked against the type's schema (exact keys, value
+types and ranges) before anything is built; torch modules' configs also round-trip
+(the built module's config must equal the one read), which refuses any key the schema
+does not know, such as `device`. netshrink's own runtime modules define
+`ns_config() -> dict` and a classmethod `from_ns_config(cfg)`; their configs are checked
+generically (JSON scalars and short lists, bounded integers) and by the same round trip.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Callable
 
 from torch import nn
 
 from netshrink.errors import ArtifactError
+from netshrink.reparams.hyper import HyperNetwork
+from netshrink.runtime.attention import PrunedMultiheadAttention
+from netshrink.runtime.frequency import FrequencyConv2d, FrequencyLinear
+from netshrink.runtime.generated import HyperConv2d, TiedConv2d
+from netshrink.runtime.hashed_linear import HashedConv2d, HashedLinear
+from netshrink.runtime.int8_dynamic import Int8DynamicLinear
+from netshrink.runtime.int8_linear import Int8Linear
+from netshrink.runtime.scaled_linear import ScaledLinear
+from netshrink.runtime.low_rank import LowRankLinear, LowRankRNN, TuckerConv
+from netshrink.runtime.sparse_conv import SparseConv2d
+from netshrink.runtime.sparse_linear import SparseLinear
+
+MAX_DIM = 1 << 31          # any one size (features, channels, vocabulary)
+MAX_CHILDREN = 1 << 14     # children of one container
+MAX_LIST = 64              # a config's list (kernel sizes, shapes, head ids beyond are refused)
 
 
+# ------------------------------------------------------------------ config schemas
+@dataclass(frozen=True)
+class Field:
+    """One config value: `kind` in int, bool, float, str, ints (list of int), size
+    (int or ints), padding (ints or "same"/"valid"), optional (None or `inner`)."""
+    kind: str
+    lo: float = 0
+    hi: float = MAX_DIM
+    choices: tuple = ()
+
+
+def _check(name: str, key: str, f: Field, v) -> None:
+    def bad(why: str):
+        raise ArtifactError(f"{name} config: {key} = {v!r} {why}")
+
+    if f.kind.startswith("opt_"):
+        if v is None:
+            return
+        f = Field(f.kind[4:], f.lo, f.hi, f.choices)
+    if f.kind == "bool":
+        if type(v) is not bool:
+            bad("is not a boolean")
+    elif f.kind == "int":
+        if type(v) is not int or not f.lo <= v <= f.hi:
+            bad(f"is not an integer in [{f.lo}, {f.hi}]")
+    elif f.kind == "float":
+        if type(v) not in (int, float) or not f.lo <= v <= f.hi:
+            bad(f"is not a number in [{f.lo}, {f.hi}]")
+    elif f.kind == "str":
+        if v not in f.choices:
+            bad(f"is not one of {', '.join(map(str, f.choices))}")
+    elif f.kind in ("ints", "size", "padding"):
+        if f.kind == "padding" and v in ("same", "valid"):
+            return
+        if f.kind == "size" and type(v) is int:
+            v = [v]
+        if not (isinstance(v, list) and 1 <= len(v) <= MAX_LIST and all(type(x) is int and f.lo <= x <= f.hi
+                                                                         for x in v)):
+            bad(f"is not a short list of integers in [{f.lo}, {f.hi}]")
+    else:  # pragma: no cover - a schema typo
+        raise AssertionError(f.kind)
+
+
+def check_config(name: str, cfg: object, schema: dict[str, Field]) -> dict:
+    if not isinstance(cfg, dict):
+        raise ArtifactError(f"{name} config is not an object")
+    if set(cfg) != set(schema):
+        extra, missing = sorted(set(cfg) - set(schema)), sorted(set(schema) - set(cfg))
+        raise ArtifactError(f"{name} config has unexpected keys {extra} / lacks {missing}")
+    for k, f in schema.items():
+        _check(name, k, f, cfg[k])
+    return cfg
+
+
+def check_plain_config(name: str, cfg: object) -> dict:
+    """The generic check of a runtime module's config: JSON scalars, short lists and
+    small tables of them, integers within MAX_DIM, never a `device` or `dtype`."""
+    if not isinstance(cfg, dict) or len(cfg) > MAX_LIST:
+        raise ArtifactError(f"{name} config is not a small object")
+
+    def ok(v, depth=0) -> bool:
+        if v is None or type(v) in (bool, str):
+            return not isinstance(v, str) or len(v) <= 256
+        if type(v) is int:
+            return -MAX_DIM <= v <= MAX_DIM
+        if type(v) is float:
+            return abs(v) <= 1e6
+        if isinstance(v, list):
+            return depth < 2 and len(v) <= MAX_LIST and all(ok(x, depth + 1) for x in v)
+        if isinstance(v, dict):
+            return depth < 2 and len(v) <= MAX_LIST and all(isinstance(k, str) and ok(x, depth + 1)
+                                                            for k, x in v.items())
+        return False
+
+    for k, v in cfg.items():
+        if k in ("device", "dtype") or not ok(v):
+            raise ArtifactError(f"{name} config: {k} = {v!r} is not allowed")
+    return cfg
+
+
+_I, _B, _POS = Field("int"), Field("bool"), Field("int", 1)
+_EPS = Field("float", 0, 1)
+_LINEAR = {"in_features": _I, "out_features": _I, "bias": _B}
+_CONV = {"in_channels": _I, "out_channels": _I, "kernel_size": Field("ints", 1, 1 << 16),
+         "stride": Field("ints", 1, 1 << 16), "padding": Field("padding", 0, 1 << 16),
+         "dilation": Field("ints", 1, 1 << 16), "groups": _POS, "bias": _B,
+         "padding_mode": Field("str", choices=("zeros", "reflect", "replicate", "circular"))}
+_BN = {"num_features": _I, "eps": _EPS, "momentum": Field("opt_float", 0, 1), "affine": _B,
+       "track_running_stats": _B}
+_LN = {"normalized_shape": Field("ints"), "eps": _EPS, "elementwise_affine": _B, "bias": _B}
+_RNN = {"input_size": _I, "hidden_size": _POS, "num_layers": Field("int", 1, 1024), "bias": _B,
+        "batch_first": _B, "dropout": Field("float", 0, 1), "bidirectional": _B}
+_EMB = {"num_embeddings": _I, "embedding_dim": _I, "padding_idx": Field("opt_int", -MAX_DIM)}
+
+
+# -------------------------------------------------------------- configs of modules
 def _linear(m):
     return {"in_features": m.in_features, "out_features": m.out_features, "bias": m.bias is not None}
 
@@ -54,11 +172,24 @@ def _container(m):
     return {"children": list(m._modules.keys())}
 
 
+def _check_children(name: str, cfg: object) -> dict:
+    if not (isinstance(cfg, dict) and set(cfg) == {"children"} and isinstance(cfg["children"], list)):
+        raise ArtifactError(f"{name} config must be {{'children': [names]}}")
+    ch = cfg["children"]
+    if len(ch) > MAX_CHILDREN:
+        raise ArtifactError(f"{name} config has {len(ch):,} children (limit {MAX_CHILDREN:,})")
+    if not all(isinstance(c, str) and 0 < len(c) <= 128 and "." not in c and c.isprintable() for c in ch) \
+            or len(set(ch)) != len(ch):
+        raise ArtifactError(f"{name} config has malformed child names")
+    if name == "ModuleList" and ch != [str(i) for i in range(len(ch))]:
+        raise ArtifactError("ModuleList children must be named 0, 1, ...")
+    return cfg
+
+
 def _build_container(cls):
     def build(cfg):
         children = [(n, nn.Identity()) for n in cfg["children"]]
         if cls is nn.Sequential:
-            from collections import OrderedDict
             return nn.Sequential(OrderedDict(children))
         if cls is nn.ModuleList:
             return nn.ModuleList(m for _, m in children)
@@ -66,53 +197,56 @@ def _build_container(cls):
     return build
 
 
-# type name -> (config of a module, build from config)
-_TORCH: dict[str, tuple[type, Callable, Callable]] = {
-    "Linear": (nn.Linear, _linear, lambda c: nn.Linear(**c)),
-    "Conv1d": (nn.Conv1d, _conv, lambda c: nn.Conv1d(**c)),
-    "Conv2d": (nn.Conv2d, _conv, lambda c: nn.Conv2d(**c)),
-    "BatchNorm1d": (nn.BatchNorm1d, _bn, lambda c: nn.BatchNorm1d(**c)),
-    "BatchNorm2d": (nn.BatchNorm2d, _bn, lambda c: nn.BatchNorm2d(**c)),
-    "LayerNorm": (nn.LayerNorm, _ln, lambda c: nn.LayerNorm(**c)),
-    "LSTM": (nn.LSTM, _rnn, lambda c: nn.LSTM(**c)),
-    "GRU": (nn.GRU, _rnn, lambda c: nn.GRU(**c)),
-    "Embedding": (nn.Embedding, _emb, lambda c: nn.Embedding(**c)),
-    "Identity": (nn.Identity, lambda m: {}, lambda c: nn.Identity()),
-    "ReLU": (nn.ReLU, lambda m: {}, lambda c: nn.ReLU()),
-    "Sequential": (nn.Sequential, _container, _build_container(nn.Sequential)),
-    "ModuleList": (nn.ModuleList, _container, _build_container(nn.ModuleList)),
-    "ModuleDict": (nn.ModuleDict, _container, _build_container(nn.ModuleDict)),
+def _schema(schema: dict[str, Field]) -> Callable[[str, object], dict]:
+    return lambda name, cfg: check_config(name, cfg, schema)
+
+
+@dataclass(frozen=True)
+class ModuleType:
+    cls: type
+    config: Callable[[nn.Module], dict]     # module -> its JSON config
+    check: Callable[[str, object], dict]    # refuse a malformed config before building
+    build: Callable[[dict], nn.Module]
+
+
+_TORCH: dict[str, ModuleType] = {
+    "Linear": ModuleType(nn.Linear, _linear, _schema(_LINEAR), lambda c: nn.Linear(**c)),
+    "Conv1d": ModuleType(nn.Conv1d, _conv, _schema(_CONV), lambda c: nn.Conv1d(**c)),
+    "Conv2d": ModuleType(nn.Conv2d, _conv, _schema(_CONV), lambda c: nn.Conv2d(**c)),
+    "BatchNorm1d": ModuleType(nn.BatchNorm1d, _bn, _schema(_BN), lambda c: nn.BatchNorm1d(**c)),
+    "BatchNorm2d": ModuleType(nn.BatchNorm2d, _bn, _schema(_BN), lambda c: nn.BatchNorm2d(**c)),
+    "LayerNorm": ModuleType(nn.LayerNorm, _ln, _schema(_LN), lambda c: nn.LayerNorm(**c)),
+    "LSTM": ModuleType(nn.LSTM, _rnn, _schema({**_RNN, "proj_size": _I}), lambda c: nn.LSTM(**c)),
+    "GRU": ModuleType(nn.GRU, _rnn, _schema(_RNN), lambda c: nn.GRU(**c)),
+    "Embedding": ModuleType(nn.Embedding, _emb, _schema(_EMB), lambda c: nn.Embedding(**c)),
+    "Identity": ModuleType(nn.Identity, lambda m: {}, _schema({}), lambda c: nn.Identity()),
+    "ReLU": ModuleType(nn.ReLU, lambda m: {}, _schema({}), lambda c: nn.ReLU()),
+    "Sequential": ModuleType(nn.Sequential, _container, _check_children, _build_container(nn.Sequential)),
+    "ModuleList": ModuleType(nn.ModuleList, _container, _check_children, _build_container(nn.ModuleList)),
+    "ModuleDict": ModuleType(nn.ModuleDict, _container, _check_children, _build_container(nn.ModuleDict)),
 }
 
+# netshrink's own buildable modules (runtime kernels, factorised layers...)
+_NETSHRINK: list[type] = [Int8Linear, HashedLinear, HashedConv2d, FrequencyLinear, FrequencyConv2d, HyperConv2d,
+                          TiedConv2d, HyperNetwork, LowRankLinear, TuckerConv, LowRankRNN, SparseLinear,
+                          SparseConv2d, PrunedMultiheadAttention, Int8DynamicLinear, ScaledLinear]
 _USER: dict[str, type] = {}
 
 
-def _netshrink_modules() -> list[type]:
-    """netshrink's own buildable modules (runtime kernels, factorised layers...)."""
-    from netshrink.runtime.int8_linear import Int8Linear
-    from netshrink.runtime.hashed_linear import HashedConv2d, HashedLinear
-    from netshrink.runtime.frequency import FrequencyConv2d, FrequencyLinear
-    from netshrink.runtime.generated import HyperConv2d, TiedConv2d
-    from netshrink.reparams.hyper import HyperNetwork
-    from netshrink.runtime.low_rank import LowRankLinear, LowRankRNN, TuckerConv
-    from netshrink.runtime.sparse_linear import SparseLinear
-    from netshrink.runtime.sparse_conv import SparseConv2d
-    from netshrink.runtime.attention import PrunedMultiheadAttention
-
-    return [Int8Linear] + [HashedLinear, HashedConv2d, FrequencyLinear, FrequencyConv2d, HyperConv2d, TiedConv2d,
-                           HyperNetwork] + [LowRankLinear, TuckerConv, LowRankRNN] + [SparseLinear, SparseConv2d] + [
-        PrunedMultiheadAttention]
-
-
 def register_module(cls: type) -> type:
-    """Make a custom module type rebuildable from artifacts (needs ns_config /
-    from_ns_config)."""
+    """Make a custom module type rebuildable from artifacts (it needs `ns_config()`
+    and a classmethod `from_ns_config(cfg)`). Refuses a name already taken."""
+    if not (hasattr(cls, "ns_config") and hasattr(cls, "from_ns_config")):
+        raise ArtifactError(f"{cls.__name__}: a registered module needs ns_config and from_ns_config")
+    taken = _custom_types().get(cls.__name__)
+    if cls.__name__ in _TORCH or (taken is not None and taken is not cls):
+        raise ArtifactError(f"module type name {cls.__name__!r} is already registered")
     _USER[cls.__name__] = cls
     return cls
 
 
 def _custom_types() -> dict[str, type]:
-    out = {c.__name__: c for c in _netshrink_modules()}
+    out = {c.__name__: c for c in _NETSHRINK}
     out.update(_USER)
     return out
 
@@ -121,134 +255,45 @@ def type_name(m: nn.Module) -> str:
     return type(m).__name__
 
 
+def known_types() -> list[str]:
+    return sorted(set(_TORCH) | set(_custom_types()))
+
+
+def is_container(m: nn.Module) -> bool:
+    return type(m) in (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
 def config_of(m: nn.Module) -> dict | None:
     """The JSON config that rebuilds `m`, or None for types we don't build (they
-    are compared by type only and must come from the factory)."""
+    are compared by type only and must come from the base)."""
     name = type_name(m)
-    if name in _TORCH and type(m) is _TORCH[name][0]:
-        return _TORCH[name][1](m)
-    if hasattr(m, "ns_config") and name in _custom_types():
+    if name in _TORCH and type(m) is _TORCH[name].cls:
+        return _TORCH[name].config(m)
+    custom = _custom_types()
+    if name in custom and type(m) is custom[name]:
         return m.ns_config()
     return None
 
 
-# A file may describe an architecture, never force an absurd allocation: every
-# module is first built on torch's "meta" device (no memory) and counted.
-MAX_ELEMENTS = 2 ** 28  # 1 GiB of fp32
-
-
-def _config_estimate(config: dict | None) -> int:
-    """The product of the two largest integers in a config: a weight matrix's size."""
-    ints = sorted((v for v in (config or {}).values() if type(v) is int and v > 0), reverse=True)
-    return ints[0] * (ints[1] if len(ints) > 1 else 1) if ints else 0
-
-
-def check_size(make, what: str, config: dict | None = None) -> None:
-    """Raise ArtifactError if `make()` would allocate more than MAX_ELEMENTS."""
-    import torch
-
+def build(name: object, cfg: object) -> nn.Module:
+    """The module of type `name` (a registered name, never an import path) from `cfg`,
+    checked: schema first, then the built module's own config must equal `cfg`.
+    Call it inside `budget.BuildBudget` so that its allocation is bounded."""
+    if not isinstance(name, str) or not (name in _TORCH or name in _custom_types()):
+        raise ArtifactError(f"module type {name!r} is not one netshrink can build (known: {', '.join(known_types())})")
+    if name in _TORCH:
+        t = _TORCH[name]
+        cfg = t.check(name, cfg)
+        make = t.build
+    else:
+        cfg = check_plain_config(name, cfg)
+        make = _custom_types()[name].from_ns_config
     try:
-        with torch.device("meta"):
-            m = make()
-        n = sum(t.numel() for t in list(m.parameters()) + list(m.buffers()))
+        m = make(cfg)
     except ArtifactError:
         raise
-    except Exception:  # a builder that needs real data (e.g. packs int8 weights):
-        n = _config_estimate(config)  # bound it by its two largest sizes instead
-    if n > MAX_ELEMENTS:
-        raise ArtifactError(f"refusing to build {what}: it would hold {n:,} elements (limit {MAX_ELEMENTS:,})")
-
-
-def build(name: str, cfg: dict) -> nn.Module:
-    check_size(lambda: _build(name, cfg), f"{name} {cfg}", cfg)
-    return _build(name, cfg)
-
-
-def _build(name: str, cfg: dict) -> nn.Module:
-    if name in _TORCH:
-        try:
-            return _TORCH[name][2](cfg)
-        except (TypeError, ValueError, KeyError) as e:
-            raise ArtifactError(f"cannot build {name} from {cfg}: {e}") from None
-    custom = _custom_types()
-    if name in custom:
-        try:
-            return custom[name].from_ns_config(cfg)
-        except (TypeError, ValueError, KeyError) as e:
-            raise ArtifactError(f"cannot build {name} from {cfg}: {e}") from None
-    raise ArtifactError(f"module type {name!r} is not one netshrink can build "
-                        f"(known: {', '.join(sorted(set(_TORCH) | set(custom)))})")
-
-
-def set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
-    parent, _, leaf = path.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, leaf, module)
-
-
-def _get(root: nn.Module, path: str) -> nn.Module | None:
-    try:
-        return root.get_submodule(path)
-    except AttributeError:
-        return None
-
-
-_SCALARS = (bool, int, float, str)
-
-
-def _scalar_attrs(m: nn.Module) -> dict:
-    """Plain scalar attributes (e.g. an attention block's head count), which some
-    modules use in forward and which structured pruning may change."""
-    return {k: v for k, v in vars(m).items()
-            if not k.startswith("_") and k != "training" and type(v) in _SCALARS}
-
-
-def diff_edits(fresh: nn.Module, model: nn.Module) -> list[dict]:
-    """The edits that turn the factory's `fresh` model into `model`'s architecture.
-    `fresh` is modified in place to match (so it can be checked)."""
-    edits = []
-    for path, mod in model.named_modules():
-        cur = _get(fresh, path) if path else fresh
-        cfg = config_of(mod)
-        same = cur is not None and type(cur) is type(mod) and config_of(cur) == cfg
-        if same:
-            want, have = _scalar_attrs(mod), _scalar_attrs(cur)
-            changed = {k: v for k, v in want.items() if k in have and have[k] != v}
-            if changed:
-                for k, v in changed.items():
-                    setattr(cur, k, v)
-                edits.append({"path": path, "attrs": changed})
-            continue
-        if not path:
-            raise ArtifactError(f"cannot save: the model is a {type_name(mod)}, its factory builds a {type_name(cur)}")
-        if cfg is None:
-            raise ArtifactError(f"cannot save: module {path!r} of type {type_name(mod)} differs from what the "
-                                "model's factory builds, and it is not a registered module type")
-        set_submodule(fresh, path, build(type_name(mod), cfg))
-        edits.append({"path": path, "type": type_name(mod), "config": cfg})
-    return edits
-
-
-def _apply_attrs(model: nn.Module, e: dict) -> None:
-    """Set scalar attributes that already exist with a value of the same type."""
-    target = _get(model, e["path"]) if e["path"] else model
-    if target is None or not isinstance(e["attrs"], dict):
-        raise ArtifactError(f"attribute edit names a missing module {e['path']!r}")
-    for k, v in e["attrs"].items():
-        old = vars(target).get(k)
-        if k.startswith("_") or type(v) not in _SCALARS or type(old) is not type(v):
-            raise ArtifactError(f"attribute edit {e['path']}.{k} = {v!r} is not allowed")
-        setattr(target, k, v)
-
-
-def apply_edits(model: nn.Module, edits: list[dict]) -> None:
-    for e in edits:
-        if isinstance(e, dict) and isinstance(e.get("path"), str) and "attrs" in e:
-            _apply_attrs(model, e)
-            continue
-        if not (isinstance(e, dict) and isinstance(e.get("path"), str) and isinstance(e.get("type"), str)
-                and isinstance(e.get("config"), dict)):
-            raise ArtifactError(f"malformed architecture edit {e!r}")
-        parent = e["path"].rpartition(".")[0]
-        if parent and _get(model, parent) is None:
-            raise ArtifactError(f"architecture edit names a missing module {parent!r}")
-        set_submodule(model, e["path"], build(e["type"], e["config"]))
+    except Exception as e:  # noqa: BLE001 - the builders' own argument checks (TypeError, ValueError...)
+        raise ArtifactError(f"cannot build {name} from {cfg}: {type(e).__name__}: {e}") from None
+    if config_of(m) != cfg:
+        raise ArtifactError(f"{name} config {cfg} does not describe the module it builds ({config_of(m)})")
+    return m

@@ -42,7 +42,7 @@ def train(model: str = typer.Option(..., help="zoo model, e.g. lenet300_100"),
           out: Optional[str] = typer.Option(None, help="also save the trained model to this .nshr file"),
           force: bool = typer.Option(False, help="overwrite --out")):
     """Train (or load from cache) a zoo baseline and print its figures."""
-    from netshrink.core.artifact import save
+    from netshrink.artifact import save
     from netshrink.measure.report import measure
     from netshrink.measure.tables import print_table
     from netshrink.zoo import data as zoo_data
@@ -69,7 +69,7 @@ def compress(recipe: str = typer.Option(..., help="recipe TOML file"),
              onnx: bool = typer.Option(False, "--onnx", help="also time both models in ONNX Runtime"),
              force: bool = typer.Option(False, help="replace an existing run folder")):
     """Compress a model with a recipe: writes recipe.toml, report.json and model.nshr to --out."""
-    from netshrink.core.artifact import load
+    from netshrink.artifact import load
     from netshrink.core.compress import compress_
     from netshrink.core.recipe import Recipe
     from netshrink.measure.report import measure
@@ -156,7 +156,7 @@ def export(file: str = typer.Argument(..., help=".nshr file"),
            out: Optional[str] = typer.Option(None, help="output file (default: FILE with .onnx)"),
            data: Optional[str] = typer.Option(None, help="zoo dataset whose input shape to export with")):
     """Export a model to ONNX, check it against PyTorch in ONNX Runtime, and time both."""
-    from netshrink.runtime.onnx_export import export_file
+    from netshrink.artifact.onnx import export_file
 
     if not onnx:
         raise NetshrinkError("choose a format: --onnx")

@@ -49,7 +49,7 @@ def write_run(d: Path, *, recipe, model, before, after, seconds: float, header: 
     measured result), report.json, and the saved model."""
     import json
 
-    from netshrink.core.artifact import save
+    from netshrink.artifact import save
 
     (d / "recipe.toml").write_text(recipe.to_toml(f"{header}\nresult: {after.summary(before)}"))
     report = {"baseline": before.to_dict(), "compressed": after.to_dict(), "compress_seconds": seconds,

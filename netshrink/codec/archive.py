@@ -183,8 +183,8 @@ def read_archive(path) -> tuple[dict, dict[str, torch.Tensor]]:
 
     >>> header, tensors = read_archive("m.nshr")
     """
-    header, tensors, _ = _read(path, inspect=False)
-    return header, tensors
+    arc = open_archive(path)
+    return arc.header, arc.decode()
 
 
 def inspect_archive(path) -> list[dict]:
@@ -197,17 +197,44 @@ def inspect_archive(path) -> list[dict]:
 
     >>> for row in inspect_archive("m.nshr"): print(row["name"], row["encoding"])
     """
-    _, _, rows = _read(path, inspect=True)
+    arc = open_archive(path)
+    rows: list[dict] = []
+    arc.decode(rows=rows)
+    rows.append(_total_row(rows, arc.size))
     return rows
 
 
-def _read(path, inspect: bool):
+class Archive:
+    """A parsed, checksummed .nshr file whose tensors are not decoded yet.
+
+    `header` (the caller's dict) and `entries` (one validated dict per tensor: name,
+    dtype, shape, numel, enc, len, crc, vcrc, cast?) are known after `open_archive`,
+    so a reader can check them against what it expects before paying for `decode`."""
+
+    def __init__(self, path, data: bytes, header: dict, entries: list[dict], secs: list[memoryview]):
+        self.path, self.size, self.header, self.entries = path, len(data), header, entries
+        self._data, self._secs = data, secs
+
+    def decode(self, rows: list | None = None) -> dict[str, torch.Tensor]:
+        """{name: tensor} of every tensor (rows: filled with inspect rows when given)."""
+        return _guard(self.path, lambda: _decode_all(self.entries, self._secs, rows))
+
+
+def open_archive(path, *, max_header_bytes: int = 64 << 20, max_depth: int = 64) -> Archive:
+    """Parse a .nshr file's preamble and header and check every section's checksum;
+    nothing is decoded. The inflated header is refused past `max_header_bytes` or
+    nested deeper than `max_depth`. Raises ArtifactError for every problem."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
         raise ArtifactError(f"{path}: cannot read ({e.strerror or e})") from None
+    header, entries, secs = _guard(path, lambda: _parse(data, max_header_bytes, max_depth))
+    return Archive(path, data, header, entries, secs)
+
+
+def _guard(path, fn):
     try:
-        return _parse(data, inspect)
+        return fn()
     except Corrupt as e:
         raise ArtifactError(f"{path}: {e}") from None
     except ArtifactError:
@@ -221,7 +248,19 @@ def _read(path, inspect: bool):
         raise
 
 
-def _parse(data: bytes, inspect: bool):
+def _depth(obj, limit: int) -> None:
+    """Refuse JSON nested deeper than `limit` (iterative: no recursion to exhaust)."""
+    stack = [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        need(d <= limit, f"header nested deeper than {limit} levels")
+        if isinstance(o, dict):
+            stack.extend((v, d + 1) for v in o.values())
+        elif isinstance(o, list):
+            stack.extend((v, d + 1) for v in o)
+
+
+def _parse(data: bytes, max_header_bytes: int, max_depth: int):
     need(len(data) >= 8 and data[:8] == MAGIC, "not a .nshr file (bad magic bytes)")
     need(len(data) >= _PRE.size, "truncated inside the preamble")
     _, version, flags, hlen, rawlen, crc = _PRE.unpack_from(data)
@@ -232,10 +271,12 @@ def _parse(data: bytes, inspect: bool):
     need(zlib.crc32(data[:20] + stored) == crc, "header checksum mismatch")
     need(flags in (0, _DEFLATED), f"unknown header flags {flags:#x}")
     need(flags or rawlen == hlen, "header lengths disagree")
+    need(rawlen <= max_header_bytes, f"header of {rawlen:,} bytes is larger than the limit {max_header_bytes:,}")
     try:
         meta = json.loads(_inflate(stored, rawlen) if flags else stored)
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError
         raise Corrupt(f"header is not valid JSON ({type(e).__name__})") from None
+    _depth(meta, max_depth)
     header = get_obj(meta, "header")
     entries = meta.get("tensors")
     need(isinstance(entries, list), "header has no tensor table")
@@ -251,9 +292,13 @@ def _parse(data: bytes, inspect: bool):
         secs.append(view[off:off + e["len"]])
         off += e["len"]
         need(zlib.crc32(secs[-1]) == e["crc"], f"checksum mismatch in tensor {e['name']!r}")
-    tensors, rows = {}, []
+    return header, entries, secs
+
+
+def _decode_all(entries: list[dict], secs: list[memoryview], rows: list | None) -> dict[str, torch.Tensor]:
+    tensors = {}
     for e, sec in zip(entries, secs):
-        stats = [] if inspect else None
+        stats = [] if rows is not None else None
         rd = Reader(sec)
         try:
             u = decode_bits(e["enc"], rd, e["numel"], dtypes.itemsize(e["dtype"]), stats)
@@ -265,16 +310,15 @@ def _parse(data: bytes, inspect: bool):
         if "cast" in e:
             t = t.to(dtypes.DTYPES[e["cast"]][0])
         tensors[e["name"]] = t
-        if inspect:
+        if rows is not None:
             rows.append(_row(e, stats))
-    if inspect:
-        rows.append(_total_row(rows, len(data)))
-    return header, tensors, rows
+    return tensors
 
 
 def _inflate(stored: bytes, rawlen: int) -> bytes:
-    # Deflate expands at most ~1032x; refusing more stops a decompression bomb early.
-    need(rawlen <= 1032 * len(stored) + 64, "header inflated length is implausible")
+    # Deflate expands at most ~1032x, but JSON headers deflate 3-20x: past 1 MiB + 64x
+    # the stored size, the header is a decompression bomb, refused before inflating.
+    need(rawlen <= (1 << 20) + 64 * len(stored), "header inflated length is implausible")
     d = zlib.decompressobj()
     try:
         text = d.decompress(stored, rawlen + 1)

@@ -106,7 +106,7 @@ class Report:
 
 
 def _file_size(model: nn.Module) -> int | None:
-    from netshrink.core.artifact import save
+    from netshrink.artifact import save
 
     with tempfile.TemporaryDirectory() as d:
         p = os.path.join(d, "m.nshr")

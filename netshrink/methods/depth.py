@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Subset
 
 from netshrink.core.context import PrepareContext
 from netshrink.core.method import Method
-from netshrink.core.modules import set_submodule
+from netshrink.core.submodules import set_submodule
 from netshrink.errors import RecipeError, TargetError
 from netshrink.train.loop import evaluate
 from netshrink.zoo.models import BasicBlock

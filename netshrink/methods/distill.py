@@ -49,7 +49,7 @@ class _TeacherLoss(Method):
 
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
         if self.teacher:
-            from netshrink.core.artifact import load
+            from netshrink.artifact import load
 
             self.teacher_ = _frozen(load(self.teacher))
         elif ctx.teacher is not None:

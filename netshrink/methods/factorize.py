@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Subset
 
 from netshrink.core.context import PrepareContext
 from netshrink.core.method import Method
-from netshrink.core.modules import set_submodule
+from netshrink.core.submodules import set_submodule
 from netshrink.core.targets import Site
 from netshrink.errors import NetshrinkError, TargetError
 from netshrink.functional import svd as F

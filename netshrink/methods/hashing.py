@@ -16,7 +16,7 @@ from torch import nn
 
 from netshrink.core.context import PrepareContext
 from netshrink.core.method import Method
-from netshrink.core.modules import set_submodule
+from netshrink.core.submodules import set_submodule
 from netshrink.core.reparam import attach, original, reparams_of
 from netshrink.errors import TargetError
 from netshrink.reparams.hashed import Hashed, bucket_count

@@ -24,7 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from netshrink.core.submodules import set_submodule
 from netshrink.errors import NetshrinkError
+from netshrink.runtime.sparse_conv import SparseConv2d
+from netshrink.runtime.sparse_linear import SparseLinear
 
 
 @dataclass
@@ -42,10 +45,6 @@ def onnx_ready(model: nn.Module):
     """Within this block, `model`'s CSR-sparse modules (no ONNX operator computes them)
     are dense nn.Linear / nn.Conv2d with the same weights; they are put back after.
     Yields the names of the modules densified."""
-    from netshrink.core.modules import set_submodule
-    from netshrink.runtime.sparse_conv import SparseConv2d
-    from netshrink.runtime.sparse_linear import SparseLinear
-
     swapped = []
     for name, m in list(model.named_modules()):
         if any(name.startswith(d + ".") for d, _ in swapped):
@@ -189,48 +188,3 @@ def compare_ort_latency(model: nn.Module, reference: nn.Module, example: torch.T
             b.append(ort_latency_ms(b_path, example, min_run_time=min_run_time, sess=sb))
             a.append(ort_latency_ms(a_path, example, min_run_time=min_run_time, sess=sa))
     return statistics.median(a), statistics.median(b)
-
-
-def example_for(model: nn.Module, data: str | None = None, batch: int = 2) -> torch.Tensor:
-    """An input batch for `model`: its own `example_input`, else uniform [0, 1) values
-    shaped like the zoo dataset `data` (or the first zoo input shape the model accepts)."""
-    if hasattr(model, "example_input"):
-        return model.example_input(batch)
-    from netshrink.zoo.data import input_shape
-
-    names = [data] if data else [n for n in [(getattr(model, "ns_meta", {}) or {}).get("baseline", {}).get("data")]
-                                 if n] + ["mnist5k", "seqmnist", "digits", "mnist1d"]
-    g = torch.Generator().manual_seed(0)
-    model.eval()
-    for name in names:
-        try:
-            x = torch.rand((batch, *input_shape(name)), generator=g)
-        except KeyError:
-            raise NetshrinkError(f"unknown dataset {name!r}; valid: mnist5k, seqmnist, digits, mnist1d") from None
-        try:
-            with torch.no_grad():
-                model(x)
-            return x
-        except Exception:  # not this input shape; try the next
-            continue
-    raise NetshrinkError(f"no zoo input shape fits {type(model).__name__}; pass --data")
-
-
-def export_file(file: str | os.PathLike, out: str | os.PathLike | None = None, *, data: str | None = None) -> dict:
-    """`netshrink export FILE --onnx`: load an artifact, export it, verify it, time it
-    (batch 64, torch and ONNX Runtime)."""
-    from netshrink.core.artifact import load
-    from netshrink.measure.latency import latency_ms
-    from netshrink.structure.hf import register_bert_tiny
-
-    file = Path(file)
-    if not file.exists():
-        raise NetshrinkError(f"{file}: no such file")
-    register_bert_tiny()  # BERT artifacts name this factory
-    model = load(file).eval()
-    out = Path(out) if out else file.with_suffix(".onnx")
-    x = example_for(model, data)
-    info = export_onnx(model, x, out)
-    big = torch.cat([x] * 32)[:64]
-    return {"path": info.path, "bytes": info.bytes, "max_abs_diff": info.max_abs_diff, "checked": info.checked,
-            "torch_ms_b64": latency_ms(model, big), "ort_ms_b64": ort_latency_ms(out, big)}

@@ -155,7 +155,7 @@ def sparsify_(model: nn.Module, module_names: list[str], *, runtime: Runtime = "
     >>> sparsify_(model, ["fc1", "fc2"], runtime="auto", batch_size=64)
     {'fc1': 5.2}
     """
-    from netshrink.core.modules import set_submodule
+    from netshrink.core.submodules import set_submodule
     from netshrink.runtime.sparse_conv import SparseConv2d
 
     done: dict[str, float | None] = {}

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from netshrink.core.modules import set_submodule
+from netshrink.core.submodules import set_submodule
 from netshrink.structure.importance import _batches
 
 

@@ -60,7 +60,7 @@ def _attention_to_prune(model: nn.Module, graph: DependencyGraph, plan: dict[str
     """Attention modules losing heads: torch's nn.MultiheadAttention becomes a
     PrunedMultiheadAttention with the same tensors (same names, so the slots still
     apply); returns {module path: head indices removed}."""
-    from netshrink.core.modules import set_submodule
+    from netshrink.core.submodules import set_submodule
     from netshrink.runtime.attention import PrunedMultiheadAttention
 
     out = {}

@@ -48,7 +48,7 @@ def baseline_key(model: str, data: str, fold: int, kwargs: dict, config: TrainCo
 def baseline(model: str, data: str, fold: int = 0, *, config: TrainConfig | None = None,
              progress: bool = True, size: int | None = None, **model_kwargs) -> nn.Module:
     """A trained zoo model, from cache if it was trained before."""
-    from netshrink.core.artifact import load, save
+    from netshrink.artifact import load, save
 
     kwargs = {**zoo_models.kwargs_for_data(model, data), **model_kwargs}
     config = config or BASELINE_CONFIGS.get(model, TrainConfig(epochs=10))

@@ -25,7 +25,7 @@ import torch
 
 from netshrink_bench.results import BenchContext, fmt_mean_std, mean_std
 from netshrink.codec import inspect_archive
-from netshrink.core.artifact import save
+from netshrink.artifact import save
 from netshrink.core.compress import compress_
 from netshrink.core.recipe import Recipe
 from netshrink.core.registry import create

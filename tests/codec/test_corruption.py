@@ -178,10 +178,11 @@ def test_decompression_bomb_header_is_refused(tmp_path):
     import struct
     import zlib
 
-    text = zlib.compress(b" " * 10_000_000, 9)
-    pre = archive._PRE.pack(archive.MAGIC, 1, 1, len(text), 10_000_000 * 100, 0)[:20]
-    data = pre + struct.pack("<I", zlib.crc32(pre + text)) + text
-    check_fails(tmp_path, data, "implausible")
+    text = zlib.compress(b" " * 10_000_000, 9)  # ~10 kB that inflate 1000x
+    for claimed, why in [(10_000_000 * 100, "larger than the limit"), (10_000_000, "implausible")]:
+        pre = archive._PRE.pack(archive.MAGIC, 1, 1, len(text), claimed, 0)[:20]
+        data = pre + struct.pack("<I", zlib.crc32(pre + text)) + text
+        check_fails(tmp_path, data, why)
 
 
 @settings(max_examples=300, **FUZZ)

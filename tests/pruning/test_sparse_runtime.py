@@ -75,7 +75,7 @@ def test_corrupt_indices_are_refused():
     fresh = SparseLinear.from_ns_config(sp.ns_config())
     with pytest.raises(ArtifactError):
         fresh.load_state_dict(state)
-    from netshrink.core.modules import build
+    from netshrink.artifact.architecture import build
     with pytest.raises(ArtifactError):   # what load() does with an edit read from a file
         build("SparseLinear", {"in_features": 2, "out_features": 2, "nnz": 5, "bias": True})
 
