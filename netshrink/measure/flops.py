@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from netshrink.core.batches import example_inputs, model_device, model_dtype
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 
@@ -23,8 +25,10 @@ _EXTRA_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _
 
 
 @torch.no_grad()
-def count_flops(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
-    """(dense, effective) FLOPs of one forward pass on `example`."""
+def count_flops(model: nn.Module, example) -> tuple[int, int]:
+    """(dense, effective) FLOPs of one forward pass on `example` (a tensor, a tuple of
+    tensors or a core.batches.Inputs)."""
+    example = example_inputs(example).to(model_device(model), model_dtype(model))
     special = [(n, m) for n, m in model.named_modules() if hasattr(m, "ns_flops")]
     handles, extra = [], {"dense": 0, "effective": 0}
 
@@ -44,7 +48,7 @@ def count_flops(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
     torch.backends.mha.set_fastpath_enabled(False)
     try:
         with FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as counter:
-            model(example)
+            example.call(model)
         per_module = counter.get_flop_counts()
         counted = counter.get_total_flops()
         # Subtract what FlopCounterMode saw inside special modules (if anything).

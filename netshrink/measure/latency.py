@@ -9,15 +9,20 @@ import torch
 import torch.utils.benchmark as benchmark
 from torch import nn
 
+from netshrink.core.batches import example_inputs, model_device, model_dtype
+
 
 @torch.no_grad()
-def latency_ms(model: nn.Module, example: torch.Tensor, *, min_run_time: float = 0.3,
+def latency_ms(model: nn.Module, example, *, min_run_time: float = 0.3,
                threads: int | None = None) -> float:
-    """Median milliseconds of one forward pass on `example`."""
+    """Median milliseconds of one forward pass on `example` (a tensor, a tuple of tensors
+    or a core.batches.Inputs)."""
+    ex = example_inputs(example).to(model_device(model), model_dtype(model))
     was = model.training
     model.eval()
     threads = threads or torch.get_num_threads()
-    t = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": example}, num_threads=threads)
+    t = benchmark.Timer(stmt="model(*args, **kwargs)",
+                        globals={"model": model, "args": ex.args, "kwargs": ex.kwargs}, num_threads=threads)
     m = t.blocked_autorange(min_run_time=min_run_time)
     model.train(was)
     return m.median * 1e3

@@ -20,13 +20,17 @@ from netshrink.measure.counts import dense_zero_count, param_counts
 from netshrink.measure.flops import count_flops
 from netshrink.measure.latency import compare_latency, latency_ms
 from netshrink.measure.units import removable_units, summary
-from netshrink.train.loop import evaluate
+from netshrink.core.batches import Inputs, as_batches, batch_len
+from netshrink.measure import metrics
+from netshrink.train.loop import predict
 
 
 @dataclass
 class Report:
-    accuracy: float | None = None          # on labelled data (fidelity if `metric` says so)
-    metric: str = "accuracy"
+    accuracy: float | None = None          # the metric's value when it is a fraction (accuracy, agreement)
+    metric: str = "accuracy"               # what was measured (measure/metrics.py): accuracy, mse, fidelity_cosine ...
+    metric_value: float | None = None      # its value, whatever its kind
+    reference_metric_value: float | None = None
     params: int = 0                        # parameters (dense count of the architecture)
     nonzeros: int = 0
     dense_bytes: int = 0                   # reference params x 4 bytes
@@ -52,9 +56,9 @@ class Report:
 
     def summary(self, baseline: "Report | None" = None) -> str:
         """One line for a recipe's `result:` header."""
-        parts = [f"{self.metric} {100 * self.accuracy:.2f} %"]
-        if baseline is not None and baseline.accuracy is not None:
-            parts[0] += f" (baseline {100 * baseline.accuracy:.2f} %)"
+        parts = [f"{self.metric} {self._fmt(self._value)}" if self._value is not None else "no task metric"]
+        if baseline is not None and baseline._value is not None:
+            parts[0] += f" (baseline {self._fmt(baseline._value)})"
         parts.append(f"{100 * self.sparsity:.1f} % sparse")
         if self.file_bytes:
             parts.append(f"{self.file_bytes:,} bytes on disk, storage ratio {self.storage_ratio:.1f}x")
@@ -63,6 +67,15 @@ class Report:
         for b, s in self.speedup.items():
             parts.append(f"speedup {b} {s:.2f}x")
         return ", ".join(parts)
+
+    @property
+    def _value(self):
+        return self.metric_value if self.metric_value is not None else self.accuracy
+
+    def _fmt(self, v: float) -> str:
+        if self.metric in ("accuracy", "fidelity", "fidelity_top1", "fidelity_top5"):
+            return f"{100 * v:.2f} %"
+        return f"{v:.4g}"
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -75,10 +88,11 @@ class Report:
     def rows(self) -> list[tuple[str, str]]:
         """(figure, value) pairs for a table."""
         rows = []
-        if self.accuracy is not None:
-            rows.append((self.metric, f"{100 * self.accuracy:.2f} %"))
-        if self.reference_accuracy is not None:
-            rows.append(("reference " + self.metric, f"{100 * self.reference_accuracy:.2f} %"))
+        if self._value is not None:
+            rows.append((self.metric, self._fmt(self._value)))
+        ref = self.reference_metric_value if self.reference_metric_value is not None else self.reference_accuracy
+        if ref is not None:
+            rows.append(("reference " + self.metric, self._fmt(ref)))
         rows += [("parameters", f"{self.params:,}"), ("non-zeros", f"{self.nonzeros:,} ({100 * self.sparsity:.1f} % sparse)"),
                  ("dense fp32 bytes", f"{self.dense_bytes:,}")]
         if self.file_bytes is not None:
@@ -114,28 +128,75 @@ def _file_size(model: nn.Module) -> int | None:
         return os.path.getsize(p)
 
 
-def _example(data, batch: int) -> torch.Tensor:
-    xs = [data[i][0] for i in range(min(batch, len(data)))]
-    while len(xs) < batch:
-        xs += xs[: batch - len(xs)]
-    return torch.stack(xs)
+def _example(data, batch: int):
+    """`batch` samples of inputs (repeated when the data has fewer): a tensor for a
+    one-tensor model, else a core.batches.Inputs."""
+    b = as_batches(data)
+    ex = b.example_inputs(batch)
+    n = batch_len(list(ex.tensors())) or batch
+    if n < batch:   # (n, ...) -> (batch, ...) by repeating the first samples
+        rep = -(-batch // n)
+        grow = lambda t: torch.cat([t] * rep)[:batch] if isinstance(t, torch.Tensor) and t.dim() else t
+        ex = Inputs(tuple(grow(a) for a in ex.args), {k: grow(v) for k, v in ex.kwargs.items()})
+    if len(ex.args) == 1 and not ex.kwargs:
+        return ex.args[0]
+    return ex
+
+
+def _task_metric(r: Report, model, reference, data, metric) -> None:
+    """r.metric / metric_value (and accuracy for fractions) of model and reference."""
+    out, y = predict(model, data)
+    hidden = _is_hidden_state(model, data)
+    ref_out = predict(reference, data)[0] if reference is not None else None
+    name = metrics.choose(metric, out, y, has_reference=reference is not None, hidden=hidden)
+    if name is None:
+        r.metric = "none"
+        r.notes.append("no task metric: the data has no targets and there is no reference model to compare with")
+        return
+    r.metric = name
+    r.metric_value = metrics.compute(name, metric, out, y, ref_out)
+    if y is not None and reference is not None and (callable(metric) or name in metrics.TARGET_METRICS):
+        r.reference_metric_value = metrics.compute(name, metric, ref_out, y, None)
+    if name in ("accuracy", "fidelity_top1", "fidelity_top5"):
+        r.accuracy = r.metric_value
+        if r.reference_metric_value is not None:
+            r.reference_accuracy = r.reference_metric_value
+
+
+def _is_hidden_state(model, data) -> bool:
+    """True when the model returns hidden states / embeddings rather than logits."""
+    with torch.no_grad():
+        was = model.training
+        model.eval()
+        out = data.call(model, data.first())
+        model.train(was)
+    if isinstance(out, torch.Tensor):
+        return False
+    get = out.get if hasattr(out, "get") else (lambda k: getattr(out, k, None))
+    return get("logits") is None and (get("last_hidden_state") is not None or get("pooler_output") is not None)
 
 
 def measure(model: nn.Module, data, *, reference: nn.Module | None = None, batch_sizes=(1, 64),
-            latency: bool = True, size: bool = True, fidelity: bool = False, onnx: bool = False) -> Report:
-    """Measure `model` on `data` (a labelled Dataset), against `reference` if given.
+            latency: bool = True, size: bool = True, fidelity: bool = False, onnx: bool = False,
+            metric="auto", forward=None, target=None, n_inputs: int | None = None) -> Report:
+    """Measure `model` on `data` (anything core.batches reads; `forward`, `target`,
+    `n_inputs` are its batch rules), against `reference` if given.
+
+    metric: "auto" (accuracy for classification only, MSE for float targets, fidelity to
+    `reference` for unlabelled data), a name from measure/metrics.py, or a callable
+    `metric(outputs, targets) -> float`. fidelity=True: top-1 agreement with `reference`,
+    reported as "fidelity".
 
     >>> print(ns.measure(model, test, reference=baseline))
     """
+    data = as_batches(data, forward=forward, target=target, n_inputs=n_inputs)
     r = Report()
-    r.accuracy = evaluate(model, data, reference if fidelity else None)
+    _task_metric(r, model, reference, data, "fidelity_top1" if fidelity else metric)
     if fidelity:
         r.metric = "fidelity"
     r.params, r.nonzeros = param_counts(model)
     ref_params = param_counts(reference)[0] if reference is not None else r.params
     r.dense_bytes = 4 * ref_params
-    if reference is not None and not fidelity:
-        r.reference_accuracy = evaluate(reference, data)
     if size:
         try:
             r.file_bytes = _file_size(model)

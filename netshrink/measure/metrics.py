@@ -1,0 +1,92 @@
+"""The task metric of a report: accuracy for classification only; otherwise the user's
+metric or fidelity to the reference model, each named as what it is.
+
+`metric` (measure(..., metric=...), CLI `--metric`):
+- `auto` (default): `accuracy` where the data has integer class targets and the model
+  several outputs; `mse` where the targets are floats; with no targets, fidelity to the
+  reference: `fidelity_top1` for logits (HF `logits`, or a 2-d output), `fidelity_cosine`
+  for embeddings / hidden states; no reference and no targets: no metric (a note says so).
+- `accuracy`, `mse`, `mae`: against the data's targets.
+- `fidelity_top1` (the model's argmax equals the reference's), `fidelity_top5` (share of
+  the reference's top-5 classes in the model's top-5), `fidelity_cosine` (mean cosine of
+  the outputs along the last dim), `fidelity_relative_error` (‖y − y_ref‖ / ‖y_ref‖ over
+  the data), `fidelity_kl` (KL(reference ‖ model) per position, nats): against `reference`.
+- a callable `metric(outputs, targets) -> float` on the concatenated main output tensors
+  (targets None for unlabelled data); reported under its `__name__`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from netshrink.errors import NetshrinkError
+
+LOWER_IS_BETTER = {"mse", "mae", "fidelity_relative_error", "fidelity_kl"}
+TARGET_METRICS = ("accuracy", "mse", "mae")
+FIDELITY = ("fidelity_top1", "fidelity_top5", "fidelity_cosine", "fidelity_relative_error", "fidelity_kl")
+METRICS = ("auto", *TARGET_METRICS, *FIDELITY)
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    name: str
+    value: float
+    higher_is_better: bool
+
+    @property
+    def is_fraction(self) -> bool:
+        """Shown as a percentage (accuracy, agreement)."""
+        return self.name in ("accuracy", "fidelity_top1", "fidelity_top5", "fidelity")
+
+
+def choose(metric, outputs: torch.Tensor, targets, *, has_reference: bool, hidden: bool = False) -> str | None:
+    """The metric name `auto` means here (None: nothing to measure against)."""
+    if callable(metric):
+        return getattr(metric, "__name__", "metric")
+    if metric not in METRICS:
+        raise NetshrinkError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)} (or a callable from Python)")
+    if metric != "auto":
+        if metric in TARGET_METRICS and targets is None:
+            raise NetshrinkError(f"metric {metric!r} needs targets, and the data has none: "
+                                 "use a fidelity metric against a reference model")
+        if metric in FIDELITY and not has_reference:
+            raise NetshrinkError(f"metric {metric!r} compares with a reference model: pass reference=...")
+        if metric == "accuracy" and targets is not None and targets.is_floating_point():
+            raise NetshrinkError("accuracy needs integer class targets; these are floats (use 'mse')")
+        return metric
+    if targets is not None:
+        if targets.is_floating_point():
+            return "mse"
+        return "accuracy" if outputs.dim() >= 2 and outputs.shape[-1] > 1 else "mse"
+    if not has_reference:
+        return None
+    return "fidelity_cosine" if hidden or outputs.dim() > 2 else "fidelity_top1"
+
+
+def compute(name: str, metric, outputs: torch.Tensor, targets, ref_outputs: torch.Tensor | None) -> float:
+    """The value of metric `name` (`metric` is the callable when the user gave one)."""
+    if callable(metric):
+        return float(metric(outputs, targets))
+    o = outputs.float()
+    if name == "accuracy":
+        return float((o.argmax(-1) == targets.to(o.device)).float().mean())
+    if name in ("mse", "mae"):
+        t = targets.to(o.device, o.dtype).reshape(o.shape)
+        return float(F.mse_loss(o, t) if name == "mse" else F.l1_loss(o, t))
+    r = ref_outputs.float()
+    if name == "fidelity_top1":
+        return float((o.argmax(-1) == r.argmax(-1)).float().mean())
+    if name == "fidelity_top5":
+        k = min(5, o.shape[-1])
+        a, b = o.topk(k, -1).indices, r.topk(k, -1).indices   # (..., k)
+        return float((a.unsqueeze(-1) == b.unsqueeze(-2)).any(-1).float().mean())
+    if name == "fidelity_cosine":
+        return float(F.cosine_similarity(o.reshape(-1, o.shape[-1]), r.reshape(-1, r.shape[-1]), dim=-1).mean())
+    if name == "fidelity_relative_error":
+        return float((o - r).norm() / r.norm().clamp_min(1e-12))
+    if name == "fidelity_kl":
+        o2, r2 = o.reshape(-1, o.shape[-1]), r.reshape(-1, r.shape[-1])
+        return float(F.kl_div(F.log_softmax(o2, -1), F.log_softmax(r2, -1), log_target=True, reduction="batchmean"))
+    raise NetshrinkError(f"unknown metric {name!r}")  # pragma: no cover - choose() checked it
