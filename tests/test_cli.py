@@ -67,7 +67,7 @@ def test_interrupted_compress_leaves_earlier_output_intact(tmp_path, tiny_model_
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("netshrink.core.compress.compress_", interrupted)
+    monkeypatch.setattr("netshrink.cli.compress.compress_", interrupted)   # where the command looks it up
     assert _compress(tmp_path, tiny_model_file, out, "--force") == 130
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []

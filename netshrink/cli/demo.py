@@ -11,17 +11,18 @@ import copy
 import json
 import time
 from pathlib import Path
+from typing import Optional
 
+import typer
 from rich.console import Console
 
-from netshrink.core.compress import compress_
-from netshrink.core.recipe import Recipe
-from netshrink.core.registry import create
+from netshrink import Recipe, TrainConfig, compress_, create
+from netshrink.cli.common import console as default_console
+from netshrink.cli.common import invocation
+from netshrink.cli.rundir import run_folder, write_run
 from netshrink.measure.plots import line_plot
 from netshrink.measure.report import measure
 from netshrink.measure.tables import comparison_rows, print_table
-from netshrink.rundir import run_folder, write_run
-from netshrink.train.config import TrainConfig
 from netshrink.train.loop import evaluate
 from netshrink.zoo import data as zoo_data
 from netshrink.zoo.baseline import baseline
@@ -32,7 +33,7 @@ SWEEP = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99)
 
 
 def run_demo(out: str = "runs/demo", force: bool = False, fold: int = 0, console: Console | None = None) -> dict:
-    console = console or Console()
+    console = console or default_console
     with run_folder(out, force) as d:
         console.print(f"[bold]netshrink demo[/]: LeNet-300-100 on mnist5k fold {fold}")
         train, test = zoo_data.load("mnist5k", fold)
@@ -65,11 +66,16 @@ def run_demo(out: str = "runs/demo", force: bool = False, fold: int = 0, console
         print_table("accuracy (%) vs sparsity, each fine-tuned 10 epochs", ["sparsity", *curves],
                     [[f"{100 * s:g} %", *(f"{curves[k][i]:.2f}" for k in curves)] for i, s in enumerate(SWEEP)],
                     console)
-
-        from netshrink.cli import invocation
-
         write_run(d, recipe=DEMO_RECIPE, model=model, before=before, after=after, seconds=seconds,
                   header=f"LeNet-300-100 on mnist5k fold {fold} — {invocation()}",
                   extra={"sweep": {"sparsity": list(SWEEP), **curves}})
     console.print(f"wrote {out}/: recipe.toml, report.json, model.nshr, accuracy_vs_sparsity.png")
     return json.loads((Path(out) / "report.json").read_text())
+
+
+def demo(out: Optional[str] = typer.Option(None, help="run folder to write (default: a new runs/demo-<time>)"),
+         force: bool = typer.Option(False, help="replace an existing run folder"),
+         fold: int = typer.Option(0, help="mnist5k fold (0-4)")):
+    """Baseline LeNet-300-100 on mnist5k, pruned to 90 %: a before/after table and a run folder."""
+    # A new folder per run: `make demo` twice never fails and never overwrites.
+    run_demo(out or time.strftime("runs/demo-%Y%m%d-%H%M%S"), force, fold)

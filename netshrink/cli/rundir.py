@@ -7,11 +7,13 @@ An existing folder is replaced only when the user asked (`force`).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from netshrink import save
 from netshrink.errors import NetshrinkError
 
 
@@ -47,10 +49,6 @@ def run_folder(out: str | os.PathLike, force: bool = False):
 def write_run(d: Path, *, recipe, model, before, after, seconds: float, header: str, extra: dict | None = None) -> None:
     """The files every compression run leaves: recipe.toml (headed by `header` and the
     measured result), report.json, and the saved model."""
-    import json
-
-    from netshrink.artifact import save
-
     (d / "recipe.toml").write_text(recipe.to_toml(f"{header}\nresult: {after.summary(before)}"))
     report = {"baseline": before.to_dict(), "compressed": after.to_dict(), "compress_seconds": seconds,
               **(extra or {})}
