@@ -10,10 +10,10 @@ smaller on disk and faster to run.
 """
 from netshrink import zoo
 from netshrink.artifact import load, save
-from netshrink.core.compress import compress_
+from netshrink.pipeline.compress import compress_
 from netshrink.core.method import Method
-from netshrink.core.recipe import Recipe, Step
-from netshrink.core.registry import all_methods, create, register
+from netshrink.pipeline.recipe import Recipe, Step
+from netshrink.pipeline.registry import all_methods, create, register
 from netshrink.core.targets import Site, Targets, select
 from netshrink.errors import ArtifactError, NetshrinkError, RecipeError, TargetError
 from netshrink.measure.report import Report, measure

@@ -32,10 +32,10 @@ from netshrink.auto.budget import Budget
 from netshrink.auto.cost import Choice, candidate, file_bytes, measured_latency, share_like, tensor_bytes
 from netshrink.auto.sensitivity import (BITS, SPARSITIES, LayerTable, _loss, _set, calibration, choices_for,
                                         probe)
-from netshrink.core.compress import compress_
+from netshrink.pipeline.compress import compress_
 from netshrink.core.context import PrepareContext
-from netshrink.core.recipe import Recipe, Step
-from netshrink.core.registry import create
+from netshrink.pipeline.recipe import Recipe, Step
+from netshrink.pipeline.registry import create
 from netshrink.core.targets import Targets, select
 from netshrink.errors import NetshrinkError
 from netshrink.train.config import TrainConfig

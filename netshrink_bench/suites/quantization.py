@@ -26,9 +26,9 @@ import torch
 from netshrink_bench.results import BenchContext, fmt_mean_std, mean_std
 from netshrink.codec import inspect_archive
 from netshrink.artifact import save
-from netshrink.core.compress import compress_
-from netshrink.core.recipe import Recipe
-from netshrink.core.registry import create
+from netshrink.pipeline.compress import compress_
+from netshrink.pipeline.recipe import Recipe
+from netshrink.pipeline.registry import create
 from netshrink.measure.latency import compare_latency
 from netshrink.measure.plots import line_plot
 from netshrink.train.loop import evaluate, predict

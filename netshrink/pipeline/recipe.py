@@ -20,9 +20,10 @@ from pathlib import Path
 
 import tomli_w
 
-from netshrink.core import registry
 from netshrink.core.method import Method
+from netshrink.core.session import Session
 from netshrink.errors import NetshrinkError, RecipeError
+from netshrink.pipeline import registry
 from netshrink.train.config import TrainConfig
 
 DEFAULT_FINETUNE = TrainConfig(epochs=5, lr=1e-3)
@@ -137,8 +138,6 @@ class Recipe:
 
     def start(self, model, optimizer=None, *, data=None, total_steps: int | None = None):
         """Attach every step to `model` for a user's own training loop; see Session."""
-        from netshrink.core.session import Session
-
         return Session.start(self, model, optimizer, data=data, total_steps=total_steps)
 
 

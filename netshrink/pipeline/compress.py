@@ -13,8 +13,8 @@ import functools
 from torch import nn
 
 from netshrink.core.context import PrepareContext
-from netshrink.core.recipe import Recipe
 from netshrink.core.session import Session
+from netshrink.pipeline.recipe import Recipe
 from netshrink.train.loop import fit, steps_per_epoch
 
 
