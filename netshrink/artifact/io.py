@@ -30,8 +30,8 @@ from netshrink.artifact.budget import BuildBudget, LoadLimits
 from netshrink.artifact.edits import apply_edits, diff_edits, full_edits
 from netshrink.codec import dtypes
 from netshrink.codec.archive import open_archive, write_archive
+from netshrink.core import factories
 from netshrink.errors import ArtifactError, NetshrinkError
-from netshrink.zoo import models as zoo_models
 
 FORMAT = "netshrink-model"
 FORMAT_VERSION = 1
@@ -57,9 +57,9 @@ def _meta_copy(model: nn.Module) -> nn.Module:
 
 def describe_base(model: nn.Module, base: nn.Module | None = None) -> tuple[dict, list[dict]]:
     """({base kind: description}, edits) of `model` as `save` writes them."""
-    factory = zoo_models.factory_of(model)
+    factory = factories.factory_of(model)
     if factory is not None:
-        fresh = zoo_models.create(factory["name"], **factory["kwargs"])
+        fresh = factories.create(factory["name"], **factory["kwargs"])
         return {"factory": factory}, diff_edits(fresh, model, where="the model's factory")
     spec = transformers_base.spec_of(model)
     if spec is not None:
@@ -117,7 +117,7 @@ def _factory(spec: object) -> nn.Module:
     if bad:
         raise ArtifactError(f"model {name}: malformed factory arguments {bad}")
     try:
-        return zoo_models.create(name, **kwargs)
+        return factories.create(name, **kwargs)
     except NetshrinkError as e:
         raise ArtifactError(str(e)) from None
     except Exception as e:  # noqa: BLE001 - the factory's own checks of its arguments

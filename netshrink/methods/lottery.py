@@ -33,6 +33,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from netshrink.core import factories
 from netshrink.core.context import PrepareContext
 from netshrink.core.reparam import original
 from netshrink.core.targets import Site
@@ -41,16 +42,15 @@ from netshrink.functional.prune import hamming_distance, topk_mask
 from netshrink.functional.schedule import geometric_rounds
 from netshrink.methods.pruning import MaskPruning
 from netshrink.train.loop import lr_factor, steps_per_epoch
-from netshrink.zoo import models as zoo_models
 
 
 def fresh_init(model: nn.Module, seed: int) -> nn.Module:
     """A freshly initialised copy of `model`: its zoo factory under `seed`, or a copy
     whose modules are reset (in module order) under `seed`."""
-    factory = zoo_models.factory_of(model)
+    factory = factories.factory_of(model)
     torch.manual_seed(seed)
     if factory is not None:
-        return zoo_models.create(factory["name"], **factory["kwargs"])
+        return factories.create(factory["name"], **factory["kwargs"])
     fresh = copy.deepcopy(model)
     for m in fresh.modules():
         if hasattr(m, "reset_parameters"):

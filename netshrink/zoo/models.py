@@ -1,21 +1,21 @@
-"""The zoo's models, written here (no torchvision), built by registered factories.
+"""The zoo's models, written here (no torchvision), registered by name in the
+model-factory registry (`netshrink.core.factories`) when this module is imported.
 
-`create(name, **kw)` records (name, kw) on the model as `ns_factory`, so an artifact
-can rebuild the architecture from the registry and never from an import path read
-out of a file. Users add their own architectures with `register`.
+`create`, `register`, `names` and `factory_of` are that registry's functions,
+re-exported here: `ns.zoo.models.create("lstm", hidden_size=64)`.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from netshrink.core.factories import FACTORY_ATTR, create, factory_of, names, register
 from netshrink.errors import NetshrinkError
+from netshrink.zoo.data import input_shape
 
-FACTORY_ATTR = "ns_factory"
+__all__ = ["FACTORY_ATTR", "ZOO", "create", "factory_of", "kwargs_for_data", "names", "register"]
 
 
 class LeNet300100(nn.Module):
@@ -198,7 +198,7 @@ class TransformerClassifier(nn.Module):
         return self.fc(self.norm(h.mean(1)))
 
 
-_FACTORIES: dict[str, Callable[..., nn.Module]] = {
+ZOO = {   # name -> factory of the zoo's own models
     "lenet300_100": LeNet300100,
     "lenet5": LeNet5,
     "mlp": MLP,
@@ -208,38 +208,12 @@ _FACTORIES: dict[str, Callable[..., nn.Module]] = {
     "gru": lambda **kw: RNNClassifier(cell="gru", **kw),
     "transformer_small": TransformerClassifier,
 }
-
-
-def register(name: str, factory: Callable[..., nn.Module]) -> None:
-    """Make a user architecture buildable by name (and loadable from artifacts).
-    Its keyword arguments must be JSON values."""
-    _FACTORIES[name] = factory
-
-
-def names() -> list[str]:
-    return sorted(_FACTORIES)
-
-
-def create(name: str, **kw) -> nn.Module:
-    """Build a zoo model: `create("lstm", hidden_size=64, num_layers=1)`."""
-    if name not in _FACTORIES:
-        raise NetshrinkError(f"unknown model {name!r}; valid models: {', '.join(names())}")
-    try:
-        model = _FACTORIES[name](**kw)
-    except TypeError as e:
-        raise NetshrinkError(f"model {name}: {e}") from None
-    setattr(model, FACTORY_ATTR, {"name": name, "kwargs": dict(kw)})
-    return model
-
-
-def factory_of(model: nn.Module) -> dict | None:
-    return getattr(model, FACTORY_ATTR, None)
+for _name, _factory in ZOO.items():
+    register(_name, _factory)
 
 
 def kwargs_for_data(model: str, data: str) -> dict:
     """The keyword arguments that fit a zoo model to a zoo dataset's input shape."""
-    from netshrink.zoo.data import input_shape
-
     shape = input_shape(data)
     if model in ("lenet300_100", "mlp"):
         return {"in_features": math.prod(shape)}
