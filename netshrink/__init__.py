@@ -10,11 +10,11 @@ smaller on disk and faster to run.
 """
 from netshrink import zoo
 from netshrink.artifact import load, save
-from netshrink.pipeline.compress import compress_
+from netshrink.pipeline.compress import Run, compress_, run_recipe
 from netshrink.core.method import Method
 from netshrink.pipeline.recipe import Recipe, Step
-from netshrink.pipeline.registry import all_methods, create, register
-from netshrink.core.targets import Site, Targets, select
+from netshrink.pipeline.registry import all_methods, create, register, unregister
+from netshrink.core.targets import PerLayer, Site, Targets, select
 from netshrink.errors import ArtifactError, NetshrinkError, RecipeError, TargetError
 from netshrink.measure.report import Report, measure
 from netshrink.train.config import TrainConfig
@@ -23,7 +23,7 @@ from netshrink.train.loop import evaluate, fit
 __version__ = "0.1.0"
 
 __all__ = [
-    "zoo", "load", "save", "compress_", "Method", "Recipe", "Step", "all_methods", "create", "register",
-    "Site", "Targets", "select", "ArtifactError", "NetshrinkError", "RecipeError", "TargetError",
+    "zoo", "load", "save", "compress_", "run_recipe", "Run", "Method", "Recipe", "Step", "all_methods", "create",
+    "register", "unregister", "PerLayer", "Site", "Targets", "select", "ArtifactError", "NetshrinkError", "RecipeError", "TargetError",
     "Report", "measure", "TrainConfig", "evaluate", "fit",
 ]

@@ -1,11 +1,11 @@
 """Sensitivity analysis (Han et al. 2015, fig. 5): accuracy vs sparsity for each layer
 pruned alone by magnitude, without retraining; and a per-layer sparsity allocation
-derived from it that a recipe can use (`sparsity_map` of magnitude /
+derived from it that a recipe can use (`per_layer` of magnitude /
 gradual_magnitude).
 
     >>> res = sensitivity(model, val)
     >>> alloc = res.allocation(target=0.9)        # {"fc1.weight": 0.95, ...}
-    >>> ns.create("magnitude", sparsity=0.9, sparsity_map=alloc)
+    >>> ns.create("magnitude", sparsity=0.9, per_layer=alloc)
 
 Allocation rule: find the smallest accuracy drop d such that giving every layer the
 largest tested sparsity whose drop is at most d reaches the overall `target` sparsity

@@ -1,8 +1,12 @@
 """The Method base: a dataclass of hyperparameters with lifecycle hooks.
 
-A method's fields are its hyperparameters, stored as given and validated in
-`__post_init__` (through `check`), so a bad value fails when the recipe is read, not
-an hour into training. Learned state lives in attributes ending in ``_``.
+A method's fields are its hyperparameters. `__post_init__` checks every field
+against its annotation (netshrink.core.fields: types, Literal choices, per-layer maps,
+targets) and then `validate` checks ranges, so a bad value fails when the recipe is
+read or the method built, not an hour into training. Learned state lives in
+attributes ending in ``_``, and only on the copy a run works on: `compress_` and
+`Session` run `clone()`s of the methods they are given (as scikit-learn's `clone`),
+so a recipe is unchanged by a run and can compress a second model the same way.
 
 Lifecycle, driven by `compress_` or by a user's own loop through a Session:
     prepare(model, ctx)      attach re-parametrisations, compute scores
@@ -13,8 +17,8 @@ Lifecycle, driven by `compress_` or by a user's own loop through a Session:
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -22,6 +26,7 @@ import torch
 from torch import nn
 
 from netshrink.core.context import PrepareContext, StepContext
+from netshrink.core.fields import check_fields, unknown_field_message
 from netshrink.core.targets import Site, Targets, select
 from netshrink.errors import RecipeError
 
@@ -36,18 +41,21 @@ class Method:
     # loss does; a pruning mask is baked at the end of its own phase).
     persistent: ClassVar[bool] = False
     # Whether `compress_` fine-tunes after prepare (post-training quantization does not).
+    # A class attribute; kmeans overrides it with a property (its `finetune_centroids`).
     finetunes: ClassVar[bool] = True
+    # Old field names -> what to write now, for the message a recipe with an old name gets.
+    renamed: ClassVar[dict[str, str]] = {}
 
     targets: Targets = field(default_factory=Targets)
 
     def __post_init__(self):
-        if not isinstance(self.targets, Targets):
-            self.targets = Targets.from_value(self.targets)
+        check_fields(self, self.name or type(self).__name__)
         self.validate()
 
     # -- validation -------------------------------------------------------------
     def validate(self) -> None:
-        """Raise RecipeError for out-of-range values. Override in subclasses."""
+        """Raise RecipeError for out-of-range values. Override in subclasses (types and
+        Literal choices are already checked from the annotations)."""
 
     def check(self, ok: bool, field_name: str, rule: str) -> None:
         """`self.check(0 <= self.sparsity < 1, "sparsity", "in [0, 1)")`."""
@@ -76,22 +84,31 @@ class Method:
         (e.g. CSR sparse layers). Deferred to the very end so that later steps
         (k-means, quantization) still see the plain layers an earlier step left."""
 
+    # -- copies -------------------------------------------------------------------
+    def clone(self) -> "Method":
+        """A fresh method with the same hyperparameters and no learned state: rebuilt
+        from the fields (deep-copied, so the copies share no list or table)."""
+        kw = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self) if f.init}
+        return type(self)(**kw)
+
     # -- (de)serialisation -------------------------------------------------------
     def params(self) -> dict:
-        """The hyperparameters as TOML-ready values (targets included)."""
+        """The hyperparameters as TOML-ready values (targets and per-layer maps included)."""
         out = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, Targets):
+            if hasattr(v, "to_value"):
                 v = v.to_value()
-                if not v:
+                if not v and f.name == "targets":
                     continue
+            elif isinstance(v, tuple):
+                v = _plain(v)
             out[f.name] = v
         return out
 
     @classmethod
     def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
+        return [f.name for f in dataclasses.fields(cls) if f.init]
 
     @classmethod
     def from_params(cls, params: dict) -> "Method":
@@ -99,48 +116,17 @@ class Method:
         valid = cls.field_names()
         unknown = [k for k in params if k not in valid]
         if unknown:
-            raise RecipeError(f"{cls.name}: unknown field(s) {unknown}; valid fields: {', '.join(valid)}")
-        hints = typing.get_type_hints(cls)
-        kwargs = {k: _coerce(cls.name, k, v, hints.get(k)) for k, v in params.items()}
+            raise RecipeError(unknown_field_message(cls.name, unknown[0], valid, cls.renamed))
         try:
-            return cls(**kwargs)
+            return cls(**params)
         except RecipeError:
             raise
         except (TypeError, ValueError) as e:
             raise RecipeError(f"{cls.name}: {e}") from None
 
 
-def _coerce(method: str, fname: str, value, hint):
-    """Check a TOML value against a field's annotation; ints widen to floats."""
-    if hint is None or fname == "targets":
-        return value
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin is typing.Literal:
-        if value not in args:
-            raise RecipeError(f"{method}: {fname} = {value!r} is not one of {list(args)}")
-        return value
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if value is None and type(None) in args:
-            return None
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(method, fname, value, a)
-            except RecipeError:
-                continue
-        raise RecipeError(f"{method}: {fname} = {value!r} has the wrong type (expected {hint})")
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise RecipeError(f"{method}: {fname} = {value!r} has the wrong type (expected a number)")
-    if hint in (int, bool, str) and not (type(value) is hint):
-        raise RecipeError(f"{method}: {fname} = {value!r} has the wrong type (expected {hint.__name__})")
-    if origin in (list, tuple) and not isinstance(value, (list, tuple)):
-        raise RecipeError(f"{method}: {fname} = {value!r} has the wrong type (expected a list)")
-    if origin is dict and not isinstance(value, dict):
-        raise RecipeError(f"{method}: {fname} = {value!r} has the wrong type (expected a table)")
-    if origin in (list, tuple):
-        return list(value) if origin is list else tuple(value)
-    return value
+def _plain(v):
+    """Tuples (nested) as lists: the TOML value of a tuple field."""
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v

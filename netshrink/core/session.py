@@ -6,6 +6,11 @@
         loss.backward(); optimizer.step(); optimizer.zero_grad()
         session.after_step()
     session.finish()
+
+`Session.start` prepares fresh clones of the recipe's methods (`session.methods`,
+which hold what the run learns); the recipe itself is left unchanged. A Session built
+directly from methods (`Session(model, [m])`, as `compress_` does per phase) uses
+those very objects.
 """
 from __future__ import annotations
 
@@ -27,12 +32,13 @@ class Session:
         re-parametrisations add are given to `optimizer` as a new param group."""
         before = {id(p) for p in model.parameters()}
         ctx = PrepareContext(data=data, finetune=recipe.finetune, steps_total=total_steps)
-        for m in recipe.methods:
+        methods = [m.clone() for m in recipe.methods]   # the recipe keeps no run state
+        for m in methods:
             m.prepare(model, ctx)
         new = [p for p in model.parameters() if id(p) not in before and p.requires_grad]
         if optimizer is not None and new:
             optimizer.add_param_group({"params": new})
-        return cls(model, recipe.methods, optimizer, total_steps)
+        return cls(model, methods, optimizer, total_steps)
 
     # Both call styles work: with a StepContext (from `fit`) or with keywords.
     def _ctx(self, ctx: StepContext | None, kw: dict) -> StepContext:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from torch import nn
 
@@ -60,9 +61,30 @@ def _param_names(module: nn.Module) -> list[str]:
     return names
 
 
+def is_hf_conv1d(module: nn.Module) -> bool:
+    """transformers' `Conv1D` (GPT-2 family): a Linear whose weight is stored (in, out).
+    Known by name, so that netshrink never imports transformers for it."""
+    return type(module).__name__ == "Conv1D" and type(module).__module__.startswith("transformers")
+
+
+def foreign_parametrization(module: nn.Module, pname: str) -> str | None:
+    """The name of a parametrisation that is not netshrink's on `module.pname` (torch's
+    weight_norm in wav2vec2 / HuBERT ...), or None."""
+    from torch.nn.utils import parametrize
+
+    from netshrink.core.reparam import Reparam   # same layer; reparam imports this module
+
+    if not parametrize.is_parametrized(module, pname):
+        return None
+    other = [type(p).__name__ for p in module.parametrizations[pname] if not isinstance(p, Reparam)]
+    return other[0] if other else None
+
+
 def _is_default_weight(module: nn.Module, pname: str) -> bool:
-    if not isinstance(module, DEFAULT_TYPES):
+    if not (isinstance(module, DEFAULT_TYPES) or is_hf_conv1d(module)):
         return False
+    if foreign_parametrization(module, pname):
+        return False   # a weight computed by someone else's parametrisation: not ours to rewrite
     return pname == "weight" or pname.startswith("weight_")
 
 
@@ -148,3 +170,92 @@ def select(model: nn.Module, targets: Targets | None = None, *, default_filter=_
     if missing:
         raise TargetError(f"target pattern(s) {missing} match no parameter of {type(model).__name__}")
     return sites
+
+
+V = TypeVar("V")
+
+
+class PerLayer(Generic[V]):
+    """Per-layer values of one hyperparameter: target pattern -> value, in order.
+
+    The patterns are those of `Targets` (a name such as ``fc1.weight`` or ``fc1``,
+    ``re:...``, ``type:Conv2d``); the first pattern that matches a parameter gives its
+    value, parameters no pattern matches get the method's default. In TOML, a table:
+
+        per_layer = { "fc3.weight" = 0.74, "type:Conv2d" = 0.5 }
+
+    A pattern that matches none of the method's parameters is a TargetError when the
+    method runs (`resolve`), like a target pattern that matches nothing. Annotate a
+    field `PerLayer[float]` (or `[int]`) and the values are type-checked like fields.
+    Immutable, so `field(default_factory=PerLayer)` and copies share nothing mutable.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items=None):
+        if isinstance(items, PerLayer):
+            items = items.to_value()
+        if items is None:
+            items = {}
+        if not isinstance(items, dict) or not all(isinstance(k, str) for k in items):
+            raise TargetError(f"per-layer values: expected a table of pattern = value, got {items!r}")
+        for p in items:
+            if p.startswith("re:"):
+                try:
+                    re.compile(p[3:])
+                except re.error as e:
+                    raise TargetError(f"per-layer values: bad regular expression {p!r}: {e}") from None
+        self._items = tuple(items.items())
+
+    # a read-only mapping
+    def items(self):
+        return self._items
+
+    def keys(self):
+        return [k for k, _ in self._items]
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __len__(self):
+        return len(self._items)
+
+    def __bool__(self):
+        return bool(self._items)
+
+    def __getitem__(self, key):
+        return dict(self._items)[key]
+
+    def __eq__(self, other):
+        if isinstance(other, PerLayer):
+            return self._items == other._items
+        if isinstance(other, dict):
+            return dict(self._items) == other
+        return NotImplemented
+
+    def __hash__(self):
+        return hash(self._items)
+
+    def __repr__(self):
+        return f"PerLayer({dict(self._items)!r})"
+
+    def __deepcopy__(self, memo):
+        return self   # immutable
+
+    def to_value(self) -> dict:
+        return dict(self._items)
+
+    def value_of(self, site: Site, default):
+        """The value of the first pattern matching `site`, else `default`."""
+        for pattern, v in self._items:
+            if _matches(pattern, site.name, site.module):
+                return v
+        return default
+
+    def resolve(self, sites: list[Site], default, *, owner: str = "per_layer") -> list:
+        """One value per site; a pattern that matches none of `sites` is a TargetError."""
+        unused = [p for p, _ in self._items if not any(_matches(p, s.name, s.module) for s in sites)]
+        if unused:
+            raise TargetError(f"{owner}: per_layer pattern(s) {unused} match none of the method's parameters "
+                              f"({', '.join(s.name for s in sites[:8])}{' ...' if len(sites) > 8 else ''})")
+        return [self.value_of(s, default) for s in sites]

@@ -24,12 +24,12 @@ def topk_mask(scores: torch.Tensor, *, sparsity: float) -> torch.Tensor:
     return mask.reshape(scores.shape)
 
 
-def global_masks(scores: list[torch.Tensor], *, sparsity: float, min_keep: float = 0.0) -> list[torch.Tensor]:
+def global_masks(scores: list[torch.Tensor], *, sparsity: float, max_sparsity: float = 1.0) -> list[torch.Tensor]:
     """One threshold over all tensors (Blalock et al.'s global pruning), while every
-    tensor keeps at least `min_keep` of its entries (its own largest)."""
+    tensor loses at most `max_sparsity` of its entries (it keeps its own largest)."""
     sizes = [s.numel() for s in scores]
     total_keep = keep_count(sum(sizes), sparsity)
-    floors = [keep_count(n, 1 - min_keep) for n in sizes]
+    floors = [keep_count(n, max_sparsity) for n in sizes]
     flat = torch.cat([s.reshape(-1).float() for s in scores])
     keep = torch.zeros_like(flat, dtype=torch.bool)
     # Each tensor's floor first, then the best of the rest globally.

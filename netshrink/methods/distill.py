@@ -7,9 +7,11 @@ The teacher is, by default, `ctx.teacher`: the frozen copy of the model taken by
 `compress_` before compression (or a copy taken at `prepare` in a user's own loop);
 `compress_(student, recipe, data, teacher=big)` or `teacher = "big.nshr"` give another.
 
-The trainer (and the loop in DESIGN.md) always adds CE(logits, y) with weight 1;
-these terms re-weight it to the method's own hard-label weight by adding
-(w_hard − 1)·CE on the same logits, which changes the gradient exactly as intended.
+Every one has the same two weights: `weight`, of the method's own loss term (soft
+targets, logit regression, hint), and `label_weight`, of the hard-label
+cross-entropy. The trainer (and the loop in DESIGN.md) always adds CE(logits, y) with
+weight 1; these terms re-weight it to `label_weight` by adding (label_weight − 1)·CE
+on the same logits, which changes the gradient exactly as intended.
 
     >>> student = derive_student(teacher, width=0.1, drop_layers=1)   # 784-30-10
     >>> ns.compress_(student, ns.Recipe.of(ns.create("distill", temperature=4.0)), data=train, teacher=teacher)
@@ -18,11 +20,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from netshrink.core.batches import as_batches, output_tensor
 from netshrink.core.context import PrepareContext, StepContext
 from netshrink.core.method import Method
 from netshrink.errors import NetshrinkError, TargetError
@@ -58,14 +62,15 @@ class _TeacherLoss(Method):
             self.teacher_ = _frozen(model)
 
     def _student_logits(self, ctx: StepContext) -> torch.Tensor:
-        if ctx.x is None:
+        if ctx.x is None and ctx.batch is None:
             raise NetshrinkError(f"{self.name}: the loss needs the batch inputs: session.loss(x=x, y=y)")
-        return ctx.logits if ctx.logits is not None else ctx.model(ctx.x)
+        return ctx.logits if ctx.logits is not None else output_tensor(ctx.run(ctx.model))
 
     @torch.no_grad()
-    def _teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
+    def _teacher_logits(self, ctx: StepContext) -> torch.Tensor:
+        """The teacher's main output on this step's batch (through the batch adapter)."""
         self.teacher_.eval()
-        return self.teacher_(x)
+        return output_tensor(ctx.run(self.teacher_))
 
     @staticmethod
     def _reweight_hard(logits: torch.Tensor, y: torch.Tensor | None, hard_weight: float):
@@ -81,23 +86,29 @@ class _TeacherLoss(Method):
 
 @dataclass
 class Distill(_TeacherLoss):
-    """Hinton's soft targets: alpha·T²·KL(p_T(teacher) ‖ p_T(student)) + (1 − alpha)·CE."""
+    """Hinton's soft targets: weight·T²·KL(p_T(teacher) ‖ p_T(student)) + label_weight·CE
+    (Hinton's alpha = weight, 1 − alpha = label_weight)."""
 
     name = "distill"
     summary = "knowledge distillation (Hinton et al. 2015): soft targets at temperature T, T² scaling, hard labels"
 
     temperature: float = 4.0
-    alpha: float = 0.9          # weight of the soft loss; the hard-label CE gets 1 − alpha
+    weight: float = 0.9         # of the soft-target loss
+    label_weight: float = 0.1   # of the hard-label CE
+
+    renamed: ClassVar[dict[str, str]] = {
+        "alpha": "'weight' (alpha, the soft targets) with 'label_weight' (1 - alpha, the hard labels)"}
 
     def validate(self):
         self.check(self.temperature > 0, "temperature", "> 0")
-        self.check(0.0 <= self.alpha <= 1.0, "alpha", "in [0, 1]")
+        self.check(self.weight >= 0, "weight", ">= 0")
+        self.check(self.label_weight >= 0, "label_weight", ">= 0")
 
     def loss(self, ctx: StepContext) -> torch.Tensor:
         s = self._student_logits(ctx)
-        t = self._teacher_logits(ctx.x)
-        soft = self.alpha * kd_loss(s, t, temperature=self.temperature)
-        return self._total(soft, s, ctx.y, 1.0 - self.alpha)
+        t = self._teacher_logits(ctx)
+        soft = self.weight * kd_loss(s, t, temperature=self.temperature)
+        return self._total(soft, s, ctx.y, self.label_weight)
 
 
 @dataclass
@@ -116,7 +127,7 @@ class Mimic(_TeacherLoss):
 
     def loss(self, ctx: StepContext) -> torch.Tensor:
         s = self._student_logits(ctx)
-        main = self.weight * mimic_loss(s, self._teacher_logits(ctx.x))
+        main = self.weight * mimic_loss(s, self._teacher_logits(ctx))
         return self._total(main, s, ctx.y, self.label_weight)
 
 
@@ -150,10 +161,12 @@ class Hints(_TeacherLoss):
     student_layer: str = ""     # module name in the student (required)
     teacher_layer: str = ""     # module name in the teacher; empty = the same name
     weight: float = 1.0
+    label_weight: float = 1.0   # FitNets train the hint beside the usual cross-entropy
 
     def validate(self):
         self.check(bool(self.student_layer), "student_layer", "the name of a module of the student")
         self.check(self.weight > 0, "weight", "> 0")
+        self.check(self.label_weight >= 0, "label_weight", ">= 0")
 
     @torch.no_grad()
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
@@ -166,14 +179,15 @@ class Hints(_TeacherLoss):
             s_mod.register_forward_hook(lambda m, i, o: self._feats.__setitem__("student", o)),
             t_mod.register_forward_hook(lambda m, i, o: self._feats.__setitem__("teacher", o)),
         ]
-        if ctx.data is None or len(ctx.data) == 0:
+        if ctx.data is None:
             raise NetshrinkError("hints: needs training data to size its adapter")
-        x = ctx.data[0][0].unsqueeze(0)
+        b = as_batches(ctx.data)
+        one = b.take(1)[0]
         was = model.training
         model.eval()
-        model(x)
+        b.call(model, one)
         model.train(was)
-        self.teacher_(x)
+        b.call(self.teacher_, one)
         # The adapter trains with the student: attach it as a submodule so the
         # optimizer sees it; `finalize` removes it again.
         self.adapter_ = _adapter(self._feats["student"], self._feats["teacher"])
@@ -182,16 +196,15 @@ class Hints(_TeacherLoss):
         model.add_module(self.slot_, self.adapter_)
 
     def loss(self, ctx: StepContext) -> torch.Tensor:
-        if ctx.logits is None:
-            self._student_logits(ctx)  # runs the student's forward, filling the hook
+        logits = self._student_logits(ctx)  # without ctx.logits: runs the student's forward, filling the hook
         student = self._feats["student"]
-        self._teacher_logits(ctx.x)
+        self._teacher_logits(ctx)
         loss = self.weight * hint_loss(self.adapter_(student), self._feats["teacher"])
         # The first and the latest value, so a run (and a test) can see the hint being learnt.
         self.last_loss_ = float(loss.detach())
         if getattr(self, "first_loss_", None) is None:
             self.first_loss_ = self.last_loss_
-        return loss
+        return self._total(loss, logits, ctx.y, self.label_weight)
 
     def finalize(self, model: nn.Module) -> None:
         for h in getattr(self, "_handles", []):

@@ -17,13 +17,13 @@ Rank selection (`mode`):
 - "rank":   a fixed rank (capped at min(out, in)).
 
 `data_aware = true` whitens Linear layers by their input second moment on
-`calib_samples` training inputs, so the factors minimise the layer's output error
+`samples` training inputs, so the factors minimise the layer's output error
 (conv layers always use plain Tucker-2).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Subset
 from netshrink.core.context import PrepareContext
 from netshrink.core.method import Method
 from netshrink.core.submodules import set_submodule
-from netshrink.core.targets import Site
+from netshrink.core.targets import Site, is_hf_conv1d
 from netshrink.errors import NetshrinkError, TargetError
 from netshrink.functional import svd as F
 from netshrink.functional.sketch import randomized_svd
@@ -43,9 +43,20 @@ def _supported(site: Site) -> bool:
     m = site.module
     if site.param_name != "weight":
         return False
-    if isinstance(m, nn.Linear):
+    if _linear_like(m):
         return True
     return isinstance(m, (nn.Conv1d, nn.Conv2d)) and m.groups == 1
+
+
+def _linear_like(m: nn.Module) -> bool:
+    """nn.Linear, or transformers' Conv1D (GPT-2): the same map, weight stored (in, out)."""
+    return isinstance(m, nn.Linear) or is_hf_conv1d(m)
+
+
+def _out_in(site: Site) -> torch.Tensor:
+    """A linear layer's weight as (out, in)."""
+    w = site.tensor.detach()
+    return w.T if is_hf_conv1d(site.module) else w
 
 
 def _recurrent(site: Site) -> bool:
@@ -67,16 +78,17 @@ class LowRank(Method):
     energy: float = 0.9
     rank: int = 16
     data_aware: bool = False
-    calib_samples: int = 2048
+    samples: int = 2048          # data_aware: training inputs the whitening is estimated on
     damp: float = 0.01
     tucker_iters: int = 2
 
+    renamed: ClassVar[dict[str, str]] = {"calib_samples": "'samples'"}
+
     def validate(self):
-        self.check(self.mode in ("ratio", "energy", "budget", "rank"), "mode", "one of ratio, energy, budget, rank")
         self.check(0.0 < self.ratio <= 1.0, "ratio", "in (0, 1]")
         self.check(0.0 < self.energy <= 1.0, "energy", "in (0, 1]")
         self.check(self.rank >= 1, "rank", "an integer >= 1")
-        self.check(self.calib_samples >= 1, "calib_samples", "an integer >= 1")
+        self.check(self.samples >= 1, "samples", "an integer >= 1")
         self.check(self.damp >= 0.0, "damp", ">= 0")
         self.check(self.tucker_iters >= 0, "tucker_iters", "an integer >= 0")
 
@@ -100,13 +112,13 @@ class LowRank(Method):
         sites = [s for s in sites if _supported(s)]
         if not sites and not recurrent:
             raise TargetError(f"{self.name}: no Linear, Conv or LSTM / GRU weight among the targets")
-        linear = [s for s in sites if isinstance(s.module, nn.Linear)]
-        conv = [s for s in sites if not isinstance(s.module, nn.Linear)]
+        linear = [s for s in sites if _linear_like(s.module)]
+        conv = [s for s in sites if not _linear_like(s.module)]
         chol = self._whitening(model, linear, ctx) if self.data_aware else {}
         ranks = self._linear_ranks(linear, chol)
         new = {}
         for s in linear:
-            w = s.tensor.detach()
+            w = _out_in(s)                                   # (out, in)
             r = ranks[s.name]
             if r > F.max_useful_rank(tuple(w.shape)):
                 self.ranks_[s.module_name] = None   # no saving at this rank: stays dense
@@ -162,14 +174,14 @@ class LowRank(Method):
 
     # -- ranks -------------------------------------------------------------------------
     def _linear_ranks(self, sites: list[Site], chol: dict) -> dict[str, int]:
-        shapes = [tuple(s.tensor.shape) for s in sites]
+        shapes = [tuple(_out_in(s).shape) for s in sites]
         if self.mode == "rank":
             return {s.name: min(self.rank, *shape) for s, shape in zip(sites, shapes)}
         if self.mode == "ratio":
             return {s.name: F.rank_for_ratio(shape, ratio=self.ratio) for s, shape in zip(sites, shapes)}
         spectra = []
         for s in sites:
-            w = s.tensor.detach()
+            w = _out_in(s)
             spectra.append(F.whitened_spectrum(w, chol[s.name]) if s.name in chol else self.spectrum(w))
         if self.mode == "energy":
             return {s.name: F.rank_for_energy(sp, energy=self.energy) for s, sp in zip(sites, spectra)}
@@ -188,7 +200,7 @@ class LowRank(Method):
     # -- calibration -------------------------------------------------------------------
     def _whitening(self, model: nn.Module, sites: list[Site], ctx: PrepareContext) -> dict[str, torch.Tensor]:
         """Cholesky factors of each targeted Linear's input second moment, from the
-        first `calib_samples` training inputs run through the model as it is now."""
+        first `samples` training inputs run through the model as it is now."""
         if ctx.data is None:
             raise NetshrinkError(f"{self.name}: data_aware needs calibration data (give compress_ `data=`, "
                                  "or Recipe.start(..., data=...))")
@@ -207,7 +219,7 @@ class LowRank(Method):
         was = model.training
         model.eval()
         try:
-            n = min(self.calib_samples, len(ctx.data))
+            n = min(self.samples, len(ctx.data))
             for x, _ in DataLoader(Subset(ctx.data, range(n)), batch_size=256):
                 model(x)
         finally:
@@ -232,9 +244,7 @@ class Sketch(LowRank):
     seed: int = 0
 
     def validate(self):
-        super().validate()
-        self.check(self.mode in ("ratio", "rank"), "mode", "ratio or rank (energy and budget need the full "
-                                                           "spectrum; use low_rank)")
+        super().validate()   # mode: ratio or rank only (energy and budget need the full spectrum: low_rank)
         self.check(self.oversample >= 0, "oversample", "an integer >= 0")
         self.check(self.power_iters >= 0, "power_iters", "an integer >= 0")
 

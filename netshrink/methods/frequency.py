@@ -1,6 +1,7 @@
 """Frequency-domain packing, CNNpack-style (Wang et al. 2016): take the 2-D DCT of
 every conv kernel and of every (block x block) tile of FC weights, keep the
-high-energy coefficients (the largest |c|, a fraction `keep` per layer), fine-tune the
+high-energy coefficients (the largest |c|; a fraction `sparsity` of each layer's
+coefficients is dropped), fine-tune the
 kept coefficients in the frequency domain, then cluster them with 1-D k-means into
 2**bits shared values. Finalize leaves FrequencyConv2d / FrequencyLinear modules that
 store only the sparse quantized coefficients (entropy-coded by the codec) and rebuild
@@ -13,7 +14,7 @@ the materialised dense weight.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -54,27 +55,28 @@ def kmeans_levels(values: torch.Tensor, *, k: int, iters: int = 50) -> tuple[tor
 
 @dataclass
 class FrequencyPack(Method):
-    """`frequency` keeping 10 % of the DCT coefficients at 5 bits:
+    """`frequency` keeping 10 % of the DCT coefficients (dropping 90 %) at 5 bits:
 
-    >>> ns.create("frequency", keep=0.1, bits=5, block=8)
+    >>> ns.create("frequency", sparsity=0.9, bits=5, block=8)
     """
 
     name = "frequency"
     summary = "CNNpack-style: DCT of kernels / FC blocks, keep high-energy coefficients, k-means, entropy-code"
 
-    keep: float = 0.1       # fraction of DCT coefficients kept in each layer
+    sparsity: float = 0.9   # fraction of DCT coefficients dropped in each layer
     bits: int = 5           # k-means levels = 2**bits for the kept coefficients; 0 = keep fp32
     block: int = 8          # DCT tile size of FC weights
-    # "layer": every layer keeps `keep` of its coefficients; "global": one |c| threshold
+    # "layer": every layer drops `sparsity` of its coefficients; "global": one |c| threshold
     # over all targeted layers (the orthonormal DCT preserves energy, so |c| compares
     # across layers like |w| does in global magnitude pruning).
     scope: Literal["layer", "global"] = "layer"
 
+    renamed: ClassVar[dict[str, str]] = {"keep": "'sparsity' (= 1 - keep, the fraction of coefficients dropped)"}
+
     def validate(self):
-        self.check(0.0 < self.keep <= 1.0, "keep", "in (0, 1]")
-        self.check(isinstance(self.bits, int) and 0 <= self.bits <= 8, "bits", "an integer in 0..8 (0 = no quantization)")
-        self.check(isinstance(self.block, int) and 2 <= self.block <= 64, "block", "an integer in 2..64")
-        self.check(self.scope in ("layer", "global"), "scope", "'layer' or 'global'")
+        self.check(0.0 <= self.sparsity < 1.0, "sparsity", "in [0, 1)")
+        self.check(0 <= self.bits <= 8, "bits", "an integer in 0..8 (0 = no quantization)")
+        self.check(2 <= self.block <= 64, "block", "an integer in 2..64")
 
     @torch.no_grad()
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
@@ -88,9 +90,9 @@ class FrequencyPack(Method):
         # High energy = large |c|; the zero padding of FC tiles is never kept before
         # a real coefficient.
         if self.scope == "global":
-            masks = global_masks([c.abs() for c in coefs], sparsity=1 - self.keep)
+            masks = global_masks([c.abs() for c in coefs], sparsity=self.sparsity)
         else:
-            masks = [topk_mask(c.abs(), sparsity=1 - self.keep) for c in coefs]
+            masks = [topk_mask(c.abs(), sparsity=self.sparsity) for c in coefs]
         for site, mask in zip(self.sites_, masks):
             attach(site, Frequency(site.tensor.shape, mask=mask, block=self.block))
 

@@ -1,7 +1,7 @@
 """HashedNets (Chen et al. 2015): every Linear / Conv2d weight becomes a virtual
 matrix read from a small bucket vector through a hash h(i, j) and a sign hash
-xi(i, j); the compression factor sets the bucket count of each layer
-(K = ceil(factor x numel)). Works from a trained layer (buckets initialised as the
+xi(i, j); the stored `ratio` sets the bucket count of each layer
+(K = ceil(ratio x numel)). Works from a trained layer (buckets initialised as the
 mean of the sign-corrected weights that hash to them) or from scratch. Finalize
 leaves HashedLinear / HashedConv2d modules, whose files store only buckets + bias.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -25,24 +25,25 @@ from netshrink.runtime.hashed_linear import HashedConv2d, HashedLinear
 
 @dataclass
 class Hashing(Method):
-    """`hashing` with factor=1/8: each layer stores 1/8 of its weights as buckets.
+    """`hashing` with ratio=1/8: each layer stores 1/8 of its weights as buckets.
 
-    >>> ns.create("hashing", factor=0.125, init="trained")
+    >>> ns.create("hashing", ratio=0.125, init="trained")
     """
 
     name = "hashing"
     summary = "HashedNets: virtual weights read from shared buckets through a hash (Chen et al. 2015)"
 
     # Stored buckets / virtual weights of every targeted layer (1/8 = 8x fewer).
-    factor: float = 0.125
+    ratio: float = 0.125
     seed: int = 0
     # "trained": buckets = least-squares fit of the current weights; "scratch": random.
     init: Literal["trained", "scratch"] = "trained"
 
+    renamed: ClassVar[dict[str, str]] = {"factor": "'ratio' (stored buckets / weights)"}
+
     def validate(self):
-        self.check(0.0 < self.factor <= 1.0, "factor", "in (0, 1]")
-        self.check(isinstance(self.seed, int) and 0 <= self.seed < 2**31, "seed", "an integer in [0, 2**31)")
-        self.check(self.init in ("trained", "scratch"), "init", "'trained' or 'scratch'")
+        self.check(0.0 < self.ratio <= 1.0, "ratio", "in (0, 1]")
+        self.check(0 <= self.seed < 2**31, "seed", "an integer in [0, 2**31)")
 
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
         self.sites_ = [s for s in self.sites(model)]
@@ -50,7 +51,7 @@ class Hashing(Method):
             if not isinstance(site.module, (nn.Linear, nn.Conv2d)) or site.param_name != "weight":
                 raise TargetError(f"hashing: {site.name} is not the weight of a Linear or Conv2d layer")
             w = site.tensor.detach()
-            rp = Hashed(w.shape, buckets=bucket_count(w.numel(), self.factor), seed=self._layer_seed(k))
+            rp = Hashed(w.shape, buckets=bucket_count(w.numel(), self.ratio), seed=self._layer_seed(k))
             attach(site, rp)  # right_inverse: original := buckets fitted to w
             if self.init == "scratch":
                 # The bound of torch's default Linear/Conv init, so V starts like a fresh layer.

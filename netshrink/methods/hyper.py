@@ -60,11 +60,11 @@ class Hypernetwork(Method):
     seed: int = 0
 
     def validate(self):
-        self.check(isinstance(self.tile, int) and self.tile >= 1, "tile", "an integer >= 1")
-        self.check(isinstance(self.kernel, int) and self.kernel >= 1, "kernel", "an integer >= 1")
-        self.check(isinstance(self.z_dim, int) and self.z_dim >= 1, "z_dim", "an integer >= 1")
-        self.check(isinstance(self.hidden, int) and self.hidden >= 1, "hidden", "an integer >= 1")
-        self.check(isinstance(self.fit_steps, int) and self.fit_steps >= 0, "fit_steps", "an integer >= 0")
+        self.check(self.tile >= 1, "tile", "an integer >= 1")
+        self.check(self.kernel >= 1, "kernel", "an integer >= 1")
+        self.check(self.z_dim >= 1, "z_dim", "an integer >= 1")
+        self.check(self.hidden >= 1, "hidden", "an integer >= 1")
+        self.check(self.fit_steps >= 0, "fit_steps", "an integer >= 0")
         self.check(self.fit_lr > 0, "fit_lr", "> 0")
 
     def _eligible(self, site: Site) -> bool:
@@ -139,9 +139,6 @@ class Tie(Method):
 
     # "mean": the shared kernel starts as the group's mean; "first": as the first layer's.
     init: Literal["mean", "first"] = "mean"
-
-    def validate(self):
-        self.check(self.init in ("mean", "first"), "init", "'mean' or 'first'")
 
     @torch.no_grad()
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:

@@ -10,12 +10,12 @@ filter, per Linear input neuron, per LSTM/GRU hidden unit (across its gates);
 code; N = training-set size). `finalize` multiplies the test-time gate into the
 weights and records the surviving units in `alive_`, `dead_units_`, `dead_inputs_`.
 
-    >>> ns.create("l0", lam_map={"conv1": 10, "conv2": 0.5, "fc1": 0.1, "fc2": 10})
+    >>> ns.create("l0", per_layer={"conv1": 10, "conv2": 0.5, "fc1": 0.1, "fc2": 10})
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -23,7 +23,7 @@ from torch import nn
 from netshrink.core.context import PrepareContext, StepContext
 from netshrink.core.method import Method
 from netshrink.core.reparam import attach, bake, reparams_of
-from netshrink.core.targets import Site, _matches
+from netshrink.core.targets import PerLayer, Site
 from netshrink.errors import RecipeError, TargetError
 from netshrink.functional.groups import group_matrix, num_groups
 from netshrink.methods.regularize import record_dead, site_gates, unit_key
@@ -38,8 +38,8 @@ class L0(Method):
     summary = "L0 hard-concrete gates per unit or weight (Louizos 2018), expected-L0 penalty"
 
     lam: float = 0.1
-    # Per-layer lam by name or `re:` pattern (the paper's "lambda sep").
-    lam_map: dict = field(default_factory=dict)
+    # Per-layer lam by target pattern (the paper's "lambda sep").
+    per_layer: PerLayer[float] = field(default_factory=PerLayer)
     granularity: Literal["unit", "weight"] = "unit"
     drop_rate: float = 0.5   # gates start at this drop rate (paper: 0.5)
     # Gates learn this many times faster than the weights (Adam), so a short fine-tune
@@ -48,22 +48,16 @@ class L0(Method):
     weight_decay: float = 0.0
     dataset_size: int = 0    # N; 0 = size of the training data
 
+    renamed: ClassVar[dict[str, str]] = {"lam_map": "'per_layer' (the same table)"}
+
     def validate(self):
         self.check(self.lam >= 0, "lam", ">= 0")
-        self.check(self.granularity in ("unit", "weight"), "granularity", "'unit' or 'weight'")
         self.check(0 < self.drop_rate < 1, "drop_rate", "in (0, 1)")
         self.check(self.weight_decay >= 0, "weight_decay", ">= 0")
         self.check(self.gate_lr_scale > 0, "gate_lr_scale", "> 0")
         self.check(self.dataset_size >= 0, "dataset_size", ">= 0")
-        for k, v in self.lam_map.items():
-            if not (isinstance(v, (int, float)) and v >= 0):
-                self.check(False, "lam_map", f"a table of lambdas >= 0 (entry {k!r} = {v!r})")
-
-    def layer_lam(self, site: Site) -> float:
-        for pattern, v in self.lam_map.items():
-            if _matches(pattern, site.name, site.module):
-                return float(v)
-        return self.lam
+        bad = {k: v for k, v in self.per_layer.items() if v < 0}
+        self.check(not bad, "per_layer", f"a table of lambdas >= 0 (not {bad})")
 
     @staticmethod
     def direction(site: Site) -> str:
@@ -75,6 +69,7 @@ class L0(Method):
         bad = [s.name for s in self.sites_ if s.kind not in L0_KINDS]
         if bad or not self.sites_:
             raise TargetError(f"{self.name}: needs Linear, Conv, LSTM or GRU weights; got {bad or 'none'}")
+        self.lams_ = self.per_layer.resolve(self.sites_, self.lam, owner=self.name)
         self.n_ = self.dataset_size or (len(ctx.data) if ctx.data is not None else 0)
         if self.n_ <= 0:
             raise RecipeError(f"{self.name}: dataset_size must be set when there is no training data to count")
@@ -95,16 +90,16 @@ class L0(Method):
 
     def loss(self, ctx: StepContext):
         terms = []
-        for s, rp in zip(self.sites_, self.gates_):
+        for s, rp, lam in zip(self.sites_, self.gates_, self.lams_):
             p = rp.prob_nonzero()                                 # (gates,)
             w = s.module.parametrizations[s.param_name].original  # the ungated weight
             if rp.direction is None:
-                cost = self.layer_lam(s) * torch.ones_like(w)
+                cost = lam * torch.ones_like(w)
                 if self.weight_decay:
                     cost = cost + 0.5 * self.weight_decay * w * w
             else:
                 gm = group_matrix(w, direction=rp.direction, gates=rp.gates)  # (G, |g|)
-                cost = self.layer_lam(s) * gm.shape[1] * torch.ones(gm.shape[0])
+                cost = lam * gm.shape[1] * torch.ones(gm.shape[0])
                 if self.weight_decay:
                     cost = cost + 0.5 * self.weight_decay * (gm * gm).sum(1)
             terms.append((p * cost).sum())

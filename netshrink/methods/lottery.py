@@ -15,7 +15,7 @@ k ("step", "lr") a round trains the remaining T - k steps, continuing the schedu
 step k, as the papers do. `reinit = true` is the control of Frankle & Carbin: the same
 masks, but the last round starts from fresh random weights (and trains all T steps).
 
-theta_0 is the model's factory built under `init_seed` (seed 0 is the seed every zoo
+theta_0 is the model's factory built under `seed` (seed 0 is the seed every zoo
 baseline is built with, so for a zoo baseline it is the true initialisation).
 
 early_bird: trains from theta_0 and, after each epoch, draws the magnitude mask at the
@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -143,15 +143,16 @@ class Lottery(MaskPruning):
     rewind_step: int = 0
     finetune_lr_scale: float = 0.1  # rewind="finetune": lr of the constant schedule, x base lr
     reinit: bool = False
-    init_seed: int = 0
+    seed: int = 0                   # theta_0 = the model's factory under this seed (reinit: seed + 1)
+
+    renamed: ClassVar[dict[str, str]] = {**MaskPruning.renamed, "init_seed": "'seed'"}
 
     def validate(self):
         super().validate()
         self.check(0.0 < self.sparsity < 1.0, "sparsity", "in (0, 1)")
         self.check(0.0 < self.rate < 1.0, "rate", "in (0, 1)")
         self.check(0.0 <= self.output_rate < 1.0, "output_rate", "in [0, 1)")
-        self.check(self.rewind in ("init", "step", "lr", "finetune"), "rewind", "one of init, step, lr, finetune")
-        self.check(isinstance(self.rewind_step, int) and self.rewind_step >= 0, "rewind_step", "an integer >= 0")
+        self.check(self.rewind_step >= 0, "rewind_step", "an integer >= 0")
         self.check(self.rewind != "step" or self.rewind_step > 0, "rewind_step", "> 0 when rewind = \"step\"")
         self.check(self.rewind in ("step", "lr") or self.rewind_step == 0, "rewind_step",
                    "0 unless rewind = \"step\" or \"lr\"")
@@ -199,7 +200,7 @@ class Lottery(MaskPruning):
     def _theta_k(self, model: nn.Module, ctx: PrepareContext) -> nn.Module:
         """theta_0, or theta_k: theta_0 trained on the first `rewind_step` steps of the
         round's schedule (the same schedule the rounds then continue from step k)."""
-        theta = fresh_init(model, self.init_seed)
+        theta = fresh_init(model, self.seed)
         if self.rewind == "step":
             fit_slice(ctx.fit, theta, ctx.finetune, len(ctx.data), 0, self.rewind_step)
         return theta
@@ -223,7 +224,7 @@ class Lottery(MaskPruning):
             self.apply_masks(self.sites_, masks)
             masks = [self.mask_of(s).mask for s in self.sites_]
             if self.reinit and r == len(plan):
-                rnd = fresh_init(model, self.init_seed + 1)
+                rnd = fresh_init(model, self.seed + 1)
                 rewind_(self.sites_, site_values(rnd, self.sites_), masks)
                 rewind_rest_(model, rnd, {s.name for s in self.sites_})
             elif theta is not None:
@@ -232,8 +233,9 @@ class Lottery(MaskPruning):
             self._train(model, ctx)
             kept = sum(int(m.sum()) for m in masks)
             self.history_.append({"round": r, "sparsity": 1 - kept / sum(sizes)})
-            if getattr(self, "on_round", None) is not None:   # benchmark probe: fn(round, model, sparsity)
-                self.on_round(r, model, 1 - kept / sum(sizes))
+            probe = ctx.extras.get("on_round")   # a benchmark's probe: fn(round, model, sparsity)
+            if probe is not None:
+                probe(r, model, 1 - kept / sum(sizes))
 
 
 class _EarlyStop(Exception):
@@ -255,14 +257,16 @@ class EarlyBird(MaskPruning):
     window: int = 5
     max_epochs: int = 20
     lr: float = 1e-3
-    init_seed: int = 0
+    seed: int = 0                   # the search starts from the model's factory under this seed
+
+    renamed: ClassVar[dict[str, str]] = {**MaskPruning.renamed, "init_seed": "'seed'"}
 
     def validate(self):
         super().validate()
         self.check(0.0 <= self.sparsity < 1.0, "sparsity", "in [0, 1)")
         self.check(0.0 < self.epsilon < 1.0, "epsilon", "in (0, 1)")
-        self.check(isinstance(self.window, int) and self.window >= 1, "window", "an integer >= 1")
-        self.check(isinstance(self.max_epochs, int) and self.max_epochs >= 1, "max_epochs", "an integer >= 1")
+        self.check(self.window >= 1, "window", "an integer >= 1")
+        self.check(self.max_epochs >= 1, "max_epochs", "an integer >= 1")
         self.check(self.lr > 0, "lr", "> 0")
 
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
@@ -270,7 +274,7 @@ class EarlyBird(MaskPruning):
             raise RecipeError("early_bird: needs training data (it trains to find the ticket); use compress_ with data")
         self.sites_ = self.sites(model)
         self.remember_input(ctx)
-        search = fresh_init(model, self.init_seed)
+        search = fresh_init(model, self.seed)
         sites = [Site(s.module_name, s.param_name, search.get_submodule(s.module_name)) for s in self.sites_]
         cfg = ctx.finetune.replace(epochs=self.max_epochs, lr=self.lr)
         spe = steps_per_epoch(len(ctx.data), cfg.batch_size)

@@ -7,7 +7,7 @@ Weights are viewed as (out, in x kernel...) matrices; masks are chosen by magnit
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -21,26 +21,23 @@ from netshrink.methods.pruning import MaskPruning, ScorePruning
 class BlockPrune(ScorePruning):
     """Prune whole (rows x cols) blocks with the smallest mean |w|, per layer.
 
-    >>> ns.create("block", sparsity=0.9, block=[4, 4])
+    >>> ns.create("block", sparsity=0.9, block=(4, 4))
     """
 
     name = "block"
     summary = "block sparsity: prune whole blocks (e.g. 4x4 ... 32x32) by mean |w| (Narang et al. 2017)"
-    block: list = field(default_factory=lambda: [4, 4])
+    block: tuple[int, int] = (4, 4)   # (rows, cols) of one block; TOML: block = [4, 4]
 
     def validate(self):
         super().validate()
-        ok = (isinstance(self.block, (list, tuple)) and len(self.block) == 2
-              and all(isinstance(b, int) and b >= 1 for b in self.block))
-        self.check(ok, "block", "a pair of integers >= 1, e.g. [4, 4]")
+        self.check(all(b >= 1 for b in self.block), "block", "a pair of integers >= 1, e.g. [4, 4]")
         self.check(self.scope == "layer", "scope", "\"layer\" (block pruning ranks blocks within each layer)")
 
     def scores(self, sites, model, ctx):
         return [site.tensor.detach().abs() for site in sites]
 
     def masks(self, sites, scores, at=lambda s: s):
-        return [block_mask(s, block=tuple(self.block), sparsity=at(self.layer_sparsity(site)))
-                for site, s in zip(sites, scores)]
+        return [block_mask(s, block=self.block, sparsity=at(f)) for f, s in zip(self.layer_sparsities(sites), scores)]
 
 
 @dataclass
@@ -57,8 +54,8 @@ class NMPrune(MaskPruning):
 
     def validate(self):
         super().validate()
-        self.check(isinstance(self.m, int) and self.m >= 1, "m", "an integer >= 1")
-        self.check(isinstance(self.n, int) and 0 <= self.n <= self.m, "n", f"an integer in [0, m = {self.m}]")
+        self.check(self.m >= 1, "m", "an integer >= 1")
+        self.check(0 <= self.n <= self.m, "n", f"an integer in [0, m = {self.m}]")
 
     @torch.no_grad()
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:

@@ -6,20 +6,21 @@ Narang et al. 2017 prune RNNs).
 Scores become boolean masks attached as `Mask` re-parametrisations, so fine-tuning
 keeps pruned weights exactly zero; `finalize` bakes them into plain weights and then
 swaps each pruned Linear (Conv2d) for a CSR `SparseLinear` (`SparseConv2d`) where that
-is measured faster at the expected batch size (`runtime`, `batch_size`).
+is measured faster at the expected batch size (`runtime`, `timing_batch`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Callable, ClassVar, Literal
 
 import torch
 from torch import nn
 
+from netshrink.core.batches import as_batches
 from netshrink.core.context import PrepareContext, StepContext
 from netshrink.core.method import Method
 from netshrink.core.reparam import attach, bake, reparams_of
-from netshrink.core.targets import Site, _matches
+from netshrink.core.targets import PerLayer, Site
 from netshrink.errors import RecipeError
 from netshrink.functional.prune import global_masks, topk_mask
 from netshrink.functional.schedule import cubic_sparsity, is_update_step
@@ -46,14 +47,17 @@ class MaskPruning(Method):
     (bake + measured choice of the sparse runtime)."""
 
     # "auto": a pruned Linear becomes a CSR SparseLinear where timed faster than dense
-    # at `batch_size`; "sparse": always; "dense": never (masks baked into dense weights).
-    # The swap happens in `deploy`, after every later recipe step has finished.
+    # at `timing_batch` (the batch size it will serve, not a training batch); "sparse":
+    # always; "dense": never (masks baked into dense weights). The swap happens in
+    # `deploy`, after every later recipe step has finished.
     runtime: Literal["auto", "dense", "sparse"] = "auto"
-    batch_size: int = 64
+    timing_batch: int = 64
+
+    renamed: ClassVar[dict[str, str]] = {
+        "batch_size": "'timing_batch' (the batch size the sparse runtime is timed at)"}
 
     def validate(self):
-        self.check(self.runtime in ("auto", "dense", "sparse"), "runtime", "one of auto, dense, sparse")
-        self.check(isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size", "an integer >= 1")
+        self.check(self.timing_batch >= 1, "timing_batch", "an integer >= 1")
 
     def mask_of(self, site: Site) -> Mask | None:
         found = [rp for rp in reparams_of(site.module, site.param_name) if isinstance(rp, Mask)]
@@ -72,8 +76,10 @@ class MaskPruning(Method):
     def remember_input(self, ctx: PrepareContext) -> None:
         """One input's shape (from the data), so that finalize can time convolutions."""
         self.input_shape_ = None
-        if ctx.data is not None and len(ctx.data):
-            self.input_shape_ = tuple(ctx.data[0][0].shape)
+        if ctx.data is not None:
+            ex = as_batches(ctx.data).example_inputs(1)
+            if len(ex.args) == 1 and not ex.kwargs:   # one tensor input: its shape without the batch
+                self.input_shape_ = tuple(ex.args[0].shape[1:])
 
     def finalize(self, model: nn.Module) -> None:
         for site in self.sites_:
@@ -86,7 +92,7 @@ class MaskPruning(Method):
         names = dict(model.named_modules())
         layers = [s.module_name for s in self.sites_
                   if s.param_name == "weight" and type(names.get(s.module_name)) in (nn.Linear, nn.Conv2d)]
-        self.runtime_ = sparsify_(model, layers, runtime=self.runtime, batch_size=self.batch_size,
+        self.runtime_ = sparsify_(model, layers, runtime=self.runtime, batch_size=self.timing_batch,
                                   example_shape=getattr(self, "input_shape_", None))
 
 
@@ -96,34 +102,35 @@ class ScorePruning(MaskPruning):
 
     sparsity: float = 0.9
     scope: Literal["layer", "global"] = "layer"
-    # Global scope: every layer keeps at least this fraction of its weights.
-    min_keep: float = 0.0
-    # Per-layer sparsity by name or `re:` pattern; overrides `sparsity` (layer scope).
-    sparsity_map: dict = field(default_factory=dict)
+    # Global scope: no layer loses more than this fraction of its weights.
+    max_sparsity: float = 1.0
+    # Per-layer sparsity by target pattern; overrides `sparsity` (and makes the scope layer-wise).
+    per_layer: PerLayer[float] = field(default_factory=PerLayer)
+
+    renamed: ClassVar[dict[str, str]] = {
+        **MaskPruning.renamed, "sparsity_map": "'per_layer' (the same table)",
+        "min_keep": "'max_sparsity' (= 1 - min_keep: the most any one layer loses)"}
 
     def validate(self):
         super().validate()
         self.check(0.0 <= self.sparsity < 1.0, "sparsity", "in [0, 1)")
-        self.check(self.scope in ("layer", "global"), "scope", "one of layer, global")
-        self.check(0.0 <= self.min_keep <= 1.0, "min_keep", "in [0, 1]")
-        for k, v in self.sparsity_map.items():
-            if not (isinstance(v, (int, float)) and 0 <= v < 1):
-                self.check(False, "sparsity_map", f"a table of sparsities in [0, 1) (entry {k!r} = {v!r})")
+        self.check(0.0 <= self.max_sparsity <= 1.0, "max_sparsity", "in [0, 1]")
+        bad = {k: v for k, v in self.per_layer.items() if not 0 <= v < 1}
+        self.check(not bad, "per_layer", f"a table of sparsities in [0, 1) (not {bad})")
 
     def scores(self, sites: list[Site], model: nn.Module, ctx: PrepareContext) -> list[torch.Tensor]:
         raise NotImplementedError
 
-    def layer_sparsity(self, site: Site) -> float:
-        for pattern, s in self.sparsity_map.items():
-            if _matches(pattern, site.name, site.module):
-                return float(s)
-        return self.sparsity
+    def layer_sparsities(self, sites: list[Site]) -> list[float]:
+        """Each site's final sparsity: its `per_layer` entry, else `sparsity` (a
+        per_layer pattern that matches none of the sites is a TargetError)."""
+        return self.per_layer.resolve(sites, self.sparsity, owner=self.name)
 
     def masks(self, sites, scores, at: Callable[[float], float] = lambda s: s) -> list[torch.Tensor]:
         """Masks at sparsity `at(final)` (identity for one-shot; the schedule for gradual)."""
-        if self.scope == "global" and not self.sparsity_map:
-            return global_masks(scores, sparsity=at(self.sparsity), min_keep=self.min_keep)
-        return [topk_mask(s, sparsity=at(self.layer_sparsity(site))) for site, s in zip(sites, scores)]
+        if self.scope == "global" and not self.per_layer:
+            return global_masks(scores, sparsity=at(self.sparsity), max_sparsity=self.max_sparsity)
+        return [topk_mask(s, sparsity=at(f)) for f, s in zip(self.layer_sparsities(sites), scores)]
 
     @torch.no_grad()
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
@@ -137,7 +144,7 @@ class ScorePruning(MaskPruning):
 class Magnitude(ScorePruning):
     """Prune the smallest |w|, per layer or with one global threshold.
 
-    >>> ns.create("magnitude", sparsity=0.9, scope="global", min_keep=0.02)
+    >>> ns.create("magnitude", sparsity=0.9, scope="global", max_sparsity=0.98)
     """
 
     name = "magnitude"
@@ -180,16 +187,16 @@ class GradualMagnitude(ScorePruning):
     def validate(self):
         super().validate()
         self.check(0.0 <= self.initial_sparsity <= self.sparsity, "initial_sparsity", "in [0, sparsity]")
-        self.check(isinstance(self.start_step, int) and self.start_step >= 0, "start_step", "an integer >= 0")
-        self.check(isinstance(self.end_step, int) and (self.end_step == -1 or self.end_step > self.start_step),
+        self.check(self.start_step >= 0, "start_step", "an integer >= 0")
+        self.check(self.end_step == -1 or self.end_step > self.start_step,
                    "end_step", "-1 (3/4 of the phase) or an integer > start_step")
-        self.check(isinstance(self.frequency, int) and self.frequency >= 1, "frequency", "an integer >= 1")
+        self.check(self.frequency >= 1, "frequency", "an integer >= 1")
 
     def scores(self, sites, model, ctx):
         return [site.tensor.detach().abs() for site in sites]
 
     def sparsity_at(self, step: int, final: float) -> float:
-        # The schedule of a layer whose final sparsity is `final` (sparsity_map); the
+        # The schedule of a layer whose final sparsity is `final` (per_layer); the
         # initial sparsity scales with it.
         s_i = self.initial_sparsity * (final / self.sparsity if self.sparsity else 0.0)
         return cubic_sparsity(step, initial=s_i, final=final, start=self.start_step, end=self.end_,

@@ -62,7 +62,7 @@ class Quantize(Method):
     calibrate_each_step = False
 
     def validate(self):
-        self.check(isinstance(self.bits, int) and 2 <= self.bits <= 8, "bits", "an integer in 2..8")
+        self.check(2 <= self.bits <= 8, "bits", "an integer in 2..8")
         self.check(self.group_size >= 1, "group_size", ">= 1")
         self.check(50.0 < self.percentile <= 100.0, "percentile", "in (50, 100]")
         if self.execute == "int8":

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -26,7 +26,7 @@ from netshrink.core.context import PrepareContext, StepContext
 from netshrink.core.method import Method
 from netshrink.core.reparam import original
 from netshrink.core.targets import Site
-from netshrink.errors import TargetError
+from netshrink.errors import RecipeError, TargetError
 from netshrink.functional.groups import RNN_GATES, dead_groups, expand, group_norms, group_size
 from netshrink.functional.prox import group_soft_threshold, soft_threshold
 
@@ -150,28 +150,37 @@ class L1(_Regulariser):
 class GroupLasso(_Regulariser):
     """Group lasso, lam * sum_g sqrt(|g|) ||w_g||_2 (+ l1 * ||w||_1: sparse group lasso).
 
-    group = "outgoing": each input feature / hidden unit's outgoing weights (columns of
-    the next layer, input channels of a conv, columns of an LSTM weight) -- Scardapane
-    et al.'s choice, which kills input features and hidden units;
-    "incoming": rows / conv filters / LSTM hidden units across their gates.
+    group = "input": one group per input of the layer -- a column of a Linear or LSTM
+    weight, an input channel of a conv: the outgoing weights of the unit that feeds it
+    (Scardapane et al.'s choice, which kills input features and hidden units);
+    "output": one group per output unit of the layer -- a row, a conv filter, an LSTM
+    hidden unit across its gates (the unit's incoming weights).
     """
 
     name = "group_lasso"
     summary = "group lasso on neurons / filters / features / LSTM units (Scardapane 2016), optional l1 and prox"
     lam: float = 1e-4
     l1: float = 0.0
-    group: Literal["outgoing", "incoming"] = "outgoing"
+    group: Literal["input", "output"] = "input"
     prox: bool = True
+
+    def __post_init__(self):
+        # The old choices said whose weights a group holds, not which unit it is.
+        old = {"outgoing": "input", "incoming": "output"}
+        if self.group in old:
+            raise RecipeError(f"{self.name}: group = {self.group!r} is not one of ['input', 'output'] "
+                              f"({self.group!r} is now {old[self.group]!r})")
+        super().__post_init__()
 
     def validate(self):
         super().validate()
         self.check(self.lam >= 0, "lam", ">= 0")
         self.check(self.l1 >= 0, "l1", ">= 0")
-        self.check(self.group in ("outgoing", "incoming"), "group", "'outgoing' or 'incoming'")
 
     @property
     def direction(self) -> str:
-        return "in" if self.group == "outgoing" else "out"
+        """functional.groups' name of the group's axis: "in" = columns, "out" = rows."""
+        return "in" if self.group == "input" else "out"
 
     def _gates(self, s: Site) -> int:
         return site_gates(s) if self.direction == "out" else 1
@@ -197,31 +206,37 @@ class GroupLasso(_Regulariser):
 
 @dataclass
 class DropNeuron(_Regulariser):
-    """Pan et al.'s neuron regularisers: lam_in * sum_i ||incoming_i||_2 ("li", rows /
-    filters / LSTM units) + lam_out * sum_j ||outgoing_j||_2 ("lo", columns / input
-    channels), over every target layer, plus optional l1. With prox, the two group
-    prox steps are applied one after the other (the groups overlap, so this is the
-    usual approximation of the joint prox)."""
+    """Pan et al.'s neuron regularisers, named by group as in group_lasso:
+    lam_output * sum_i ||w_i||_2 over the output units i (rows / filters / LSTM units:
+    each unit's incoming weights, Pan's "li") + lam_input * sum_j ||w_j||_2 over the
+    inputs j (columns / input channels: each feeding unit's outgoing weights, Pan's
+    "lo"), over every target layer, plus optional l1. With prox, the two group prox
+    steps are applied one after the other (the groups overlap, so this is the usual
+    approximation of the joint prox)."""
 
     name = "dropneuron"
     summary = "DropNeuron (Pan 2016): penalties on each neuron's incoming and outgoing weights"
-    lam_in: float = 1e-4
-    lam_out: float = 1e-4
+    lam_output: float = 1e-4
+    lam_input: float = 1e-4
     l1: float = 0.0
+
+    renamed: ClassVar[dict[str, str]] = {
+        "lam_in": "'lam_output' (groups of output units: each unit's incoming weights)",
+        "lam_out": "'lam_input' (groups of inputs: each feeding unit's outgoing weights)"}
 
     def validate(self):
         super().validate()
-        for f in ("lam_in", "lam_out", "l1"):
+        for f in ("lam_output", "lam_input", "l1"):
             self.check(getattr(self, f) >= 0, f, ">= 0")
 
     def penalty(self, s, w):
-        return (self.lam_in * group_norms(w, direction="out", gates=site_gates(s)).sum()
-                + self.lam_out * group_norms(w, direction="in").sum() + self.l1 * w.abs().sum())
+        return (self.lam_output * group_norms(w, direction="out", gates=site_gates(s)).sum()
+                + self.lam_input * group_norms(w, direction="in").sum() + self.l1 * w.abs().sum())
 
     def prox_step(self, s, w, lr):
         v = soft_threshold(w, t=lr * self.l1) if self.l1 else w
-        v = group_soft_threshold(v, t=lr * self.lam_in, direction="out", gates=site_gates(s))
-        return group_soft_threshold(v, t=lr * self.lam_out, direction="in")
+        v = group_soft_threshold(v, t=lr * self.lam_output, direction="out", gates=site_gates(s))
+        return group_soft_threshold(v, t=lr * self.lam_input, direction="in")
 
     def zero_small(self, site, w):
         g = site_gates(site)

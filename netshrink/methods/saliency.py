@@ -8,7 +8,7 @@ cross-entropy loss), then prune the lowest scores like magnitude pruning does
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -29,14 +29,16 @@ def _batches(data, samples: int, batch_size: int, seed: int):
 
 @dataclass
 class SaliencyPruning(ScorePruning):
-    samples: int = 256
-    score_batch: int = 32
+    samples: int = 256        # training examples the scores are computed on
+    calib_batch: int = 32     # their batch size (not a training batch)
     seed: int = 0
+
+    renamed: ClassVar[dict[str, str]] = {**ScorePruning.renamed, "score_batch": "'calib_batch'"}
 
     def validate(self):
         super().validate()
-        self.check(isinstance(self.samples, int) and self.samples >= 1, "samples", "an integer >= 1")
-        self.check(isinstance(self.score_batch, int) and self.score_batch >= 1, "score_batch", "an integer >= 1")
+        self.check(self.samples >= 1, "samples", "an integer >= 1")
+        self.check(self.calib_batch >= 1, "calib_batch", "an integer >= 1")
 
     def scores(self, sites, model, ctx):
         if ctx.data is None:
@@ -49,7 +51,7 @@ class SaliencyPruning(ScorePruning):
             return F.cross_entropy(model(x), y)
 
         with torch.enable_grad():
-            out = self.raw_scores(loss_of, params, _batches(ctx.data, self.samples, self.score_batch, self.seed))
+            out = self.raw_scores(loss_of, params, _batches(ctx.data, self.samples, self.calib_batch, self.seed))
         model.train(was)
         return out
 
@@ -68,8 +70,7 @@ class OBD(SaliencyPruning):
 
     def validate(self):
         super().validate()
-        self.check(self.hessian in ("fisher", "hutchinson"), "hessian", "one of fisher, hutchinson")
-        self.check(isinstance(self.probes, int) and self.probes >= 1, "probes", "an integer >= 1")
+        self.check(self.probes >= 1, "probes", "an integer >= 1")
 
     def raw_scores(self, loss_of, params, batches):
         if self.hessian == "fisher":

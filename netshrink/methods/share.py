@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -19,7 +20,7 @@ from netshrink.core.context import PrepareContext, StepContext
 from netshrink.core.method import Method
 from netshrink.core.reparam import attach, bake, reparams_of
 from netshrink.core.session import Session
-from netshrink.core.targets import _matches
+from netshrink.core.targets import PerLayer
 from netshrink.functional.kmeans1d import kmeans1d, linear_init
 from netshrink.reparams.codebook import Codebook, MixturePrior, SoftShare
 
@@ -38,30 +39,24 @@ class KMeans(Method):
     summary = "k-means weight sharing (Deep Compression): linear init, zeros kept, centroid fine-tuning"
 
     bits: int = 5
-    # Per-layer bits by name, `re:` pattern or `type:` (e.g. {"type:Conv2d" = 8}).
-    bits_map: dict = field(default_factory=dict)
-    init: str = "linear"
+    # Per-layer bits by target pattern (e.g. {"type:Conv2d" = 8}).
+    per_layer: PerLayer[int] = field(default_factory=PerLayer)
+    init: Literal["linear", "random", "density"] = "linear"
     iters: int = 100
     # Fine-tune the centroids (False: cluster once and bake).
     finetune_centroids: bool = True
 
+    renamed: ClassVar[dict[str, str]] = {"bits_map": "'per_layer' (the same table)"}
+
     def validate(self):
-        self.check(isinstance(self.bits, int) and 1 <= self.bits <= 8, "bits", "an integer in 1..8")
-        for k, v in self.bits_map.items():
-            if not (isinstance(v, int) and 1 <= v <= 8):
-                self.check(False, "bits_map", f"a table of integer bits in 1..8 (entry {k!r} = {v!r})")
-        self.check(self.init in ("linear", "random", "density"), "init", "one of linear, random, density")
-        self.check(isinstance(self.iters, int) and self.iters >= 1, "iters", "an integer >= 1")
+        self.check(1 <= self.bits <= 8, "bits", "an integer in 1..8")
+        bad = {k: v for k, v in self.per_layer.items() if not 1 <= v <= 8}
+        self.check(not bad, "per_layer", f"a table of integer bits in 1..8 (not {bad})")
+        self.check(self.iters >= 1, "iters", "an integer >= 1")
 
     @property
     def finetunes(self) -> bool:  # type: ignore[override]
         return self.finetune_centroids
-
-    def layer_bits(self, site) -> int:
-        for pattern, b in self.bits_map.items():
-            if _matches(pattern, site.name, site.module):
-                return int(b)
-        return self.bits
 
     def _init(self, values: torch.Tensor, k: int) -> torch.Tensor:
         """Deep Compression's three initialisations: linear over [min, max] (theirs, the
@@ -77,11 +72,11 @@ class KMeans(Method):
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
         self.sites_ = self.sites(model)
         self.k_ = {}
-        for site in self.sites_:
+        for site, bits in zip(self.sites_, self.per_layer.resolve(self.sites_, self.bits, owner=self.name)):
             w = site.tensor.detach()
             keep = w != 0                                    # pruned weights are not clustered
             values = w[keep]
-            k = 2 ** self.layer_bits(site)
+            k = 2 ** bits
             init = self._init(values, k) if values.numel() > k else None
             centroids, idx = kmeans1d(values, k=k, iters=self.iters, init=init)
             index = torch.zeros(w.shape, dtype=torch.int64)
@@ -128,26 +123,26 @@ class SoftSharing(Method):
     # Initial std of every component (the authors' code: 0.25).
     init_std: float = 0.25
     # Gamma(alpha, beta) hyperpriors (rate beta) on the precisions: zero component and the others.
-    gamma_zero: list = field(default_factory=lambda: [5000.0, 2.0])
-    gamma_other: list = field(default_factory=lambda: [250.0, 0.1])
+    gamma_zero: tuple[float, float] = (5000.0, 2.0)
+    gamma_other: tuple[float, float] = (250.0, 0.1)
     # N in tau / N; 0 = the size of the fine-tuning data.
-    data_size: int = 0
+    dataset_size: int = 0
+
+    renamed: ClassVar[dict[str, str]] = {"data_size": "'dataset_size'"}
 
     finetunes = False   # it runs its own fine-tuning (param groups with the prior's lrs)
 
     def validate(self):
         self.check(self.tau >= 0, "tau", ">= 0")
-        self.check(isinstance(self.components, int) and self.components >= 2, "components", "an integer >= 2")
+        self.check(self.components >= 2, "components", "an integer >= 2")
         self.check(0 < self.pi_zero < 1, "pi_zero", "in (0, 1)")
         self.check(self.merge_kl >= 0, "merge_kl", ">= 0")
         self.check(self.lr_means > 0, "lr_means", "> 0")
         self.check(self.lr_prior > 0, "lr_prior", "> 0")
         self.check(self.init_std > 0, "init_std", "> 0")
         for f in ("gamma_zero", "gamma_other"):
-            v = getattr(self, f)
-            self.check(isinstance(v, (list, tuple)) and len(v) == 2 and all(
-                isinstance(x, (int, float)) and x > 0 for x in v), f, "a pair [alpha, beta] of positive numbers")
-        self.check(isinstance(self.data_size, int) and self.data_size >= 0, "data_size", "an integer >= 0")
+            self.check(all(x > 0 for x in getattr(self, f)), f, "a pair [alpha, beta] of positive numbers")
+        self.check(self.dataset_size >= 0, "dataset_size", "an integer >= 0")
 
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
         self.sites_ = self.sites(model)
@@ -158,7 +153,7 @@ class SoftSharing(Method):
                                    gamma_other=tuple(self.gamma_other))
         for site in self.sites_:
             attach(site, SoftShare(self.prior_))
-        n = self.data_size or (len(ctx.data) if ctx.data is not None else 0)
+        n = self.dataset_size or (len(ctx.data) if ctx.data is not None else 0)
         self.scale_ = self.tau / max(n, 1)
         if ctx.fit is not None and ctx.data is not None and ctx.finetune is not None and ctx.finetune.epochs > 0:
             cfg = ctx.finetune

@@ -4,51 +4,109 @@ Each step is a phase: prepare → fine-tune (with the hooks of this step and of 
 earlier persistent step, e.g. distillation) → finalize. When every step is done, each
 method's `deploy` swaps in its runtime kernels (sparse CSR layers ...). The teacher of distillation
 defaults to a frozen copy of the model as it was before compression.
+
+The methods of the recipe are never run themselves: each run works on clones, so a
+recipe holds hyperparameters only, before and after (`Run.methods` holds the fitted
+copies).
 """
 from __future__ import annotations
 
 import copy
 import functools
+from dataclasses import dataclass
 
 from torch import nn
 
+from netshrink.core.batches import as_batches
 from netshrink.core.context import PrepareContext
+from netshrink.core.method import Method
 from netshrink.core.session import Session
 from netshrink.pipeline.recipe import Recipe
-from netshrink.train.loop import fit, steps_per_epoch
+from netshrink.train.loop import fit
 
 
-def compress_(model: nn.Module, recipe: Recipe, data=None, *, teacher: nn.Module | None = None,
-              progress: bool = True) -> nn.Module:
-    """Compress `model` in place with `recipe`, fine-tuning on `data`; returns it.
+@dataclass
+class Run:
+    """What one run of a recipe leaves: the model, and the run's own copy of every
+    step's method, holding what it learned (`sites_`, `removed_`, `ranks_` ...).
+    The recipe that was run is unchanged."""
 
-    >>> ns.compress_(model, ns.Recipe.from_toml("recipes/deep_compression.toml"), data=train)
+    model: nn.Module
+    methods: list[Method]
+
+    def method(self, name: str) -> Method:
+        """The fitted method of the first step named `name`."""
+        for m in self.methods:
+            if m.name == name:
+                return m
+        raise KeyError(f"no step {name!r} in this run ({', '.join(m.name for m in self.methods)})")
+
+
+def run_recipe(model: nn.Module, recipe: Recipe, data=None, *, teacher: nn.Module | None = None,
+               progress: bool = True, extras: dict | None = None, loss=None, forward=None,
+               target=None, n_inputs: int | None = None) -> Run:
+    """Compress `model` in place with `recipe`, fine-tuning on `data`.
+
+    Every step runs on a fresh `clone()` of its method, so `recipe` is left as it was
+    and can compress another model with identical results. `extras` reaches every
+    method's `ctx.extras` (an example input for structured pruning, a probe ...).
+    `data` is anything core.batches reads; `forward`, `target`, `n_inputs` are its batch
+    rules (DEVELOPERS.md "Batches"). `loss`: a name (train/losses.py) or a callable
+    `loss(outputs, target)`, overriding `[finetune] loss`; unlabelled data distils
+    toward `teacher` (default: the model as it was before compression).
+
+    >>> run = ns.run_recipe(model, ns.Recipe.from_toml("recipes/deep_compression.toml"), data=train)
+    >>> run.method("kmeans").k_
     """
     if teacher is None:
         teacher = copy.deepcopy(model).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
+    methods = [step.method.clone() for step in recipe.steps]
+    if data is not None:
+        data = as_batches(data, forward=forward, target=target, n_inputs=n_inputs)
     persistent = []
     n = len(recipe.steps)
-    for i, step in enumerate(recipe.steps, 1):
-        method = step.method
+    for i, (step, method) in enumerate(zip(recipe.steps, methods), 1):
         cfg = recipe.finetune_for(step)
-        steps_total = steps_per_epoch(len(data), cfg.batch_size) * cfg.epochs if data is not None else 0
+        if isinstance(loss, str):
+            cfg = cfg.replace(loss=loss)
+        steps_total = (data.num_batches(cfg.batch_size) or 0) * cfg.epochs if data is not None else 0
         ctx = PrepareContext(data=data, finetune=cfg, steps_total=steps_total, teacher=teacher,
-                             fit=functools.partial(_fit_on, data=data, progress=progress))
+                             fit=functools.partial(_fit_on, data=data, progress=progress,
+                                                   teacher=teacher, loss_fn=_callable(loss)),
+                             extras=dict(extras or {}))
         method.prepare(model, ctx)
         hooks = Session(model, persistent + [method], total_steps=steps_total)
         if data is not None and cfg.epochs > 0 and method.finetunes:
-            fit(model, data, cfg, hooks=hooks, progress=progress, desc=f"step {i}/{n} {method.name}")
+            fit(model, data, cfg, hooks=hooks, progress=progress, desc=f"step {i}/{n} {method.name}",
+                teacher=teacher, loss_fn=_callable(loss))
         if method.persistent:
             persistent.append(method)
         else:
             method.finalize(model)
     for method in persistent:
         method.finalize(model)
-    for method in recipe.methods:
+    for method in methods:
         method.deploy(model)
-    return model.eval()
+    model.eval()
+    return Run(model, methods)
+
+
+def compress_(model: nn.Module, recipe: Recipe, data=None, *, teacher: nn.Module | None = None,
+              progress: bool = True, extras: dict | None = None, loss=None, forward=None,
+              target=None, n_inputs: int | None = None) -> nn.Module:
+    """Compress `model` in place with `recipe`, fine-tuning on `data`; returns it.
+    `run_recipe` does the same and also returns what each step learned.
+
+    >>> ns.compress_(model, ns.Recipe.from_toml("recipes/deep_compression.toml"), data=train)
+    """
+    return run_recipe(model, recipe, data, teacher=teacher, progress=progress, extras=extras, loss=loss,
+                      forward=forward, target=target, n_inputs=n_inputs).model
+
+
+def _callable(loss):
+    return loss if callable(loss) else None
 
 
 def _fit_on(model, cfg, hooks=None, *, data, progress, **kw):

@@ -9,7 +9,7 @@ fold) and gets the same budget (`epochs` of Adam, lr 3e-3, cosine, batch 64: lon
 enough that the label-trained students overfit their 4,000 images); only the loss
 differs:
 - labels only: cross-entropy;
-- distill T: alpha·T²·KL(soft teacher ‖ soft student) + (1 − alpha)·CE, alpha = 0.9,
+- distill T: w·T²·KL(soft teacher ‖ soft student) + (1 − w)·CE, w = 0.9 (Hinton's alpha),
   for T in {2, 4, 8}, all reported. The headline T of each student is chosen
   beforehand on a validation split (10 % of fold 0's training images, students trained
   on the other 90 %), never on a test fold;
@@ -71,7 +71,7 @@ class _LogitCache(nn.Module):
 def _configs(temps):
     yield "labels only", None, None
     for t in temps:
-        yield f"distill T={t:g}", "distill", {"temperature": t, "alpha": ALPHA}
+        yield f"distill T={t:g}", "distill", {"temperature": t, "weight": ALPHA, "label_weight": 1 - ALPHA}
     yield "mimic (logits L2)", "mimic", {"weight": 1.0, "label_weight": 0.0}
 
 
@@ -125,7 +125,7 @@ def _select_temperature(ctx, b, cfg, name: str) -> float:
     best, best_acc = None, -1.0
     for t in b["temperatures"]:
         student = _student(STUDENTS[name], 0)
-        _train_student(student, "distill", {"temperature": t, "alpha": ALPHA}, fit_part, teacher, cfg)
+        _train_student(student, "distill", {"temperature": t, "weight": ALPHA, "label_weight": 1 - ALPHA}, fit_part, teacher, cfg)
         a = ns.evaluate(student, val)
         ctx.record(part="select", fold=0, student=name, temperature=t, validation_accuracy=a)
         ctx.log(f"{name} validation T={t:g}: {100 * a:.2f} %")

@@ -35,7 +35,7 @@ import netshrink as ns
 from netshrink_bench.results import fmt_mean_std, mean_std
 from netshrink.measure.latency import compare_latency
 from netshrink.measure.plots import line_plot
-from netshrink.methods.depth import removable, removal_order, residual_blocks
+from netshrink.methods.stochastic_depth import removable, removal_order, residual_blocks
 
 RESNET = {"widths": [8, 16, 32], "blocks": [2, 2, 2]}
 FACTORS = [1 / 8, 1 / 64]
@@ -92,9 +92,9 @@ def _hashing(ctx, fold, train, test, b):
     for f in FACTORS:
         torch.manual_seed(fold)
         scratch = _compress(ns.zoo.models.create("lenet300_100"),
-                            ns.create("hashing", factor=f, init="scratch", seed=fold), epochs=b["hash_epochs"], data=train)
+                            ns.create("hashing", ratio=f, init="scratch", seed=fold), epochs=b["hash_epochs"], data=train)
         stored = _stored_params(scratch)
-        trained = _compress(copy.deepcopy(base), ns.create("hashing", factor=f, init="trained", seed=fold),
+        trained = _compress(copy.deepcopy(base), ns.create("hashing", ratio=f, init="trained", seed=fold),
                             epochs=b["hash_ft"], data=train)
         hidden = equivalent_mlp(stored)
         torch.manual_seed(fold)
@@ -120,14 +120,14 @@ def _frequency(ctx, fold, train, test, b):
     ctx.record(part="frequency", fold=fold, method="baseline", setting="dense", accuracy=base_acc,
                bytes=_file_bytes(base), storage_ratio=dense_bytes / _file_bytes(base))
     for keep in b["freq_keep"]:
-        m = _compress(copy.deepcopy(base), ns.create("frequency", keep=keep, bits=5, block=8, scope="global"),
+        m = _compress(copy.deepcopy(base), ns.create("frequency", sparsity=1 - keep, bits=5, block=8, scope="global"),
                       epochs=b["lenet5_ft"], data=train, lr=5e-4)
         nb = _file_bytes(m)
         ctx.record(part="frequency", fold=fold, method="frequency (DCT, global, 5-bit k-means)", setting=f"keep {keep:g}",
                    accuracy=ns.evaluate(m, test), bytes=nb, storage_ratio=dense_bytes / nb, baseline_accuracy=base_acc)
     for s in b["prune_sparsity"]:
         m = _compress(copy.deepcopy(base), ns.create("magnitude", sparsity=s, scope="global", runtime="dense"),
-                      ns.create("kmeans", bits=5, bits_map={"type:Conv2d": 8}), epochs=b["lenet5_ft"] // 2, data=train,
+                      ns.create("kmeans", bits=5, per_layer={"type:Conv2d": 8}), epochs=b["lenet5_ft"] // 2, data=train,
                       lr=5e-4)
         nb = _file_bytes(m)
         ctx.record(part="frequency", fold=fold, method="global magnitude + k-means (conv 8 / FC 5 bits)",

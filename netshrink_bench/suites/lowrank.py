@@ -33,7 +33,7 @@ from netshrink.train.loop import predict
 
 # label -> low_rank fields. The 10-way output layer (0.4 % of the weights) stays dense:
 # at these ratios its rank would fall below the number of classes.
-_KEEP = {"targets": {"exclude": ["fc3"]}, "calib_samples": 4000}
+_KEEP = {"targets": {"exclude": ["fc3"]}, "samples": 4000}
 VARIANTS = {
     "plain SVD": {"mode": "ratio", **_KEEP},
     "data-aware SVD": {"mode": "ratio", "data_aware": True, **_KEEP},
@@ -96,7 +96,7 @@ def _ratio_table(ctx, b):
                 before = {"acc": ns.evaluate(net, test), "err": _output_error(net, ref_logits, test)}
                 _add(res, (variant, ratio, "before"), before, params)
             if with_kd:   # fine-tune while distilling from the original model
-                recipe = ns.Recipe.of(ns.create("distill", temperature=4.0, alpha=0.9), finetune=ft)
+                recipe = ns.Recipe.of(ns.create("distill", temperature=4.0, weight=0.9, label_weight=1 - 0.9), finetune=ft)
                 ns.compress_(net, recipe, data=train, teacher=base, progress=False)
             else:         # what compress_ does after low_rank's prepare
                 ns.fit(net, train, ft, progress=False)
@@ -208,8 +208,8 @@ def _wide_mlp(ctx, b):
                                config=ns.TrainConfig(epochs=b["mlp_epochs"], lr=1e-3))
         net = copy.deepcopy(base)
         method = ns.create("low_rank", mode="rank", rank=64, data_aware=True)
-        ns.compress_(net, ns.Recipe.of(method, finetune=ns.TrainConfig(epochs=b["mlp_ft"], lr=1e-3)),
-                     data=train, progress=False)
+        method = ns.run_recipe(net, ns.Recipe.of(method, finetune=ns.TrainConfig(epochs=b["mlp_ft"], lr=1e-3)),
+                               data=train, progress=False).methods[0]
         x64 = torch.stack([test[i][0] for i in range(64)])
         ms64, ref64 = compare_latency(net, base, x64, rounds=7)
         ms1, ref1 = compare_latency(net, base, x64[:1], rounds=7)

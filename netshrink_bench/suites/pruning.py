@@ -80,7 +80,7 @@ def _method(label: str, s: float, model_name: str) -> ns.Method:
     if label == "magnitude (layer)":
         return ns.create("magnitude", **common)
     if label == "magnitude (global)":
-        return ns.create("magnitude", scope="global", min_keep=0.01, **common)
+        return ns.create("magnitude", scope="global", max_sparsity=0.99, **common)
     if label == "gradual":
         return ns.create("gradual_magnitude", frequency=5, **common)
     if label == "obd":
@@ -105,9 +105,9 @@ def _table_runs(ctx, model_name: str, fold: int, train, test, cfg: ns.TrainConfi
     method = ns.create("lottery", sparsity=max(levels), rate=lottery_rate, output_rate=lottery_rate / 2,
                        rewind="lr", runtime="dense")
     rounds = []
-    method.on_round = lambda r, m, sp: rounds.append((r, sp, ns.evaluate(m, test)))
     t = time.time()
-    ns.compress_(net, ns.Recipe.of(method, finetune=cfg), data=train, progress=False)
+    ns.compress_(net, ns.Recipe.of(method, finetune=cfg), data=train, progress=False,
+                 extras={"on_round": lambda r, m, sp: rounds.append((r, sp, ns.evaluate(m, test)))})
     for s in levels:
         r, sp, acc = next(x for x in rounds if x[1] >= s - 1e-6)
         ctx.record(part="table", model=model_name, fold=fold, method=METHODS[4], sparsity=s, actual_sparsity=sp,
@@ -158,10 +158,9 @@ def _lottery_contrast(ctx, fold, train, test, base, B):
                      for n, mod in m.named_modules() for p, rp in _masks_of(mod)}
             snaps.append((r, sp, ns.evaluate(m, test), masks))
 
-        method.on_round = probe
         net = _copy(base)
         t = time.time()
-        ns.compress_(net, ns.Recipe.of(method, finetune=cfg), data=train, progress=False)
+        ns.compress_(net, ns.Recipe.of(method, finetune=cfg), data=train, progress=False, extras={"on_round": probe})
         seconds = time.time() - t
         label = "theta_0" if rewind == "init" else f"step {k} ({k_epochs:g} epoch)"
         picks = {len(snaps)} | {next(r for r, sp, *_ in snaps if sp >= lv) for lv in (0.8, 0.9) if lv < snaps[-1][1]}
@@ -190,7 +189,7 @@ def _early_bird(ctx, fold, train, test, base, snaps, B):
     method = ns.create("early_bird", sparsity=0.9, epsilon=0.1, window=5, max_epochs=B["eb_max"], runtime="dense")
     net = _copy(base)
     t = time.time()
-    ns.compress_(net, ns.Recipe.of(method, finetune=cfg), data=train, progress=False)
+    method = ns.run_recipe(net, ns.Recipe.of(method, finetune=cfg), data=train, progress=False).methods[0]
     eb_epochs = method.epoch_ + cfg.epochs
     lottery_epochs = BASELINE_CONFIGS["lenet300_100"].epochs + target_round[0] * cfg.epochs
     ctx.record(part="early_bird", model="lenet300_100", fold=fold, epoch=method.epoch_, found=method.found_,
@@ -232,7 +231,7 @@ def _speed(ctx, B):
     train, test = ns.zoo.data.load("mnist5k", 0)
     base = ns.zoo.baseline("lenet300_100", "mnist5k", 0, progress=False)
     lenet = _copy(base)
-    ns.compress_(lenet, ns.Recipe.of(ns.create("magnitude", sparsity=0.98, scope="global", min_keep=0.01,
+    ns.compress_(lenet, ns.Recipe.of(ns.create("magnitude", sparsity=0.98, scope="global", max_sparsity=0.99,
                                                runtime="dense"), finetune=ns.TrainConfig(epochs=B["ft300"])),
                  data=train, progress=False)
     out = []

@@ -64,9 +64,9 @@ VD = {"kl_weight": 0.2, "warmup": 0.3}
 VD_LSTM = {"kl_weight": 0.5, "warmup": 0.3, "init_log_sigma2": -6.0}
 # Louizos et al.'s per-layer lambdas (10, 0.5, 0.1, 10 for N = 60,000) scaled for N = 4,000
 # and a 5-epoch fine-tune; gates learn 50x faster than the weights.
-L0 = {"lam_map": {"conv1": 1.0, "conv2": 0.3, "fc1": 0.02, "fc2": 1.0}, "gate_lr_scale": 50.0, "drop_rate": 0.1}
+L0 = {"per_layer": {"conv1": 1.0, "conv2": 0.3, "fc1": 0.02, "fc2": 1.0}, "gate_lr_scale": 50.0, "drop_rate": 0.1}
 # Proximal SGD (lr 0.05, momentum 0.9): the prox threshold is lr x lambda.
-GROUP = {"group_lasso": {"lam": 3e-3}, "dropneuron": {"lam_in": 0.03, "lam_out": 0.03, "prox": True}}
+GROUP = {"group_lasso": {"lam": 3e-3}, "dropneuron": {"lam_output": 0.03, "lam_input": 0.03, "prox": True}}
 GROUP_CFG = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9}
 # LassoNet as the authors' package (M = 10, lambda x1.02 per point, warm starts, a dense
 # phase with Adam lr 1e-3 first, lambda_start = the dense model's validation loss, every point
@@ -93,15 +93,16 @@ def _file_bytes(model) -> int:
 
 def _compress(model, method, train, epochs, ft_epochs=0, **cfg):
     """`method` for `epochs`, then (ft_epochs > 0) a fine-tune of the survivors with every
-    zero kept: magnitude pruning at sparsity 0 masks exactly the zeros (dense runtime)."""
+    zero kept: magnitude pruning at sparsity 0 masks exactly the zeros (dense runtime).
+    Returns (seconds, the run's fitted copy of `method`)."""
     t = time.time()
     cfg = {"lr": 1e-3, **cfg}
     steps = [ns.Step(method, finetune={"epochs": epochs})]
     if ft_epochs:
         steps.append(ns.Step(ns.create("magnitude", sparsity=0.0, runtime="dense"), finetune={"epochs": ft_epochs}))
-    ns.compress_(model, ns.Recipe(steps=steps, finetune=ns.TrainConfig(epochs=epochs, **cfg)), data=train,
-                 progress=False)
-    return time.time() - t
+    run = ns.run_recipe(model, ns.Recipe(steps=steps, finetune=ns.TrainConfig(epochs=epochs, **cfg)), data=train,
+                        progress=False)
+    return time.time() - t, run.methods[0]
 
 
 # -- structure of the two LeNets: which units could go ----------------------------------
@@ -143,7 +144,7 @@ def lenet5_units(model) -> dict:
 def _vd(ctx, b, model_name, data, fold, base, train, test, base_acc):
     m = copy.deepcopy(base)
     meth = ns.create("variational_dropout", **(VD_LSTM if model_name == "lstm" else VD))
-    secs = _compress(m, meth, train, b["vd_epochs"]["lstm" if model_name == "lstm" else model_name],
+    secs, meth = _compress(m, meth, train, b["vd_epochs"]["lstm" if model_name == "lstm" else model_name],
                      ft_epochs={"lenet5": b["ft_epochs"], "lstm": b["lstm_ft_epochs"]}.get(model_name, 0))
     s, total, nz = _sparsity(m)
     row = dict(experiment="vd", model=model_name, data=data, fold=fold, baseline_acc=base_acc,
@@ -159,7 +160,7 @@ def _vd(ctx, b, model_name, data, fold, base, train, test, base_acc):
 def _l0(ctx, b, fold, base, train, test, base_acc, dense_flops):
     m = copy.deepcopy(base)
     meth = ns.create("l0", **L0)
-    secs = _compress(m, meth, train, b["l0_epochs"], ft_epochs=b["ft_epochs"])
+    secs, meth = _compress(m, meth, train, b["l0_epochs"], ft_epochs=b["ft_epochs"])
     u = lenet5_units(m)
     row = dict(experiment="l0", model="lenet5", data="mnist5k", fold=fold, baseline_acc=base_acc,
                acc=ns.evaluate(m, test), **u, dense_flops=dense_flops, flops_removed=1 - u["flops"] / dense_flops,
@@ -172,7 +173,7 @@ def _group(ctx, b, fold, base, train, test, base_acc, dense_flops):
     for name, params in GROUP.items():
         m = copy.deepcopy(base)
         meth = ns.create(name, **params)
-        secs = _compress(m, meth, train, b["group_epochs"], **GROUP_CFG)
+        secs, meth = _compress(m, meth, train, b["group_epochs"], **GROUP_CFG)
         u = mlp_units(m)
         row = dict(experiment="group", method=name, model="lenet300_100", data="mnist5k", fold=fold,
                    baseline_acc=base_acc, acc=ns.evaluate(m, test), **u, hidden_removed=400 - u["h1"] - u["h2"],

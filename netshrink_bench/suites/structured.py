@@ -30,7 +30,7 @@ from netshrink.measure.flops import count_flops
 from netshrink.measure.latency import compare_latency
 from netshrink.runtime.onnx_export import compare_ort_latency, export_onnx
 from netshrink.structure import analyze, remove_components
-from netshrink.structure.hf import register_bert_tiny
+from netshrink.zoo.bert import register_bert_tiny
 from netshrink.structure.importance import scores
 
 BUDGET = {  # (full, quick) epochs
@@ -98,7 +98,7 @@ def resnet_fold(ctx, fold, train, test):
     # ours
     t0 = time.perf_counter()
     ours = copy.deepcopy(base)
-    method = ns.create("channel_prune", amount=0.5, target="flops", importance="l1", scope="global", round_to=8)
+    method = ns.create("channel_prune", sparsity=0.5, target="flops", importance="l1", scope="global", round_to=8)
     ns.compress_(ours, ns.Recipe.of(method, finetune=_cfg(_b(ctx, "resnet_ft"), lr=1e-3)), data=train,
                  progress=False)
     secs = time.perf_counter() - t0
@@ -109,7 +109,7 @@ def resnet_fold(ctx, fold, train, test):
                           (0.6, "netshrink channel_prune round_to=16, 60 % target")]:
         t2 = time.perf_counter()
         m16 = copy.deepcopy(base)
-        ns.compress_(m16, ns.Recipe.of(ns.create("channel_prune", amount=amount, target="flops", importance="l1",
+        ns.compress_(m16, ns.Recipe.of(ns.create("channel_prune", sparsity=amount, target="flops", importance="l1",
                                                  scope="global", round_to=16),
                                        finetune=_cfg(_b(ctx, "resnet_ft"), lr=1e-3)), data=train, progress=False)
         extra.append((label, m16, time.perf_counter() - t2))
@@ -141,8 +141,9 @@ def densenet_fold(ctx, fold, train, test):
     base.eval()
     x1, x64 = _batch(test, 1), _batch(test, 64)
     m = copy.deepcopy(base)
-    method = ns.create("channel_prune", amount=0.4, target="channels", importance="bn_scale", scope="layer")
-    ns.compress_(m, ns.Recipe.of(method, finetune=_cfg(_b(ctx, "dense_ft"), lr=1e-3)), data=train, progress=False)
+    method = ns.create("channel_prune", sparsity=0.4, target="channels", importance="bn_scale", scope="layer")
+    method = ns.run_recipe(m, ns.Recipe.of(method, finetune=_cfg(_b(ctx, "dense_ft"), lr=1e-3)), data=train,
+                           progress=False).methods[0]
     with tempfile.TemporaryDirectory() as d:
         info = export_onnx(m, _batch(test, 2), Path(d) / "densenet.onnx")
     sp_t, sp_o = _speed(m, base, x64)
@@ -162,7 +163,7 @@ def lstm_fold(ctx, fold):
     base.eval()
     x64 = _batch(test, 64)
     m = copy.deepcopy(base)
-    method = ns.create("channel_prune", amount=0.5, target="channels", importance="l2", scope="layer",
+    method = ns.create("channel_prune", sparsity=0.5, target="channels", importance="l2", scope="layer",
                        kinds=["hidden"])
     ns.compress_(m, ns.Recipe.of(method, finetune=ns.TrainConfig(epochs=_b(ctx, "lstm_ft"), lr=1e-3)),
                  data=train, progress=False)
@@ -229,7 +230,7 @@ def transformer_fold(ctx, fold):
         diff = float((zeroed(x64) - shrunk(x64)).abs().max())
     # the same target by channel_prune, fine-tuned
     m = copy.deepcopy(base)
-    method = ns.create("channel_prune", amount=0.5, target="channels", importance="l1", scope="layer")
+    method = ns.create("channel_prune", sparsity=0.5, target="channels", importance="l1", scope="layer")
     ns.compress_(m, ns.Recipe.of(method, finetune=_cfg(_b(ctx, "tf_ft"), lr=1e-3)), data=train, progress=False)
     m.eval()
     with tempfile.TemporaryDirectory() as d:

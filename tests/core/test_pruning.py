@@ -16,7 +16,7 @@ def test_global_masks_one_threshold_with_floor():
     a, b = torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([0.1, 0.2, 0.3, 0.4])
     ma, mb = global_masks([a, b], sparsity=0.5)
     assert ma.all() and not mb.any()
-    ma, mb = global_masks([a, b], sparsity=0.5, min_keep=0.25)
+    ma, mb = global_masks([a, b], sparsity=0.5, max_sparsity=0.75)
     assert int(ma.sum()) == 3 and mb.tolist() == [False, False, False, True]
 
 
@@ -43,7 +43,7 @@ def test_magnitude_prunes_the_smallest():
 
 def test_sparsity_map_overrides_per_layer():
     model = ns.zoo.models.create("lenet300_100", in_features=64)
-    ns.compress_(model, ns.Recipe.of(ns.create("magnitude", sparsity=0.9, sparsity_map={"fc3.weight": 0.5}, runtime="dense")))
+    ns.compress_(model, ns.Recipe.of(ns.create("magnitude", sparsity=0.9, per_layer={"fc3.weight": 0.5}, runtime="dense")))
     assert float((model.fc3.weight == 0).float().mean()) == pytest.approx(0.5, abs=0.01)
     assert float((model.fc1.weight == 0).float().mean()) == pytest.approx(0.9, abs=0.01)
 

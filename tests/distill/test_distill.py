@@ -50,7 +50,7 @@ def test_trainer_objective_is_hintons_weighted_sum(digits):
     teacher = ns.zoo.models.create("mlp", in_features=64, hidden=[32], num_classes=10).eval()
     student = ns.zoo.models.create("mlp", in_features=64, hidden=[8], num_classes=10)
     x, y = torch.stack([train[i][0] for i in range(20)]), torch.tensor([train[i][1] for i in range(20)])
-    d = ns.create("distill", temperature=2.5, alpha=0.7)
+    d = ns.create("distill", temperature=2.5, weight=0.7, label_weight=0.3)
     d.prepare(student, PrepareContext(teacher=teacher))
     logits, ctx = _step(student, x, y)
     total = F.cross_entropy(logits, y) + d.loss(ctx)        # what `fit` minimises
@@ -66,7 +66,7 @@ def test_trainer_objective_is_hintons_weighted_sum(digits):
 
 
 @pytest.mark.parametrize("name, params, field", [
-    ("distill", {"temperature": 0.0}, "temperature"), ("distill", {"alpha": 1.5}, "alpha"),
+    ("distill", {"temperature": 0.0}, "temperature"), ("distill", {"label_weight": -0.5}, "label_weight"),
     ("mimic", {"weight": -1.0}, "weight"), ("hints", {}, "student_layer"),
 ])
 def test_bad_values_name_the_field(name, params, field):

@@ -7,7 +7,7 @@ from torch import nn
 
 import netshrink as ns
 from netshrink.core.context import PrepareContext
-from netshrink.methods.depth import removable, residual_blocks, survival_probs
+from netshrink.methods.stochastic_depth import removable, residual_blocks, survival_probs
 
 
 def test_linear_decay_rule():
@@ -48,7 +48,7 @@ def test_removal_only_of_identity_shortcut_blocks(digits):
     train, _ = digits
     torch.manual_seed(0)
     model = ns.zoo.models.create("resnet_small", widths=[4, 8, 8], blocks=[2, 2, 1])
-    m = ns.create("stochastic_depth", remove=2, calib=200)
+    m = ns.create("stochastic_depth", blocks=2, samples=200)
     ns.compress_(model, ns.Recipe.of(m, finetune=ns.TrainConfig(epochs=1)), data=train, progress=False)
     assert len(m.removed_) == 2
     for path in m.removed_:
@@ -60,11 +60,11 @@ def test_removal_only_of_identity_shortcut_blocks(digits):
     assert not removable(model.stages[1][0])
     with pytest.raises(ns.RecipeError, match="remove"):
         ns.compress_(ns.zoo.models.create("resnet_small", widths=[4, 8, 8], blocks=[1, 1, 1]),
-                     ns.Recipe.of(ns.create("stochastic_depth", remove=2)), data=train, progress=False)
+                     ns.Recipe.of(ns.create("stochastic_depth", blocks=2)), data=train, progress=False)
 
 
 def test_recalibrate_bn_matches_the_data_statistics(digits):
-    from netshrink.methods.depth import recalibrate_bn
+    from netshrink.methods.stochastic_depth import recalibrate_bn
     from torch.utils.data import Subset
 
     train, _ = digits

@@ -37,7 +37,7 @@ def test_full_coefficients_reproduce_the_model(digits):
     x = torch.stack([test[i][0] for i in range(32)])
     with torch.no_grad():
         before = model(x)
-    ns.compress_(model, ns.Recipe.of(ns.create("frequency", keep=1.0, bits=0)), data=None)
+    ns.compress_(model, ns.Recipe.of(ns.create("frequency", sparsity=0.0, bits=0)), data=None)
     assert isinstance(model.fc1, FrequencyLinear)
     with torch.no_grad():
         assert torch.allclose(model(x), before, atol=1e-5)
@@ -47,7 +47,7 @@ def test_keeps_the_highest_energy_coefficients():
     torch.manual_seed(0)
     model = ns.zoo.models.create("lenet5", input_size=28)
     w = model.conv2.weight.detach().clone()
-    ns.compress_(model, ns.Recipe.of(ns.create("frequency", keep=0.1, bits=0, targets=["conv2.weight"])), data=None)
+    ns.compress_(model, ns.Recipe.of(ns.create("frequency", sparsity=0.9, bits=0, targets=["conv2.weight"])), data=None)
     coef = torch.from_numpy(scipy.fft.dctn(w.double().numpy(), type=2, norm="ortho", axes=(-2, -1))).float()
     kept = model.conv2.coef != 0
     assert int(kept.sum()) == round(0.1 * coef.numel())
@@ -63,8 +63,8 @@ def test_kmeans_levels_hand_case_and_validation():
     assert idx.tolist() == [1, 1, 2, 2, 0]
     c, idx = kmeans_levels(torch.tensor([0.1, 0.2, 0.9, 1.0, -3.0]), k=3)  # init -3, -1, 1
     assert torch.allclose(c, torch.tensor([-3.0, 0.55])) and idx.tolist() == [1, 1, 1, 1, 0]
-    with pytest.raises(ns.RecipeError, match="keep"):
-        ns.create("frequency", keep=1.5)
+    with pytest.raises(ns.RecipeError, match="sparsity"):
+        ns.create("frequency", sparsity=1.0)
     with pytest.raises(ns.RecipeError, match="bits"):
         ns.create("frequency", bits=9)
 

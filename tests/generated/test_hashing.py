@@ -85,15 +85,15 @@ def test_buckets_from_weight_inverts_a_hashed_matrix():
 
 
 def test_method_validates_and_composes_in_a_recipe(digits, tmp_path):
-    with pytest.raises(ns.RecipeError, match="factor"):
-        ns.create("hashing", factor=0.0)
+    with pytest.raises(ns.RecipeError, match="ratio"):
+        ns.create("hashing", ratio=0.0)
     with pytest.raises(ns.RecipeError, match="init"):
         ns.create("hashing", init="zeros")
     train, test = digits
     torch.manual_seed(0)
     model = ns.zoo.models.create("lenet300_100", in_features=64)
-    recipe = ns.Recipe.of(ns.create("hashing", factor=0.125, targets=["fc1.weight"]),
-                          ns.create("frequency", keep=0.3, bits=4, targets=["fc2.weight"]),
+    recipe = ns.Recipe.of(ns.create("hashing", ratio=0.125, targets=["fc1.weight"]),
+                          ns.create("frequency", sparsity=0.7, bits=4, targets=["fc2.weight"]),
                           finetune=ns.TrainConfig(epochs=1))
     ns.compress_(model, recipe, data=train, progress=False)
     assert isinstance(model.fc1, HashedLinear) and model.fc1.buckets.numel() == 2400

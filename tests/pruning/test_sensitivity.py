@@ -46,7 +46,7 @@ def test_sensitivity_cli_writes_curves_plot_and_a_usable_recipe(tmp_path, monkey
     data = json.loads((out / "sensitivity.json").read_text())
     assert data["overall"] >= 0.8 and (out / "sensitivity.png").stat().st_size > 0
     recipe = ns.Recipe.from_toml(out / "recipe.toml")
-    assert recipe.steps[0].method.sparsity_map == data["allocation"]
+    assert recipe.steps[0].method.per_layer == data["allocation"]
     assert main(["sensitivity", "--model", "lenet300_100", "--data", "digits", "--out", str(out)]) == 2  # exists
     assert main(["sensitivity", "--model", "lenet300_100", "--data", "digits", "--sparsities", "2",
                  "--out", str(tmp_path / "x")]) == 2

@@ -90,7 +90,7 @@ def test_binary_clips_shadow_weights():
 @pytest.mark.parametrize("name, params, field", [
     ("quantize", {"bits": 9}, "bits"), ("quantize", {"bits": 4, "execute": "int8"}, "bits"),
     ("qat", {"percentile": 20.0}, "percentile"), ("kmeans", {"bits": 0}, "bits"),
-    ("kmeans", {"bits_map": {"fc1.weight": 12}}, "bits_map"), ("ternary", {"delta_factor": -1.0}, "delta_factor"),
+    ("kmeans", {"per_layer": {"fc1.weight": 12}}, "per_layer"), ("ternary", {"delta_factor": -1.0}, "delta_factor"),
     ("soft_sharing", {"pi_zero": 1.5}, "pi_zero"), ("soft_sharing", {"gamma_zero": [1.0]}, "gamma_zero"),
     ("binary", {"clip": 0.0}, "clip")])
 def test_bad_values_name_the_field(name, params, field):

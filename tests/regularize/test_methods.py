@@ -54,7 +54,7 @@ def test_dropneuron_penalty_by_hand_and_dead_units():
     with torch.no_grad():
         model.hidden[0].weight[3] = 0          # unit 3 of the first layer has no incoming weights
         model.hidden[1].weight[:, 5] = 0       # unit 5 of the first layer has no outgoing weights
-    m = _prepared("dropneuron", model, lam_in=0.03, lam_out=0.02)
+    m = _prepared("dropneuron", model, lam_output=0.03, lam_input=0.02)
     expect = 0.0
     for layer in (model.hidden[0], model.hidden[1], model.out):
         w = layer.weight.detach()
@@ -195,7 +195,7 @@ warmup = 0.0
 def test_gru_hidden_units_span_three_gates():
     torch.manual_seed(0)
     net = ns.zoo.models.create("gru", input_size=3, hidden_size=4, num_layers=1)
-    m = _prepared("group_lasso", net, group="incoming", lam=1e3, prox=True)
+    m = _prepared("group_lasso", net, group="output", lam=1e3, prox=True)
     m.after_step(StepContext(model=net, optimizer=_Opt(1.0)))    # a huge threshold: every unit dies
     m.finalize(net)
     assert m.dead_units_["rnn.weight_ih_l0"].shape == (4,) and m.dead_units_["rnn.weight_ih_l0"].all()

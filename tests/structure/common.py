@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 def units_removed(amount: float, tol: float = 0.02):
-    """channel_prune with target="channels": at least `amount` of the prunable units are gone,
+    """channel_prune with target="channels": at least `sparsity` of the prunable units are gone,
     and the module sizes really shrank (fewer parameters than before)."""
     def check(model, method):
         gone = 1 - method.units_after_ / method.units_before_

@@ -216,7 +216,7 @@ def test_importance_ranked_head_pruning_keeps_the_strongest_heads():
         v = F.linear(h, attn0.in_proj_weight[2 * E:], attn0.in_proj_bias[2 * E:]).abs().mean((0, 1))
     torch.testing.assert_close(act, v.view(4, d).sum(1), rtol=1e-5, atol=1e-6)
     keep = sorted(torch.argsort(by_hand, descending=True)[:2].tolist())
-    method = ns.create("channel_prune", amount=0.5, scope="layer", importance="l1", kinds=["heads"])
+    method = ns.create("channel_prune", sparsity=0.5, scope="layer", importance="l1", kinds=["heads"])
     method.prepare(m, PrepareContext(data=data))
     assert m.encoder.layers[0].self_attn.head_ids == keep
     assert all(layer.self_attn.num_heads == 2 and layer.linear1.out_features == 16 for layer in m.encoder.layers)
@@ -231,7 +231,7 @@ def test_transformer_small_shrunk_saves_loads_bit_exact_and_exports(tmp_path, ca
     kw = {"d_model": 32, "num_heads": 4, "dim_feedforward": 48}
     m = ns.zoo.models.create("transformer_small", **kw).eval()
     x = torch.rand(3, 28, 28)
-    method = ns.create("channel_prune", amount=0.5, scope="layer", importance="l2")
+    method = ns.create("channel_prune", sparsity=0.5, scope="layer", importance="l2")
     method.prepare(m, PrepareContext(data=TensorDataset(x, torch.zeros(3, dtype=torch.long))))
     assert all(layer.self_attn.num_heads == 2 and layer.linear1.out_features == 24 for layer in m.encoder.layers)
     fresh = ns.zoo.models.create("transformer_small", **kw).eval()

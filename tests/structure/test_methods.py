@@ -10,7 +10,7 @@ from torch.utils.data import TensorDataset
 import netshrink as ns
 from netshrink.core.context import PrepareContext
 from netshrink.structure import analyze
-from netshrink.structure.depth import block_scores, candidates
+from netshrink.structure.depth_pruning import block_scores, candidates
 from netshrink.structure.importance import scores
 
 
@@ -61,7 +61,7 @@ def test_taylor_is_squared_sum_of_grad_times_weight_per_batch():
 def test_layer_scope_removes_the_lowest_l1_units_of_every_layer():
     m = _mlp()
     ref = copy.deepcopy(m)
-    method = ns.create("channel_prune", amount=0.5, scope="layer", importance="l1")
+    method = ns.create("channel_prune", sparsity=0.5, scope="layer", importance="l1")
     method.prepare(m, PrepareContext(data=_data()))
     keep = torch.sort(torch.argsort(ref.hidden[0].weight.abs().sum(1), descending=True)[:4]).values
     torch.testing.assert_close(m.hidden[0].weight, ref.hidden[0].weight[keep], rtol=0, atol=0)
@@ -108,7 +108,7 @@ def test_depth_scores_match_the_lesion_and_block_influence_formulas():
 
 
 @pytest.mark.parametrize("method, field, value", [
-    ("channel_prune", "amount", 1.0), ("channel_prune", "steps", 0), ("channel_prune", "max_ratio", 1.0),
+    ("channel_prune", "sparsity", 1.0), ("channel_prune", "rounds", 0), ("channel_prune", "max_sparsity", 1.0),
     ("channel_prune", "kinds", ["rows"]), ("depth_prune", "blocks", 0), ("depth_prune", "criterion", "l1"),
 ])
 def test_bad_values_name_the_field(method, field, value):
@@ -133,6 +133,6 @@ def test_rnn_gate_row_masks_and_round_to():
     info = shrink(m, torch.zeros(2, 3, 4), remove={"rnn.weight_hh_l0": rows, "rnn.weight_ih_l0": rows})
     assert m.rnn.hidden_size == 5 and info["removed"] == {"rnn": 1}
     r = ns.zoo.models.create("resnet_small", widths=[16, 32, 32], blocks=[1, 1, 1])
-    method = ns.create("channel_prune", amount=0.4, scope="global", round_to=8)
+    method = ns.create("channel_prune", sparsity=0.4, scope="global", round_to=8)
     method.prepare(r, PrepareContext(data=TensorDataset(torch.randn(4, 1, 16, 16), torch.zeros(4, dtype=torch.long))))
     assert all(c.out_channels % 8 == 0 for c in r.modules() if isinstance(c, torch.nn.Conv2d))
