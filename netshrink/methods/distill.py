@@ -13,7 +13,7 @@ cross-entropy. The trainer (and the loop in DESIGN.md) always adds CE(logits, y)
 weight 1; these terms re-weight it to `label_weight` by adding (label_weight − 1)·CE
 on the same logits, which changes the gradient exactly as intended.
 
-    >>> student = derive_student(teacher, width=0.1, drop_layers=1)   # 784-30-10
+    >>> student = ns.zoo.derive_student(teacher, width=0.1, drop_layers=1)   # 784-30-10
     >>> ns.compress_(student, ns.Recipe.of(ns.create("distill", temperature=4.0)), data=train, teacher=teacher)
 """
 from __future__ import annotations
@@ -31,9 +31,8 @@ from netshrink.core.context import PrepareContext, StepContext
 from netshrink.core.method import Method
 from netshrink.errors import NetshrinkError, TargetError
 from netshrink.functional.distill import hint_loss, kd_loss, mimic_loss
-from netshrink.methods.students import derive_student
 
-__all__ = ["Distill", "Mimic", "Hints", "derive_student"]
+__all__ = ["Distill", "Mimic", "Hints"]
 
 
 def _frozen(model: nn.Module) -> nn.Module:

@@ -11,7 +11,7 @@ import netshrink as ns
 from netshrink.core.context import PrepareContext, StepContext
 from netshrink.errors import NetshrinkError, RecipeError
 from netshrink.functional.distill import distill_loss, hint_loss, kd_loss, mimic_loss
-from netshrink.methods.distill import derive_student
+from netshrink.zoo.students import derive_student
 from netshrink.measure.counts import param_counts
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from torch import nn
 
 from netshrink.errors import NetshrinkError
-from netshrink.zoo import models as zoo_models
+from netshrink.core import factories
 
 
 def _w(n: int, width: float) -> int:
@@ -56,7 +56,7 @@ def student_spec(name: str, kwargs: dict, *, width: float = 0.5, drop_layers: in
 def _narrow_lenet5(kwargs: dict, width: float) -> nn.Module:
     """LeNet-5 with conv 20·w, conv 50·w, FC 500·w: the zoo model with its four layers
     replaced by narrower ones (save records them as module edits)."""
-    net = zoo_models.create("lenet5", **kwargs)
+    net = factories.create("lenet5", **kwargs)
     c1, c2, f1 = _w(20, width), _w(50, width), _w(500, width)
     side2 = net.fc1.in_features // net.conv2.out_channels       # spatial positions after pool 2
     net.conv1 = nn.Conv2d(net.conv1.in_channels, c1, 5)
@@ -69,10 +69,10 @@ def _narrow_lenet5(kwargs: dict, width: float) -> nn.Module:
 def derive_student(teacher: nn.Module, *, width: float = 0.5, drop_layers: int = 0) -> nn.Module:
     """A fresh (untrained) zoo student of the zoo model `teacher`; seed torch first
     for reproducible initial weights."""
-    factory = zoo_models.factory_of(teacher)
+    factory = factories.factory_of(teacher)
     if factory is None:
         raise NetshrinkError("derive_student: the teacher was not built by a zoo factory "
-                             "(ns.zoo.models.create); build the student with create() directly")
+                             "(ns.zoo.models.create, or core.factories.create); build the student with create() directly")
     if factory["name"] == "lenet5":
         if drop_layers:
             raise NetshrinkError("derive_student: LeNet-5 students are narrower, not shallower (drop_layers = 0)")
@@ -80,4 +80,4 @@ def derive_student(teacher: nn.Module, *, width: float = 0.5, drop_layers: int =
             raise NetshrinkError(f"student width must be > 0, got {width}")
         return _narrow_lenet5(factory["kwargs"], width)
     name, kw = student_spec(factory["name"], factory["kwargs"], width=width, drop_layers=drop_layers)
-    return zoo_models.create(name, **kw)
+    return factories.create(name, **kw)
