@@ -12,7 +12,7 @@ from netshrink.methods.distill import Distill, Hints, Mimic
 from netshrink.methods.factorize import LowRank, Sketch
 from netshrink.methods.frequency import FrequencyPack
 from netshrink.methods.hashing import Hashing
-from netshrink.methods.hyper import Hypernetwork, Tie
+from netshrink.methods.hyper import Hypernetwork
 from netshrink.methods.l0 import L0
 from netshrink.methods.lassonet import LassoNet
 from netshrink.methods.lottery import EarlyBird, Lottery
@@ -24,6 +24,7 @@ from netshrink.methods.saliency import OBD, Taylor
 from netshrink.methods.share import KMeans, SoftSharing
 from netshrink.methods.depth import StochasticDepth
 from netshrink.methods.structured import ChannelPrune, DepthPrune
+from netshrink.methods.tie import Tie
 from netshrink.methods.variational import VariationalDropout
 
 __all__ = ["BUILTIN", "all_methods", "create", "get", "register", "unregister"]

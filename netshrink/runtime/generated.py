@@ -14,6 +14,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from netshrink.errors import ArtifactError
+from netshrink.reparams.hyper import HyperNetwork
+
+
+def conv_args(m: nn.Conv2d) -> tuple:
+    """The positional arguments of a Conv2d after `source`, in the order TiedConv2d and
+    HyperConv2d take them: (in, out, kernel_size, stride, padding, dilation, groups)."""
+    return (m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups)
 
 
 class _LinkedConv(nn.Module):
@@ -108,8 +115,6 @@ class HyperConv2d(_LinkedConv):
         self.start = int(start)
 
     def _check_source(self, src):
-        from netshrink.reparams.hyper import HyperNetwork
-
         T = getattr(src, "tile", 0)
         if not isinstance(src, HyperNetwork) or self.kernel_size != (src.kernel, src.kernel) or \
                 self.out_channels % T or (self.in_channels // self.groups) % T or \
