@@ -19,7 +19,7 @@ from torch import nn
 from netshrink.measure.counts import dense_zero_count, param_counts
 from netshrink.measure.flops import count_flops
 from netshrink.measure.latency import compare_latency, latency_ms
-from netshrink.measure.units import removable_units, summary
+from netshrink.measure.dead_neurons import removable_units, summary
 from netshrink.core.batches import Inputs, as_batches, batch_len
 from netshrink.measure import metrics
 from netshrink.train.loop import predict
@@ -47,7 +47,7 @@ class Report:
     onnx_speedup: dict = field(default_factory=dict)
     reference_accuracy: float | None = None
     notes: list = field(default_factory=list)
-    # per layer: units / dead_units / inputs / dead_inputs (all-zero weights; see measure.units)
+    # per layer: units / dead_units / inputs / dead_inputs (all-zero weights; see measure.dead_neurons)
     removable_units: dict = field(default_factory=dict)
 
     @property

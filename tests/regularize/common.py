@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 import netshrink as ns
-from netshrink.measure.units import removable_units
+from netshrink.measure.dead_neurons import removable_units
 
 
 def _sparsity(model) -> float:

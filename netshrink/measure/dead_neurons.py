@@ -1,4 +1,5 @@
-"""Removable units: output units and input features whose weights are all zero.
+"""Dead neurons: output units and input features whose weights are all zero, so
+structured shrinking could remove them.
 
 Until structured shrinking removes them physically, a model regularised by group
 lasso, DropNeuron, L0 or LassoNet still computes its dead units densely; `measure`
