@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from netshrink.artifact import save
 from netshrink.measure.counts import dense_zero_count, param_counts
 from netshrink.measure.flops import count_flops
 from netshrink.measure.latency import compare_latency, latency_ms
+from netshrink.runtime.onnx_export import compare_ort_latency, export_onnx, ort_latency_ms
 from netshrink.measure.dead_neurons import removable_units, summary
 from netshrink.core.batches import Inputs, as_batches, batch_len
 from netshrink.measure import metrics
@@ -120,8 +122,6 @@ class Report:
 
 
 def _file_size(model: nn.Module) -> int | None:
-    from netshrink.artifact import save
-
     with tempfile.TemporaryDirectory() as d:
         p = os.path.join(d, "m.nshr")
         save(model, p)
@@ -226,8 +226,6 @@ def measure(model: nn.Module, data, *, reference: nn.Module | None = None, batch
 def _onnx_latency(r: Report, model, reference, data, batch_sizes) -> None:
     """ONNX Runtime latency beside torch's: both models exported (and verified
     against PyTorch) and timed interleaved in this process."""
-    from netshrink.runtime.onnx_export import compare_ort_latency, export_onnx, ort_latency_ms
-
     try:
         for b in batch_sizes:
             x = _example(data, max(b, 2))[:b] if b > 1 else _example(data, 2)[:1]

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from netshrink.artifact import load
 from netshrink.core.batches import as_batches, output_tensor
 from netshrink.core.context import PrepareContext, StepContext
 from netshrink.core.method import Method
@@ -52,8 +53,6 @@ class _TeacherLoss(Method):
 
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
         if self.teacher:
-            from netshrink.artifact import load
-
             self.teacher_ = _frozen(load(self.teacher))
         elif ctx.teacher is not None:
             self.teacher_ = ctx.teacher.eval()

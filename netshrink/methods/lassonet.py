@@ -36,6 +36,7 @@ from netshrink.core.reparam import attach, bake, original
 from netshrink.core.targets import Site
 from netshrink.errors import RecipeError, TargetError
 from netshrink.functional.prox import hier_prox
+from netshrink.measure.plots import line_plot
 from netshrink.reparams.mask import Mask
 from netshrink.train.config import TrainConfig
 from netshrink.train.loop import fit, make_optimizer, predict
@@ -314,8 +315,6 @@ class LassoNet(Method):
 
 def plot_path(path: list[PathPoint], out, *, title: str = "LassoNet path", baseline: float | None = None) -> None:
     """Validation accuracy against features kept, one point per lambda (log-scaled x)."""
-    from netshrink.measure.plots import line_plot
-
     pts = [p for p in path if p.accuracy is not None and p.n_features > 0]
     line_plot(out, {"LassoNet path": ([p.n_features for p in pts], [100 * p.accuracy for p in pts])},
               xlabel="input features kept", ylabel="validation accuracy (%)", title=title, logx=True,

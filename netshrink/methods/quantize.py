@@ -18,7 +18,7 @@ from torch import nn
 
 from netshrink.core.context import PrepareContext, StepContext
 from netshrink.core.method import Method
-from netshrink.core.reparam import attach, bake, original
+from netshrink.core.reparam import attach, bake, original, reparams_of
 from netshrink.core.targets import Site
 from netshrink.errors import RecipeError
 from netshrink.functional.quantize import fake_quantize_activation
@@ -27,8 +27,6 @@ from netshrink.runtime.int8_linear import Int8Linear
 
 
 def _last_is(site: Site, kind: type) -> bool:
-    from netshrink.core.reparam import reparams_of
-
     chain = reparams_of(site.module, site.param_name)
     return bool(chain) and isinstance(chain[-1], kind)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from netshrink.artifact import load, save
 from netshrink.train.config import TrainConfig
 from netshrink.train.loop import fit
 from netshrink.zoo import data as zoo_data
@@ -48,8 +49,6 @@ def baseline_key(model: str, data: str, fold: int, kwargs: dict, config: TrainCo
 def baseline(model: str, data: str, fold: int = 0, *, config: TrainConfig | None = None,
              progress: bool = True, size: int | None = None, **model_kwargs) -> nn.Module:
     """A trained zoo model, from cache if it was trained before."""
-    from netshrink.artifact import load, save
-
     kwargs = {**zoo_models.kwargs_for_data(model, data), **model_kwargs}
     config = config or BASELINE_CONFIGS.get(model, TrainConfig(epochs=10))
     key = baseline_key(model, data, fold, kwargs, config, size)
