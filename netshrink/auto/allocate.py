@@ -73,13 +73,16 @@ def knapsack(costs: list[list[float]], damage: list[list[float]], capacity: floa
     return out[::-1]
 
 
-def uniform(costs: list[list[float]], damage: list[list[float]], capacity: float) -> list[int] | None:
-    """The same option index in every layer: the least damaging one that fits."""
-    n = min(len(c) for c in costs)
-    fits = [(sum(d[i] for d in damage), i) for i in range(n) if sum(c[i] for c in costs) <= capacity]
+def uniform(costs: list[list[float]], damage: list[list[float]], capacity: float,
+            options: list[list[int]] | None = None) -> list[int] | None:
+    """The least damaging of the uniform allocations that fits. options: the allocations
+    that count as uniform (per-layer index vectors); default the same index everywhere."""
+    if options is None:
+        options = [[i] * len(costs) for i in range(min(len(c) for c in costs))]
+    fits = [(total(damage, o), k) for k, o in enumerate(options) if total(costs, o) <= capacity]
     if not fits:
         return None
-    return [min(fits)[1]] * len(costs)
+    return list(options[min(fits)[1]])
 
 
 def total(values: list[list[float]], picks: list[int]) -> float:

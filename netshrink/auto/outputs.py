@@ -1,6 +1,6 @@
 """What a search leaves for the user to keep, in a run folder:
 
-    recipe.toml   the resolved recipe (per-layer sparsity_map / bits_map) that
+    recipe.toml   the resolved recipe (per-layer `per_layer` maps of sparsity / bits) that
                   `netshrink compress` replays to the same model, headed by the command
     choices.md    the per-layer choices: sparsity, bits, codec bytes, share of the file
     points.json   every point tried (bytes, accuracy, drop, latency, time, choices)
@@ -70,7 +70,7 @@ def write_outputs(res, out, *, command: str = "", reproduce: str = "") -> None:
         (out / "recipe.toml").write_text(p.recipe.to_toml(header))
         if res.model is not None:
             try:
-                save(res.model, out / "model.nshr", meta={"auto": p.row()})
+                save(res.model, out / "model.nshr")   # no meta: the file is the one whose bytes were verified
             except NetshrinkError:   # a user model without a zoo factory: recipe and tables still help
                 pass
     (out / "points.json").write_text(json.dumps({

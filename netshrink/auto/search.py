@@ -31,7 +31,7 @@ from netshrink.auto import allocate
 from netshrink.auto.budget import Budget
 from netshrink.auto.cost import Choice, candidate, file_bytes, measured_latency, share_like, tensor_bytes
 from netshrink.auto.sensitivity import (BITS, SPARSITIES, LayerTable, _loss, _set, calibration, choices_for,
-                                        probe)
+                                        default_targets, probe, site_choices)
 from netshrink.pipeline.compress import compress_
 from netshrink.core.context import PrepareContext
 from netshrink.pipeline.recipe import Recipe, Step
@@ -107,11 +107,12 @@ class AutoResult:
 def auto(model: nn.Module, data, budget: Budget, *, eval_data=None, methods=("prune", "kmeans"),
          finetune: TrainConfig | None = None, centroid_finetune: dict | None = None, proxy: str = "loss",
          sparsities=SPARSITIES, bits=BITS, targets: Targets | None = None, calib_size: int = 1024,
-         compare_uniform: bool = False, explore: int = 1, progress: bool = True, cache: bool = True,
-         log=None) -> AutoResult:
+         compare_uniform: bool = False, explore: int = 1, distill: bool = False, progress: bool = True,
+         cache: bool = True, log=None) -> AutoResult:
     """Search per-layer choices under `budget`, compress a copy of `model` (fine-tuned on
     `data`), verify on `eval_data` (default: 10 % of `data`, held out of fine-tuning).
-    The model passed in is not changed."""
+    distill: fine-tune with Hinton's soft targets of the model as given (a `distill`
+    step first in the recipe, with no phase of its own). The model passed in is not changed."""
     t0 = time.perf_counter()
     log = log or (lambda msg: None)
     methods = tuple(methods) + (("channels",) if budget.latency_ms is not None and "channels" not in methods else ())
@@ -132,6 +133,10 @@ def auto(model: nn.Module, data, budget: Budget, *, eval_data=None, methods=("pr
     base_lat = measured_latency(base, example) if budget.latency_ms is not None else None
 
     models: dict[int, nn.Module] = {}
+    teacher = None
+    if distill:
+        teacher = copy.deepcopy(base).eval()
+        teacher.requires_grad_(False)
 
     def runner(b: Budget) -> _Runner:
         start, pre = base, []
@@ -141,10 +146,14 @@ def auto(model: nn.Module, data, budget: Budget, *, eval_data=None, methods=("pr
         if b.bytes is not None and ("prune" in methods or "kmeans" in methods):
             sp = sparsities if "prune" in methods else (0.0,)
             bt = bits if "kmeans" in methods else (None,)
-            _feasible(start, b.bytes, sp, bt, targets)
-            tables = probe(start, calib, choices_for(sp, bt), targets=targets, cache=cache, progress=progress)
-        return _Runner(start, pre, data, eval_data, calib, b, cfg, cent, proxy, tables, targets, base_acc,
-                       example, "kmeans" in methods, progress, log, models)
+        tg = targets or default_targets(start)
+        if b.bytes is not None and ("prune" in methods or "kmeans" in methods):
+            sp = sparsities if "prune" in methods else (0.0,)
+            bt = bits if "kmeans" in methods else (None,)
+            _feasible(start, b.bytes, sp, bt, tg)
+            tables = probe(start, calib, choices_for(sp, bt), targets=tg, cache=cache, progress=progress)
+        return _Runner(start, pre, data, eval_data, calib, b, cfg, cent, proxy, tables, tg, base_acc,
+                       example, "kmeans" in methods, progress, log, models, teacher)
 
     run = runner(budget)
     points = [run.point("auto", budget.bytes)]
@@ -184,7 +193,8 @@ def _feasible(model, budget_bytes: int, sparsities, bits, targets) -> None:
     weights = {s.name: s.tensor.detach() for s in sites}
     fixed = file_bytes(model) - sum(tensor_bytes(w) for w in weights.values())
     smallest = Choice(max(sparsities), min(b for b in bits) if None not in bits else None)
-    floor = fixed + sum(tensor_bytes(candidate(w, smallest, iters=5)) for w in weights.values())
+    floor = fixed + sum(min(tensor_bytes(candidate(w, c, iters=5)) for c in site_choices(w, [smallest]))
+                        for w in weights.values())
     if floor > budget_bytes:
         raise NetshrinkError(f"size budget {budget_bytes:,} bytes cannot be met: the smallest file these choices "
                              f"reach is about {floor:,} bytes ({fixed:,} of them outside the searched weights; "
@@ -199,7 +209,7 @@ def _structured(base, data, budget: Budget, cfg, example, base_lat, log):
     for _ in range(7):                     # bisection on the amount of FLOPs removed
         mid = (lo + hi) / 2
         net = copy.deepcopy(base)
-        m = create("channel_prune", amount=round(mid, 4), target="flops", scope="global", importance="l1")
+        m = create("channel_prune", sparsity=round(mid, 4), target="flops", scope="global", importance="l1")
         m.prepare(net, PrepareContext(data=data, finetune=cfg))
         lat = measured_latency(net, example)
         log(f"channel_prune amount {mid:.3f}: {lat:.3f} ms (budget {budget.latency_ms:.3f} ms)")
@@ -211,7 +221,7 @@ def _structured(base, data, budget: Budget, cfg, example, base_lat, log):
         raise NetshrinkError(f"latency budget {budget.latency_ms:g} ms at batch {budget.batch} cannot be met: "
                              f"removing 95 % of the FLOPs by channel pruning still takes longer "
                              f"(the model takes {base_lat:.3f} ms)")
-    step = Step(create("channel_prune", amount=best[0], target="flops", scope="global", importance="l1"))
+    step = Step(create("channel_prune", sparsity=best[0], target="flops", scope="global", importance="l1"))
     net = copy.deepcopy(base)
     compress_(net, Recipe([step], cfg), data=data, progress=False)
     return net, [step]
@@ -221,7 +231,7 @@ class _Runner:
     """Builds one point: allocation -> stage 1 (prune) -> stage 2 (bits) -> verify."""
 
     def __init__(self, start, pre_steps, data, eval_data, calib, budget, cfg, cent, proxy, tables, targets,
-                 base_acc, example, kmeans, progress, log, models):
+                 base_acc, example, kmeans, progress, log, models, teacher):
         self.__dict__.update(locals())
         del self.__dict__["self"]
 
@@ -229,27 +239,33 @@ class _Runner:
         t0 = time.perf_counter()
         net = copy.deepcopy(self.start)
         steps = list(self.pre_steps)
+        # Distillation: the loss of a persistent first step, no phase of its own (epochs 0), the
+        # teacher the model as given, in each stage as in one `compress_` of the whole recipe.
+        kd = [Step(create("distill"), {"epochs": 0})] if self.teacher is not None else []
+        steps += kd
         choices: dict[str, Choice] = {}
         if self.budget.bytes is not None and self.tables:
             sites = select(net, self.targets)
-            costs = [t.bytes for t in self.tables]
-            damage = [t.damage(self.proxy) for t in self.tables]
             ws = [s.tensor.detach().clone() for s in sites]
-            picks = self._fit(net, sites, costs, damage, uniform,
-                              lambda li, i: candidate(ws[li], self.tables[li].choices[i], iters=20))
-            smap = {t.name: t.choices[i].sparsity for t, i in zip(self.tables, picks)}
+            options = _uniform_options([t.choices for t in self.tables]) if uniform else None
+            picks = self._fit(net, [t.bytes for t in self.tables], [t.damage(self.proxy) for t in self.tables],
+                              options, lambda li, i: candidate(ws[li], self.tables[li].choices[i], iters=20))
+            smap = {t.name: t.choices[i].sparsity for t, i, w in zip(self.tables, picks, ws) if w.dim() > 1}
             self.log(f"{label}: stage 1 sparsities {smap}")
-            step1 = Step(create("gradual_magnitude", runtime="dense", sparsity=max(smap.values()),
-                                sparsity_map=smap, frequency=20, targets=self.targets or Targets()))
-            compress_(net, Recipe([step1], self.cfg), data=self.data, progress=self.progress)
-            steps.append(step1)
+            if any(v > 0 for v in smap.values()):
+                step1 = Step(create("gradual_magnitude", runtime="dense", sparsity=max(smap.values()),
+                                    per_layer=smap, frequency=20, targets=Targets(include=list(smap))))
+                compress_(net, Recipe(kd + [step1], self.cfg), data=self.data, teacher=self.teacher,
+                          progress=self.progress)
+                steps.append(step1)
             bmap = self._bits(net, uniform) if self.kmeans else {}
             if bmap:
-                step2 = Step(create("kmeans", bits=max(bmap.values()), bits_map=bmap,
-                                    targets=self.targets or Targets()), dict(self.cent))
-                compress_(net, Recipe([step2], self.cfg), data=self.data, progress=self.progress)
+                step2 = Step(create("kmeans", bits=max(bmap.values()), per_layer=bmap,
+                                    targets=Targets(include=list(bmap))), dict(self.cent))
+                compress_(net, Recipe(kd + [step2], self.cfg), data=self.data, teacher=self.teacher,
+                          progress=self.progress)
                 steps.append(step2)
-            choices = {t.name: Choice(smap[t.name], bmap.get(t.name)) for t in self.tables}
+            choices = {t.name: Choice(smap.get(t.name, 0.0), bmap.get(t.name)) for t in self.tables}
         size = file_bytes(net)
         acc = evaluate(net, self.eval_data)
         lat = measured_latency(net, self.example) if self.budget.latency_ms is not None else None
@@ -264,18 +280,21 @@ class _Runner:
         self.models[id(p)] = net
         return p
 
-    def _fit(self, net, sites, costs, damage, uniform: bool, make) -> list[int]:
-        """Knapsack picks whose *whole file* fits: the fixed bytes (biases, header; the header's
-        descriptors depend on the encodings chosen) are re-measured by saving a copy with the
-        picked candidates, and the weights' capacity shrinks by any excess, up to 4 times.
-        If nothing fits, the cheapest option of every layer (built, measured, reported)."""
-        pick = allocate.uniform if uniform else allocate.knapsack
+    def _fit(self, net, costs, damage, options, make) -> list[int]:
+        """Knapsack picks whose *whole file* fits: the fixed bytes (header; its descriptors
+        depend on the encodings chosen) are re-measured by saving a copy with the picked
+        candidates, and the capacity shrinks by any excess, up to 4 times. options: the
+        uniform allocations to choose among instead of the knapsack. If nothing fits,
+        the cheapest option of every layer (built, measured, reported)."""
+        sites = select(net, self.targets)
         cheapest = [min(range(len(c)), key=c.__getitem__) for c in costs]
         fixed = file_bytes(net) - sum(tensor_bytes(s.tensor.detach()) for s in sites)
         slack = max(SLACK, int(0.004 * self.budget.bytes))
         cap = self.budget.bytes - fixed - slack
+        picks = cheapest
         for _ in range(4):
-            picks = pick(costs, damage, cap)
+            picks = allocate.knapsack(costs, damage, cap) if options is None else \
+                allocate.uniform(costs, damage, cap, options)
             if picks is None:
                 return cheapest
             trial = copy.deepcopy(net)
@@ -289,17 +308,18 @@ class _Runner:
 
     @torch.no_grad()
     def _bits(self, net, uniform: bool) -> dict[str, int]:
-        """Bits per layer by the knapsack on the pruned weights' exact codec bytes."""
-        bits = sorted({c.bits for t in self.tables for c in t.choices if c.bits is not None})
+        """Bits per tensor (or none: float32) by the knapsack on the pruned weights'
+        exact codec bytes and loss probes."""
         sites = select(net, self.targets)
         x, y = self.calib
         net.eval()
         base = _loss(net, x, y)
-        costs, damage = [], []
-        for s in sites:
+        costs, damage, opts = [], [], []
+        for s, t in zip(sites, self.tables):
             w = s.tensor.detach().clone()
+            o = sorted({c.bits for c in t.choices}, key=lambda b: 99 if b is None else b)
             c, d = [], []
-            for b in bits:
+            for b in o:
                 q = share_like(w, b)          # the kmeans method's own clustering (linear init, 100 iters)
                 c.append(tensor_bytes(q))
                 _set(s, q)
@@ -307,9 +327,25 @@ class _Runner:
             _set(s, w)
             costs.append(c)
             damage.append(d)
+            opts.append([Choice(0.0, b) for b in o])
         ws = [s.tensor.detach().clone() for s in sites]
-        picks = self._fit(net, sites, costs, damage, uniform, lambda li, i: share_like(ws[li], bits[i]))
-        return {s.name: bits[i] for s, i in zip(sites, picks)}
+        picks = self._fit(net, costs, damage, _uniform_options(opts) if uniform else None,
+                          lambda li, i: share_like(ws[li], opts[li][i].bits))
+        return {s.name: o[i].bits for s, o, i in zip(sites, opts, picks) if o[i].bits is not None}
+
+
+def _uniform_options(choices: list[list[Choice]]) -> list[list[int]]:
+    """Uniform allocations: one (sparsity, bits) of the weights' grid for every matrix;
+    vectors (biases) take the same bits, unpruned."""
+    grid = next((c for c in choices if any(x.sparsity > 0 for x in c)), choices[0])
+    out = []
+    for g in grid:
+        row = []
+        for cs in choices:
+            want = g if any(x.sparsity > 0 for x in cs) or cs is grid else Choice(0.0, g.bits)
+            row.append(cs.index(want) if want in cs else min(range(len(cs)), key=lambda i: cs[i].bits or 99))
+        out.append(row)
+    return out
 
 
 def _message(res: AutoResult) -> str:

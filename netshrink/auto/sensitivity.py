@@ -58,6 +58,24 @@ def choices_for(sparsities=SPARSITIES, bits=BITS) -> list[Choice]:
     return [Choice(float(s), None if b is None else int(b)) for s in sparsities for b in bits]
 
 
+def site_choices(w: torch.Tensor, choices: list[Choice]) -> list[Choice]:
+    """A vector (a bias) is never pruned; it may be shared or stay float32."""
+    if w.dim() > 1:
+        return list(choices)
+    bits = sorted({c.bits for c in choices if c.bits is not None})
+    return [Choice(0.0, b) for b in bits] + [Choice(0.0, None)]
+
+
+def default_targets(model: nn.Module) -> Targets:
+    """Every layer weight that `select` picks by default, and the bias of its module."""
+    names = []
+    for s in select(model):
+        names.append(s.name)
+        if s.param_name == "weight" and isinstance(getattr(s.module, "bias", None), nn.Parameter):
+            names.append(f"{s.module_name}.bias" if s.module_name else "bias")
+    return Targets(include=names)
+
+
 def calibration(data, n: int = 1024, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(x, y) of up to `n` samples of `data`, a fixed random subset."""
     g = torch.Generator().manual_seed(seed)
@@ -120,7 +138,7 @@ def probe(model: nn.Module, calib: tuple[torch.Tensor, torch.Tensor], choices: l
     from netshrink.zoo.baseline import cache_dir
 
     x, y = calib
-    sites = select(model, targets)
+    sites = select(model, targets or default_targets(model))
     path = cache_dir() / "auto" / f"probe-{_key(model, sites, x, y, choices)}.json"
     if cache and path.exists():
         return [LayerTable.from_dict(d) for d in json.loads(path.read_text())]
@@ -133,9 +151,9 @@ def probe(model: nn.Module, calib: tuple[torch.Tensor, torch.Tensor], choices: l
         for site in sites:
             w = site.tensor.detach().clone()
             order = torch.argsort(w.reshape(-1).abs().float(), descending=True, stable=True)
-            t = LayerTable(site.name, w.numel(), list(choices))
+            t = LayerTable(site.name, w.numel(), site_choices(w, choices))
             pruned = {}
-            for c in choices:
+            for c in t.choices:
                 if c.sparsity not in pruned:
                     pruned[c.sparsity] = prune_like(w, c.sparsity, order)
                 q = share_like(pruned[c.sparsity], c.bits, iters=kmeans_iters)

@@ -1,0 +1,140 @@
+"""`netshrink bench auto`: issue 16's "must show" figures for `ns.auto`.
+
+Per fold of mnist5k, against the same-run baseline:
+1. Storage budgets: LeNet-300-100 at dense/100 bytes and LeNet-5 at dense/300 bytes
+   (storage ratio = dense fp32 parameter bytes / bytes of the saved file), max drop
+   0.5 pp: the search (per-layer sparsity x bits by knapsack, gradual pruning +
+   k-means, fine-tuned) and the uniform allocation at the same budget with the same
+   fine-tuning (one sparsity and one bit width for every layer, the best that fits).
+2. A latency budget: LeNet-5 at half its measured batch-64 latency (channel pruning,
+   amount by bisection on measured latency, fine-tuned); the speedup is re-measured
+   against the baseline in the same process, interleaved.
+--quick runs fold 0 only, with the same budgets (it says where the search stands).
+Search wall time (sensitivity probes + every compression + verification) beside each
+row. The search sees only the training fold (calibration and fine-tuning); the test
+fold only verifies. One intra-op thread (the machine is shared).
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from netshrink.auto import Budget, auto
+from netshrink.measure.latency import compare_latency
+from netshrink.measure.plots import plt
+from netshrink.train.config import TrainConfig
+from netshrink.zoo import data as zoo_data
+from netshrink.zoo.baseline import baseline
+from netshrink_bench.results import BenchContext, fmt_mean_std, mean_std
+
+STORAGE = [("lenet300_100", 100.0), ("lenet5", 300.0)]   # (model, storage ratio the budget asks for)
+LATENCY = [("lenet5", 64, 2.0)]                           # (model, batch, speedup the budget asks for)
+MAX_DROP = 0.5
+EPOCHS = 20
+
+
+def _storage(ctx: BenchContext, model: str, ratio: float, fold: int, rows: list) -> None:
+    train, test = zoo_data.load("mnist5k", fold)
+    base = baseline(model, "mnist5k", fold, progress=False)
+    dense = 4 * sum(p.numel() for p in base.parameters())
+    t0 = time.perf_counter()
+    res = auto(base, train, Budget(bytes=int(dense / ratio), max_drop=MAX_DROP), eval_data=test,
+               finetune=TrainConfig(epochs=EPOCHS), compare_uniform=True, explore=0,
+               progress=False, log=ctx.log)
+    seconds = time.perf_counter() - t0
+    for p in res.points:
+        row = dict(kind="storage", model=model, method=p.label, fold=fold, target_ratio=ratio,
+                   budget_bytes=res.budget.bytes, file_bytes=p.bytes, dense_bytes=dense,
+                   storage_ratio=dense / p.bytes, bytes_met=p.bytes <= res.budget.bytes,
+                   baseline_acc=res.baseline_acc, acc=p.acc, drop_pp=p.drop_pp, point_s=p.seconds,
+                   search_s=seconds, choices={k: [c.sparsity, c.bits] for k, c in p.choices.items()})
+        ctx.record(**row)
+        rows.append(row)
+
+
+def _latency(ctx: BenchContext, model: str, batch: int, speedup: float, fold: int, rows: list) -> None:
+    train, test = zoo_data.load("mnist5k", fold)
+    base = baseline(model, "mnist5k", fold, progress=False)
+    x = torch.stack([train[i][0] for i in range(batch)])
+    base_ms, _ = compare_latency(base, base, x)
+    t0 = time.perf_counter()
+    res = auto(base, train, Budget(latency_ms=base_ms / speedup, batch=batch, max_drop=MAX_DROP),
+               eval_data=test, methods=["channels"], finetune=TrainConfig(epochs=EPOCHS),
+               explore=0, progress=False, log=ctx.log)
+    seconds = time.perf_counter() - t0
+    p = res.best
+    ms, ref = compare_latency(res.model, base, x)
+    row = dict(kind="latency", model=model, method="auto", fold=fold, batch=batch, target_speedup=speedup,
+               budget_ms=res.budget.latency_ms, ms=ms, baseline_ms=ref, speedup=ref / ms, latency_met=p.met or
+               (p.latency_ms is not None and p.latency_ms <= res.budget.latency_ms),
+               baseline_acc=res.baseline_acc, acc=p.acc, drop_pp=p.drop_pp, search_s=seconds,
+               recipe=p.recipe.to_dict())
+    ctx.record(**row)
+    rows.append(row)
+    ctx.log(f"{model} latency fold {fold}: {ref / ms:.2f}x at batch {batch}, drop {p.drop_pp:.2f} pp, {seconds:.0f} s")
+
+
+def _write(ctx: BenchContext, rows: list) -> None:
+    storage = []
+    for model, ratio in STORAGE:
+        for method in ("auto", "uniform"):
+            r = [x for x in rows if x["kind"] == "storage" and x["model"] == model and x["method"] == method]
+            if not r:
+                continue
+            ratio_m, ratio_s = mean_std([x["storage_ratio"] for x in r])
+            storage.append([model, f"{ratio:g}x ({r[0]['budget_bytes']:,} B)", method,
+                            f"{ratio_m:.1f} ± {ratio_s:.1f}x", f"{mean_std([x['file_bytes'] for x in r])[0]:,.0f}",
+                            f"{sum(x['bytes_met'] for x in r)}/{len(r)}", fmt_mean_std([x["drop_pp"] for x in r], 1.0),
+                            f"{mean_std([x['search_s'] for x in r])[0]:.0f}"])
+    latency = []
+    for model, batch, speedup in LATENCY:
+        r = [x for x in rows if x["kind"] == "latency" and x["model"] == model]
+        if r:
+            latency.append([model, batch, f"{speedup:g}x", fmt_mean_std([x["speedup"] for x in r], 1.0),
+                            f"{sum(x['latency_met'] for x in r)}/{len(r)}", fmt_mean_std([x["drop_pp"] for x in r], 1.0),
+                            f"{mean_std([x['search_s'] for x in r])[0]:.0f}"])
+    _plot(ctx, rows)
+    ctx.write_markdown(
+        "Budget-driven automatic compression (ns.auto, issue 16)",
+        [("Storage budgets (max drop 0.5 pp; search vs uniform allocation at the same budget, same fine-tuning)",
+          ["model", "budget", "allocation", "storage ratio", "file bytes", "bytes met", "drop (pp)",
+           "search wall s"], storage),
+         ("Latency budget (channel pruning to the measured latency, fine-tuned)",
+          ["model", "batch", "asked", "measured speedup", "latency met", "drop (pp)", "search wall s"], latency)],
+        plots=["auto_ratio_vs_drop.png"],
+        notes=f"Fine-tuning: {EPOCHS} epochs after pruning (Adam 1e-3, cosine), 3 epochs of "
+              "centroid fine-tuning (1e-4). Drop = baseline - compressed accuracy on the test fold, in points. "
+              "'search wall s' is the whole `ns.auto` call (probes, both allocations' compressions, verification).")
+
+
+def _plot(ctx: BenchContext, rows: list) -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    for model, _ in STORAGE:
+        for method, marker in (("auto", "o"), ("uniform", "x")):
+            r = [x for x in rows if x["kind"] == "storage" and x["model"] == model and x["method"] == method]
+            if r:
+                ax.scatter([x["storage_ratio"] for x in r], [x["drop_pp"] for x in r], marker=marker,
+                           label=f"{model} {method}")
+    ax.axhline(MAX_DROP, color="red", ls="--", lw=1, label="max drop")
+    ax.set_xscale("log")
+    ax.set_xlabel("storage ratio (dense fp32 / saved file)")
+    ax.set_ylabel("accuracy drop (pp)")
+    ax.set_title("ns.auto: per-fold points at the storage budgets")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(ctx.dir / "auto_ratio_vs_drop.png")
+    plt.close(fig)
+
+
+def run(ctx: BenchContext) -> None:
+    torch.set_num_threads(1)
+    rows: list = []
+    for fold in ctx.folds:   # folds outermost; tables rewritten after each, so a cut-short run still reports
+        for model, ratio in STORAGE:
+            _storage(ctx, model, ratio, fold, rows)
+            _write(ctx, rows)
+        for model, batch, speedup in LATENCY:
+            _latency(ctx, model, batch, speedup, fold, rows)
+            _write(ctx, rows)
