@@ -19,10 +19,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from netshrink.artifact import save
+from netshrink.codec import write_archive
 from netshrink.codec.dtypes import to_bits
 from netshrink.codec.encodings import encode_bits
 from netshrink.functional.kmeans1d import kmeans1d, linear_init
 from netshrink.functional.prune import keep_count
+from netshrink.measure.latency import latency_ms
+from netshrink.zoo.models import factory_of
 
 
 @dataclass(frozen=True)
@@ -83,10 +87,6 @@ def candidate(w: torch.Tensor, choice: Choice, order: torch.Tensor | None = None
 def file_bytes(model: nn.Module) -> int:
     """Bytes of the file `save` writes (a plain archive of the state when the model
     has no zoo factory)."""
-    from netshrink.codec import write_archive
-    from netshrink.artifact import save
-    from netshrink.zoo.models import factory_of
-
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "m.nshr"
         if factory_of(model) is not None:
@@ -102,6 +102,4 @@ def overhead_bytes(model: nn.Module, weights: dict[str, torch.Tensor]) -> int:
 @torch.no_grad()
 def measured_latency(model: nn.Module, example: torch.Tensor, *, min_run_time: float = 0.3) -> float:
     """Median ms of one forward pass on `example` (batch included)."""
-    from netshrink.measure.latency import latency_ms
-
     return latency_ms(model, example, min_run_time=min_run_time)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from netshrink.artifact import save
 from netshrink.errors import NetshrinkError
+from netshrink.measure.plots import plt
 from netshrink.measure.tables import markdown_table
 
 
@@ -33,8 +35,6 @@ CHOICE_HEADERS = ["layer", "weights", "sparsity", "bits", "bytes", "of file"]
 
 
 def pareto_plot(res, path, title: str = "") -> None:
-    from netshrink.measure.plots import plt
-
     lat = res.budget.bytes is None
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     for p in res.points:
@@ -59,8 +59,6 @@ def pareto_plot(res, path, title: str = "") -> None:
 
 def write_outputs(res, out, *, command: str = "", reproduce: str = "") -> None:
     """Files into the folder `out` (created; the caller decides about overwriting)."""
-    from netshrink.artifact import save
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     p = res.best

@@ -29,9 +29,11 @@ from torch import nn
 
 from netshrink.auto import allocate
 from netshrink.auto.budget import Budget
+from netshrink.auto.outputs import write_outputs
 from netshrink.auto.cost import Choice, candidate, file_bytes, measured_latency, share_like, tensor_bytes
-from netshrink.auto.sensitivity import (BITS, SPARSITIES, LayerTable, _loss, _set, calibration, choices_for,
-                                        default_targets, probe, site_choices)
+from netshrink.auto.sensitivity import (BITS, SPARSITIES, LayerTable, calibration, choices_for,
+                                        default_targets, mean_loss, probe, set_weight,
+                                        site_choices)
 from netshrink.pipeline.compress import compress_
 from netshrink.core.context import PrepareContext
 from netshrink.pipeline.recipe import Recipe, Step
@@ -99,8 +101,6 @@ class AutoResult:
         return self
 
     def write(self, out, *, command: str = "", reproduce: str = "") -> None:
-        from netshrink.auto.outputs import write_outputs
-
         write_outputs(self, out, command=command, reproduce=reproduce)
 
 
@@ -299,7 +299,7 @@ class _Runner:
                 return cheapest
             trial = copy.deepcopy(net)
             for li, (s, i) in enumerate(zip(select(trial, self.targets), picks)):
-                _set(s, make(li, i))
+                set_weight(s, make(li, i))
             over = file_bytes(trial) - (self.budget.bytes - slack)
             if over <= 0:
                 return picks
@@ -313,7 +313,7 @@ class _Runner:
         sites = select(net, self.targets)
         x, y = self.calib
         net.eval()
-        base = _loss(net, x, y)
+        base = mean_loss(net, x, y)
         costs, damage, opts = [], [], []
         for s, t in zip(sites, self.tables):
             w = s.tensor.detach().clone()
@@ -322,9 +322,9 @@ class _Runner:
             for b in o:
                 q = share_like(w, b)          # the kmeans method's own clustering (linear init, 100 iters)
                 c.append(tensor_bytes(q))
-                _set(s, q)
-                d.append(_loss(net, x, y) - base)
-            _set(s, w)
+                set_weight(s, q)
+                d.append(mean_loss(net, x, y) - base)
+            set_weight(s, w)
             costs.append(c)
             damage.append(d)
             opts.append([Choice(0.0, b) for b in o])

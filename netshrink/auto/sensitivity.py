@@ -25,6 +25,7 @@ from torch import nn
 from netshrink.auto.cost import Choice, prune_like, share_like, tensor_bytes
 from netshrink.core.targets import Site, Targets, select
 from netshrink.train.progress import progress_bar
+from netshrink.zoo.baseline import cache_dir
 
 SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995)
 BITS = (2, 3, 4, 5, 6, 8)
@@ -84,7 +85,7 @@ def calibration(data, n: int = 1024, seed: int = 0) -> tuple[torch.Tensor, torch
     return torch.stack(xs), torch.as_tensor(ys)
 
 
-def _set(site: Site, value: torch.Tensor) -> None:
+def set_weight(site: Site, value: torch.Tensor) -> None:
     with torch.no_grad():
         getattr(site.module, site.param_name).copy_(value)
     if hasattr(site.module, "_init_flat_weights"):   # LSTM/GRU flat weights
@@ -92,7 +93,7 @@ def _set(site: Site, value: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 512) -> float:
+def mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 512) -> float:
     total = 0.0
     for i in range(0, len(x), batch):
         total += float(F.cross_entropy(model(x[i:i + batch]), y[i:i + batch], reduction="sum"))
@@ -135,8 +136,6 @@ def probe(model: nn.Module, calib: tuple[torch.Tensor, torch.Tensor], choices: l
           targets: Targets | None = None, cache: bool = True, progress: bool = True,
           kmeans_iters: int = 20) -> list[LayerTable]:
     """Sensitivity tables of every selected weight (module order). The model is left as it was."""
-    from netshrink.zoo.baseline import cache_dir
-
     x, y = calib
     sites = select(model, targets or default_targets(model))
     path = cache_dir() / "auto" / f"probe-{_key(model, sites, x, y, choices)}.json"
@@ -145,7 +144,7 @@ def probe(model: nn.Module, calib: tuple[torch.Tensor, torch.Tensor], choices: l
     was = model.training
     model.eval()
     fisher = fisher_diagonal(model, sites, x, y)
-    base = _loss(model, x, y)
+    base = mean_loss(model, x, y)
     tables = []
     with progress_bar(total=len(sites) * len(choices), desc="sensitivity", enabled=progress) as bar:
         for site in sites:
@@ -159,10 +158,10 @@ def probe(model: nn.Module, calib: tuple[torch.Tensor, torch.Tensor], choices: l
                 q = share_like(pruned[c.sparsity], c.bits, iters=kmeans_iters)
                 t.bytes.append(tensor_bytes(q))
                 t.fisher.append(float(0.5 * (fisher[site.name] * (w - q) ** 2).sum()))
-                _set(site, q)
-                t.loss.append(_loss(model, x, y) - base)
+                set_weight(site, q)
+                t.loss.append(mean_loss(model, x, y) - base)
                 bar.advance(1)
-            _set(site, w)
+            set_weight(site, w)
             tables.append(t)
     model.train(was)
     if cache:

@@ -8,10 +8,17 @@ from typing import Optional
 
 import typer
 
+from netshrink import load
+from netshrink.auto import Budget
+from netshrink.auto import auto as run_auto
+from netshrink.auto.outputs import CHOICE_HEADERS, choices_rows
 from netshrink.cli.common import console, invocation
 from netshrink.cli.rundir import check_free, run_folder
 from netshrink.errors import NetshrinkError
 from netshrink.measure.tables import print_table
+from netshrink.train.config import TrainConfig
+from netshrink.zoo import data as zoo_data
+from netshrink.zoo.baseline import baseline
 
 
 def auto(model: Optional[str] = typer.Option(None, help="zoo model (its cached baseline is compressed)"),
@@ -32,14 +39,6 @@ def auto(model: Optional[str] = typer.Option(None, help="zoo model (its cached b
     the budget, compress with fine-tuning, verify the saved file's bytes, the measured
     latency and the drop; writes recipe.toml (replayable with `netshrink compress`),
     choices.md, points.json, pareto.png and model.nshr."""
-    from netshrink import load
-    from netshrink.auto import Budget
-    from netshrink.auto import auto as run_auto
-    from netshrink.auto.outputs import CHOICE_HEADERS, choices_rows
-    from netshrink.train.config import TrainConfig
-    from netshrink.zoo import data as zoo_data
-    from netshrink.zoo.baseline import baseline
-
     budget = Budget.parse(size=size, latency=latency, batch=batch, max_drop=max_drop)
     check_free(out, force)
     if (model is None) == (input is None):
