@@ -33,6 +33,7 @@ from torch.utils.data import Subset
 
 import netshrink as ns
 from netshrink_bench.results import fmt_mean_std, mean_std
+from netshrink_bench.table import Col, first, group, mean, section, stat
 from netshrink.measure.latency import compare_latency
 from netshrink.measure.plots import line_plot
 from netshrink.methods.stochastic_depth import removable, removal_order, residual_blocks
@@ -186,16 +187,40 @@ def _resnet(ctx, fold, train, test, b):
 
 
 # -- report ---------------------------------------------------------------------------
-def _by(rows, part, key):
-    out = {}
-    for r in rows:
-        if r.get("part") == part:
-            out.setdefault(r[key], []).append(r)
-    return out
-
-
 def _pp(rows):
     return fmt_mean_std([r["accuracy"] - r["baseline_accuracy"] for r in rows if "baseline_accuracy" in r])
+
+
+def _delta(rs):   # against the dense / untied model, where the group has one
+    return _pp(rs) if "baseline_accuracy" in rs[0] else "—"
+
+
+def _accuracies(rs):   # accuracy after removing 0, 1, 2 ... blocks, mean over folds
+    kmax = min(len(r["accuracies"]) for r in rs)
+    return " / ".join(f"{100 * mean_std([r['accuracies'][k] for r in rs])[0]:.1f}" for k in range(kmax))
+
+
+HASHING_COLS = [
+    Col("network", first("config")), Col("stored params", mean("stored_params", "{:,.0f}")),
+    Col("file bytes", mean("bytes", "{:,.0f}")), Col("accuracy", stat("accuracy")), Col("Δ vs dense (pp)", _delta),
+    Col("speedup b64", lambda rs: mean("speedup_b64", "{:.2f}x")(rs) if "speedup_b64" in rs[0] else ""),
+]
+FREQUENCY_COLS = [
+    Col("method", first("method")), Col("setting", first("setting")), Col("file bytes", mean("bytes", "{:,.0f}")),
+    Col("storage ratio", mean("storage_ratio", "{:.1f}x")), Col("accuracy", stat("accuracy")),
+    Col("Δ vs baseline (pp)", lambda rs: _pp(rs) if rs[0]["method"] != "baseline" else "—"),
+]
+HYPER_COLS = [
+    Col("configuration", first("config")), Col("stored params", mean("stored_params", "{:,.0f}")),
+    Col("file bytes", mean("bytes", "{:,.0f}")), Col("accuracy", stat("accuracy")), Col("Δ vs untied (pp)", _delta),
+]
+DEPTH_COLS = [
+    Col("training", first("config")),
+    Col("removable blocks (identity shortcut)", first(lambda r: f"{r['removable']} of {r['blocks']}")),
+    Col("blocks removed at <= 1 pp (mean ± std)", stat("removable_at_1pp", scale=1.0, digits=1)),
+    Col("accuracy % after removing 0 / 1 / 2 ... blocks (greedy)", _accuracies),
+    Col("speedup b64, all removable gone", mean("speedup_b64_all_removed", "{:.2f}x")),
+]
 
 
 def run(ctx) -> None:
@@ -213,19 +238,13 @@ def _report(ctx, b) -> None:
     rows, sections, plots = ctx.rows, [], []
     n = len(ctx.folds)
 
-    h = _by(rows, "hashing", "config")
-    table = []
-    for cfg, rs in h.items():
-        table.append([cfg, f"{mean_std([r['stored_params'] for r in rs])[0]:,.0f}",
-                      f"{mean_std([r['bytes'] for r in rs])[0]:,.0f}", fmt_mean_std([r["accuracy"] for r in rs]),
-                      _pp(rs) if "baseline_accuracy" in rs[0] else "—",
-                      f"{mean_std([r['speedup_b64'] for r in rs])[0]:.2f}x" if "speedup_b64" in rs[0] else ""])
-    sections.append(("HashedNets on LeNet-300-100 (mnist5k, accuracy %, mean ± std over folds)",
-                     ["network", "stored params", "file bytes", "accuracy", "Δ vs dense (pp)", "speedup b64"], table))
+    h = group(rows, "config", where=lambda r: r.get("part") == "hashing")
+    sections.append(section("HashedNets on LeNet-300-100 (mnist5k, accuracy %, mean ± std over folds)",
+                            HASHING_COLS, h))
     series = {}
     for kind in ("scratch", "from trained", "equivalent size"):
         pts = sorted((mean_std([r["stored_params"] for r in rs])[0], mean_std([r["accuracy"] for r in rs])[0])
-                     for cfg, rs in h.items() if kind in cfg)
+                     for rs in h if kind in rs[0]["config"])
         if pts:
             series["HashNet (" + kind + ")" if kind != "equivalent size" else "dense, equivalent size"] = (
                 [p[0] for p in pts], [100 * p[1] for p in pts])
@@ -236,37 +255,26 @@ def _report(ctx, b) -> None:
     plots.append("generated_hashing.png")
 
     f = [r for r in rows if r.get("part") == "frequency"]
-    table, series = [], {}
-    groups = {}
-    for r in f:
-        groups.setdefault((r["method"], r["setting"]), []).append(r)
-    for (meth, setting), rs in sorted(groups.items(), key=lambda kv: mean_std([r["bytes"] for r in kv[1]])[0]):
-        table.append([meth, setting, f"{mean_std([r['bytes'] for r in rs])[0]:,.0f}",
-                      f"{mean_std([r['storage_ratio'] for r in rs])[0]:.1f}x",
-                      fmt_mean_std([r["accuracy"] for r in rs]), _pp(rs) if meth != "baseline" else "—"])
-        if meth != "baseline":
-            xs, ys = series.setdefault(meth, ([], []))
+    groups = sorted(group(f, "method", "setting"), key=lambda rs: mean_std([r["bytes"] for r in rs])[0])
+    series = {}
+    for rs in groups:
+        if rs[0]["method"] != "baseline":
+            xs, ys = series.setdefault(rs[0]["method"], ([], []))
             xs.append(mean_std([r["storage_ratio"] for r in rs])[0])
             ys.append(100 * mean_std([r["accuracy"] for r in rs])[0])
-    sections.append(("Frequency packing vs magnitude pruning + k-means on LeNet-5 (sorted by file size)",
-                     ["method", "setting", "file bytes", "storage ratio", "accuracy", "Δ vs baseline (pp)"], table))
+    sections.append(section("Frequency packing vs magnitude pruning + k-means on LeNet-5 (sorted by file size)",
+                            FREQUENCY_COLS, groups))
     series = {k: tuple(map(list, zip(*sorted(zip(*v))))) for k, v in series.items()}
     line_plot(ctx.dir / "generated_frequency.png", series, xlabel="storage ratio (dense fp32 / file bytes)",
               ylabel="test accuracy %", title="LeNet-5: frequency packing vs pruning + k-means", logx=True,
               baseline=100 * mean_std([r["accuracy"] for r in f if r["method"] == "baseline"])[0])
     plots.append("generated_frequency.png")
 
-    hy = _by(rows, "hyper", "config")
-    table, pts = [], []
-    for cfg, rs in hy.items():
-        sp = mean_std([r["stored_params"] for r in rs])[0]
-        acc = mean_std([r["accuracy"] for r in rs])[0]
-        table.append([cfg, f"{sp:,.0f}", f"{mean_std([r['bytes'] for r in rs])[0]:,.0f}",
-                      fmt_mean_std([r["accuracy"] for r in rs]), _pp(rs) if "baseline_accuracy" in rs[0] else "—"])
-        pts.append((sp, 100 * acc, cfg))
-    sections.append((f"Hypernetwork and tying on resnet_small (widths {RESNET['widths']}, blocks {RESNET['blocks']}; "
-                     f"fine-tune {b['resnet_ft']} epochs)",
-                     ["configuration", "stored params", "file bytes", "accuracy", "Δ vs untied (pp)"], table))
+    hy = group(rows, "config", where=lambda r: r.get("part") == "hyper")
+    pts = [(mean_std([r["stored_params"] for r in rs])[0], 100 * mean_std([r["accuracy"] for r in rs])[0],
+            rs[0]["config"]) for rs in hy]
+    sections.append(section(f"Hypernetwork and tying on resnet_small (widths {RESNET['widths']}, blocks "
+                            f"{RESNET['blocks']}; fine-tune {b['resnet_ft']} epochs)", HYPER_COLS, hy))
     hyper_pts = sorted((p[0], p[1]) for p in pts if p[2].startswith("hypernetwork"))
     series = {"hypernetwork (Nz = d)": ([p[0] for p in hyper_pts], [p[1] for p in hyper_pts])}
     for p in pts:
@@ -276,24 +284,18 @@ def _report(ctx, b) -> None:
               title="resnet_small: how much is tied vs accuracy", logx=True)
     plots.append("generated_hyper.png")
 
-    d = _by(rows, "depth", "config")
-    table, series, errors = [], {}, {}
-    for cfg, rs in d.items():
+    d = group(rows, "config", where=lambda r: r.get("part") == "depth")
+    series, errors = {}, {}
+    for rs in d:
         kmax = min(len(r["accuracies"]) for r in rs)
         per_k = [[r["accuracies"][k] for r in rs] for k in range(kmax)]
-        table.append([cfg, f"{rs[0]['removable']} of {rs[0]['blocks']}",
-                      fmt_mean_std([r["removable_at_1pp"] for r in rs], scale=1.0, digits=1),
-                      " / ".join(f"{100 * mean_std(a)[0]:.1f}" for a in per_k),
-                      f"{mean_std([r['speedup_b64_all_removed'] for r in rs])[0]:.2f}x"])
-        series[cfg] = (list(range(kmax)), [100 * mean_std(a)[0] for a in per_k])
-        errors[cfg] = [100 * mean_std(a)[1] for a in per_k]
-    sections.append(("Stochastic depth on resnet_small: blocks removable at inference for <= 1 pp",
-                     ["training", "removable blocks (identity shortcut)", "blocks removed at <= 1 pp (mean ± std)",
-                      "accuracy % after removing 0 / 1 / 2 ... blocks (greedy)", "speedup b64, all removable gone"],
-                     table))
+        series[rs[0]["config"]] = (list(range(kmax)), [100 * mean_std(a)[0] for a in per_k])
+        errors[rs[0]["config"]] = [100 * mean_std(a)[1] for a in per_k]
+    sections.append(section("Stochastic depth on resnet_small: blocks removable at inference for <= 1 pp",
+                            DEPTH_COLS, d))
     line_plot(ctx.dir / "generated_depth.png", series, errors=errors, xlabel="residual blocks removed",
               ylabel="test accuracy %", title="resnet_small: removing blocks after stochastic depth",
-              baseline=100 * mean_std([r["baseline_accuracy"] for rs in d.values() for r in rs])[0])
+              baseline=100 * mean_std([r["baseline_accuracy"] for rs in d for r in rs])[0])
     plots.append("generated_depth.png")
 
     notes = (f"{n} fold(s) of mnist5k; accuracy in %, mean ± std over folds; Δ in percentage points against the "

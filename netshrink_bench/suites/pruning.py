@@ -37,6 +37,7 @@ from torch.utils.data import Subset
 
 import netshrink as ns
 from netshrink_bench.results import fmt_mean_std, mean_std
+from netshrink_bench.table import Col, first, mean, section, stat
 from netshrink.core.reparam import attach, bake_all, find
 from netshrink.core.targets import Site
 from netshrink.measure.latency import compare_latency
@@ -299,6 +300,40 @@ def _rows(ctx, **match):
     return [r for r in ctx.rows if all(r.get(k) == v for k, v in match.items())]
 
 
+CONTRAST_COLS = [   # one row per (rewind point, round), over folds
+    Col("rewind to", first("rewind")), Col("round", first("round")), Col("sparsity", mean("sparsity", "{:.1f} %", scale=100)),
+    Col("ticket acc.", stat("ticket_accuracy")), Col("reinit acc.", stat("reinit_accuracy")),
+    Col("ticket − baseline (pp)", stat(lambda r: r["ticket_accuracy"] - r["baseline_accuracy"])),
+    Col("ticket − reinit (pp)", stat(lambda r: r["ticket_accuracy"] - r["reinit_accuracy"])),
+    Col("dense from theta_0, same budget", stat("dense_same_budget")),
+    Col("baseline (20 epochs)", stat("baseline_accuracy")),
+]
+EARLY_BIRD_COLS = [   # one row per fold
+    Col("fold", first("fold")), Col("drawn at epoch", first(lambda r: r["epoch"] if r["found"] else f"not found ({r['epoch']})")),
+    Col("EB sparsity", first("sparsity", "{:.1f} %", scale=100)), Col("EB acc.", first(lambda r: f"{100 * r['accuracy']:.2f}")),
+    Col("lottery round", first("lottery_round")), Col("lottery sparsity", first("lottery_sparsity", "{:.1f} %", scale=100)),
+    Col("lottery acc.", first(lambda r: f"{100 * r['lottery_accuracy']:.2f}")),
+    Col("training epochs EB / lottery", first(lambda r: f"{r['eb_epochs']} / {r['lottery_epochs']}")),
+    Col("compute saved", first("compute_saved", "{:.0f} %", scale=100)),
+]
+LSTM_COLS = [   # one row over folds
+    Col("baseline acc.", stat("baseline_accuracy")), Col("90 % sparse acc.", stat("accuracy")),
+    Col("drop (pp)", stat(lambda r: r["baseline_accuracy"] - r["accuracy"])),
+    Col("sparsity (LSTM weights)", mean("sparsity", "{:.1f} %", scale=100)),
+]
+SPEED_COLS = [   # one row per (model, batch)
+    Col("model", first("model")), Col("batch", first("batch")), Col("dense ms", first("dense_ms", "{:.3f}")),
+    Col("CSR ms", first("sparse_ms", "{:.3f}")), Col("speedup", first("speedup", "{:.2f}x")),
+    Col("auto picks (b64)", first(lambda r: ", ".join(r["auto_layers"]) or "none")),
+    Col("auto speedup", first("auto_speedup", "{:.2f}x")),
+    Col("FLOPs eff./dense", first(lambda r: f"{r['flops_effective'] / r['flops_dense']:.3f}")),
+    Col("file bytes (dense fp32 bytes)", first(lambda r: f"{r['file_bytes']:,} ({r['dense_bytes']:,})")),
+    Col("max abs Δ output", first("max_abs_diff", "{:.1e}")),
+    Col("accuracy dense → CSR", first(lambda r: "" if r["accuracy"] is None
+                                      else f"{100 * r['dense_accuracy']:.2f} → {100 * r['accuracy']:.2f}")),
+]
+
+
 def _write(ctx, levels, speed, done) -> None:
     sections, plots = [], []
     for model in ("lenet300_100", "lenet5"):
@@ -330,14 +365,7 @@ def _write(ctx, levels, speed, done) -> None:
     for rw in dict.fromkeys(r["rewind"] for r in con):
         cr = [r for r in con if r["rewind"] == rw]
         picked = sorted({r["round"] for r in cr if "reinit_accuracy" in r})
-        for rd in picked:
-            rs = [r for r in cr if r["round"] == rd and "reinit_accuracy" in r]
-            crow.append([rw, rd, f"{100 * mean_std([r['sparsity'] for r in rs])[0]:.1f} %",
-                         fmt_mean_std([r["ticket_accuracy"] for r in rs]), fmt_mean_std([r["reinit_accuracy"] for r in rs]),
-                         fmt_mean_std([r["ticket_accuracy"] - r["baseline_accuracy"] for r in rs]),
-                         fmt_mean_std([r["ticket_accuracy"] - r["reinit_accuracy"] for r in rs]),
-                         fmt_mean_std([r["dense_same_budget"] for r in rs]),
-                         fmt_mean_std([r["baseline_accuracy"] for r in rs])])
+        crow += [[r for r in cr if r["round"] == rd and "reinit_accuracy" in r] for rd in picked]
         allr = sorted({r["round"] for r in cr})
         series[f"ticket (rewind to {rw})"] = (
             [100 * mean_std([r["sparsity"] for r in cr if r["round"] == rd])[0] for rd in allr],
@@ -348,41 +376,24 @@ def _write(ctx, levels, speed, done) -> None:
              for rd in picked])
     ep = sorted({r.get("epochs_per_round") for r in con})
     same = bool(con) and all(r.get("dense_same_is_baseline") for r in con)
-    sections.append((f"Lottery tickets ({'/'.join(map(str, ep))} epochs per round, 20 % per round, 10 % of the "
-                     "output layer) vs the same masks re-initialised at random (trained the same epochs), "
-                     "LeNet-300-100", ["rewind to", "round", "sparsity", "ticket acc.", "reinit acc.",
-                                       "ticket − baseline (pp)", "ticket − reinit (pp)",
-                                       "dense from theta_0, same budget"
-                                       + (" (= the baseline: identical weights)" if same else ""),
-                                       "baseline (20 epochs)"], crow))
+    cols = [*CONTRAST_COLS[:7], Col(CONTRAST_COLS[7].header + (" (= the baseline: identical weights)" if same else ""),
+                                    CONTRAST_COLS[7].cell), *CONTRAST_COLS[8:]]
+    sections.append(section(f"Lottery tickets ({'/'.join(map(str, ep))} epochs per round, 20 % per round, 10 % of "
+                            "the output layer) vs the same masks re-initialised at random (trained the same epochs), "
+                            "LeNet-300-100", cols, crow))
     line_plot(ctx.dir / "pruning_lottery.png", series, xlabel="sparsity (%)", ylabel="test accuracy (%)",
               title="lottery ticket vs random re-initialisation (LeNet-300-100)",
               baseline=100 * mean_std([r["baseline_accuracy"] for r in con])[0])
     plots.append("pruning_lottery.png")
     eb = _rows(ctx, part="early_bird")
-    sections.append(("Early-bird tickets (target 90 %, ε = 0.1 over 5 epochs) vs the full lottery run, LeNet-300-100",
-                     ["fold", "drawn at epoch", "EB sparsity", "EB acc.", "lottery round", "lottery sparsity",
-                      "lottery acc.", "training epochs EB / lottery", "compute saved"],
-                     [[r["fold"], r["epoch"] if r["found"] else f"not found ({r['epoch']})", f"{100 * r['sparsity']:.1f} %",
-                       f"{100 * r['accuracy']:.2f}", r["lottery_round"], f"{100 * r['lottery_sparsity']:.1f} %",
-                       f"{100 * r['lottery_accuracy']:.2f}", f"{r['eb_epochs']} / {r['lottery_epochs']}",
-                       f"{100 * r['compute_saved']:.0f} %"] for r in eb]))
+    sections.append(section("Early-bird tickets (target 90 %, ε = 0.1 over 5 epochs) vs the full lottery run, "
+                            "LeNet-300-100", EARLY_BIRD_COLS, [[r] for r in eb]))
     ls = _rows(ctx, part="lstm")
-    sections.append(("2-layer LSTM (128 units) on seqmnist, gradual magnitude to 90 % (input + recurrent weights), "
-                     f"{'/'.join(str(e) for e in sorted({r.get('epochs') for r in ls}))} epochs from the baseline",
-                     ["baseline acc.", "90 % sparse acc.", "drop (pp)", "sparsity (LSTM weights)"],
-                     [[fmt_mean_std([r["baseline_accuracy"] for r in ls]), fmt_mean_std([r["accuracy"] for r in ls]),
-                       fmt_mean_std([r["baseline_accuracy"] - r["accuracy"] for r in ls]),
-                       f"{100 * mean_std([r['sparsity'] for r in ls])[0]:.1f} %"]]))
-    sections.append(("CSR sparse runtime vs dense (1 thread, same process, median of interleaved rounds)",
-                     ["model", "batch", "dense ms", "CSR ms", "speedup", "auto picks (b64)", "auto speedup",
-                      "FLOPs eff./dense", "file bytes (dense fp32 bytes)", "max abs Δ output", "accuracy dense → CSR"],
-                     [[r["model"], r["batch"], f"{r['dense_ms']:.3f}", f"{r['sparse_ms']:.3f}", f"{r['speedup']:.2f}x",
-                       ", ".join(r["auto_layers"]) or "none", f"{r['auto_speedup']:.2f}x",
-                       f"{r['flops_effective'] / r['flops_dense']:.3f}", f"{r['file_bytes']:,} ({r['dense_bytes']:,})",
-                       f"{r['max_abs_diff']:.1e}",
-                       "" if r["accuracy"] is None else f"{100 * r['dense_accuracy']:.2f} → {100 * r['accuracy']:.2f}"]
-                      for r in speed]))
+    sections.append(section("2-layer LSTM (128 units) on seqmnist, gradual magnitude to 90 % (input + recurrent "
+                            f"weights), {'/'.join(str(e) for e in sorted({r.get('epochs') for r in ls}))} epochs from "
+                            "the baseline", LSTM_COLS, [ls]))
+    sections.append(section("CSR sparse runtime vs dense (1 thread, same process, median of interleaved rounds)",
+                            SPEED_COLS, [[r] for r in speed]))
     notes = (f"**Folds completed: {len(done)} of {len(ctx.folds)}** ({', '.join(map(str, done))}); every mean ± std "
              f"below is over these folds.\n\n") + (__doc__.split("\n\n", 1)[1] if "\n\n" in __doc__ else "") + (
         "\nAccuracy is on each fold's 1,000 test images; the baseline row is the same cached dense model every "

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from netshrink_bench.results import BenchContext, fmt_mean_std, mean_std
+from netshrink_bench.results import BenchContext, fmt_mean_std
+from netshrink_bench.table import Col, count, first, group, mean, section, stat
 from netshrink.codec import inspect_archive
 from netshrink.artifact import save
 from netshrink.pipeline.compress import compress_
@@ -201,47 +202,60 @@ def run(ctx: BenchContext) -> None:
         _write(ctx, sharing, ptq, int8, codec)
 
 
+def _recipe(rs: list) -> str:
+    """The recipe file and its overrides, as SHARING gives them."""
+    model, label = rs[0]["model"], rs[0]["method"]
+    recipe_file, overrides = next((f, o) for m, lab, f, o in SHARING if (m, lab) == (model, label))
+    return f"recipes/{recipe_file}" + "".join(f" {k.split('__')[1]}={v}" for k, v in overrides.items())
+
+
+def _entropy_gap(rs: list) -> str:
+    gap = [100 * (r["coded_bytes"] / r["shannon_bytes"] - 1) for r in rs if r["shannon_bytes"]]
+    return fmt_mean_std(gap, scale=1) if gap else "n/a"
+
+
+# -- tables: one group of rows (every fold of one configuration) per table row ------------
+SHARING_COLS = [
+    Col("model", first("model")), Col("method", first("method")), Col("recipe", _recipe),
+    Col("baseline acc %", stat("baseline_acc")), Col("compressed acc %", stat("acc")),
+    Col("drop pp", stat("drop_pp", scale=1)), Col("file bytes", mean("file_bytes", "{:,.0f}")),
+    Col("storage ratio x", stat("storage_ratio", scale=1, digits=1)),
+    Col("non-zeros %", stat("nonzero_frac", digits=1)), Col("coded streams vs entropy %", _entropy_gap),
+    Col("compress s", mean("compress_s", "{:.0f}")), Col("folds", count()),
+]
+PTQ_COLS = [
+    Col("method", first("method")), Col("baseline acc %", stat("baseline_acc")), Col("acc %", stat("acc")),
+    Col("drop pp", stat("drop_pp", scale=1)), Col("storage ratio x", stat("storage_ratio", scale=1, digits=1)),
+    Col("folds", count()),
+]
+INT8_COLS = [   # one row per measurement
+    Col("model", first("model")), Col("batch", first("batch")), Col("fp32 ms", first("fp32_ms", "{:.3f}")),
+    Col("int8 ms", first("int8_ms", "{:.3f}")), Col("speedup x (wall)", first("speedup", "{:.2f}")),
+    Col("fp32 CPU ms", first("fp32_cpu_ms", "{:.3f}")), Col("int8 CPU ms", first("int8_cpu_ms", "{:.3f}")),
+    Col("speedup x (CPU time)", first("cpu_speedup", "{:.2f}")), Col("max |err|", first("max_abs_err", "{:.2e}")),
+    Col("relative err", first("rel_err", "{:.2e}")),
+    Col("accuracy fp32 → int8 %", first(lambda r: f"{100 * r['acc_fp32']:.2f} → {100 * r['acc_int8']:.2f}"
+                                         if "acc_fp32" in r else "")),
+]
+CODEC_COLS = [
+    Col("parameters", first("n_params", "{:,}")), Col("dense MB", first("dense_mb", "{:.1f}")),
+    Col("file bytes", first("file_bytes", "{:,}")), Col("ratio x", first("ratio", "{:.1f}")),
+    Col("encode MB/s", first("encode_mb_s", "{:.1f}")), Col("decode MB/s", first("decode_mb_s", "{:.1f}")),
+]
+
+
 def _write(ctx: BenchContext, sharing: list, ptq: list, int8: list, codec: dict | None) -> None:
-    # -- tables -----------------------------------------------------------------------
-    sections = []
-    table = []
-    for model_name, label, recipe_file, overrides in SHARING:
-        rs = [r for r in sharing if r["model"] == model_name and r["method"] == label]
-        gap = [100 * (r["coded_bytes"] / r["shannon_bytes"] - 1) for r in rs if r["shannon_bytes"]]
-        table.append([model_name, label, f"recipes/{recipe_file}" + "".join(
-                          f" {k.split('__')[1]}={v}" for k, v in overrides.items()), fmt_mean_std([r["baseline_acc"] for r in rs]),
-                      fmt_mean_std([r["acc"] for r in rs]), fmt_mean_std([r["drop_pp"] for r in rs], scale=1),
-                      f"{mean_std([r['file_bytes'] for r in rs])[0]:,.0f}",
-                      fmt_mean_std([r["storage_ratio"] for r in rs], scale=1, digits=1),
-                      fmt_mean_std([r["nonzero_frac"] for r in rs], digits=1),
-                      fmt_mean_std(gap, scale=1) if gap else "n/a",
-                      f"{mean_std([r['compress_s'] for r in rs])[0]:.0f}", len(rs)])
-    sections.append(("Pruning + weight sharing + entropy-coded file (mean ± std over folds)",
-                     ["model", "method", "recipe", "baseline acc %", "compressed acc %", "drop pp",
-                      "file bytes", "storage ratio x", "non-zeros %", "coded streams vs entropy %",
-                      "compress s", "folds"], table))
-    table = []
-    for label in dict.fromkeys(r["method"] for r in ptq):
-        rs = [r for r in ptq if r["method"] == label]
-        table.append([label, fmt_mean_std([r["baseline_acc"] for r in rs]), fmt_mean_std([r["acc"] for r in rs]),
-                      fmt_mean_std([r["drop_pp"] for r in rs], scale=1),
-                      fmt_mean_std([r["storage_ratio"] for r in rs], scale=1, digits=1), len(rs)])
-    sections.append(("Post-training uniform quantization of LeNet-300-100 (no fine-tuning)",
-                     ["method", "baseline acc %", "acc %", "drop pp", "storage ratio x", "folds"], table))
-    sections.append(("Int8 Linear (fbgemm, per-channel weights, dynamic 8-bit activations) vs fp32, "
-                     "1 thread, same process",
-                     ["model", "batch", "fp32 ms", "int8 ms", "speedup x (wall)", "fp32 CPU ms", "int8 CPU ms",
-                      "speedup x (CPU time)", "max |err|", "relative err", "accuracy fp32 → int8 %"],
-                     [[r["model"], r["batch"], f"{r['fp32_ms']:.3f}", f"{r['int8_ms']:.3f}", f"{r['speedup']:.2f}",
-                       f"{r['fp32_cpu_ms']:.3f}", f"{r['int8_cpu_ms']:.3f}", f"{r['cpu_speedup']:.2f}",
-                       f"{r['max_abs_err']:.2e}", f"{r['rel_err']:.2e}",
-                       f"{100 * r['acc_fp32']:.2f} → {100 * r['acc_int8']:.2f}" if "acc_fp32" in r else ""]
-                      for r in int8]))
+    sections = [
+        section("Pruning + weight sharing + entropy-coded file (mean ± std over folds)", SHARING_COLS,
+                group(sharing, "model", "method")),
+        section("Post-training uniform quantization of LeNet-300-100 (no fine-tuning)", PTQ_COLS,
+                group(ptq, "method")),
+        section("Int8 Linear (fbgemm, per-channel weights, dynamic 8-bit activations) vs fp32, "
+                "1 thread, same process", INT8_COLS, [[r] for r in int8]),
+    ]
     if codec:
-        sections.append(("Codec throughput (netshrink_bench.throughput.measure_throughput)",
-                          ["parameters", "dense MB", "file bytes", "ratio x", "encode MB/s", "decode MB/s"],
-                          [[f"{codec['n_params']:,}", f"{codec['dense_mb']:.1f}", f"{codec['file_bytes']:,}",
-                            f"{codec['ratio']:.1f}", f"{codec['encode_mb_s']:.1f}", f"{codec['decode_mb_s']:.1f}"]]))
+        sections.append(section("Codec throughput (netshrink_bench.throughput.measure_throughput)", CODEC_COLS,
+                                [[codec]]))
 
     # -- plot: accuracy drop vs storage ratio, one point per fold ------------------------
     series = {}
