@@ -115,6 +115,8 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *, hooks=None, optimizer=None,
                     count += n
                     bar.advance(1)
                 history["loss"] = total / max(count, 1)
+                if guard is not None:
+                    guard.end_epoch()
                 if checkpoint and is_main_process():
                     _save_checkpoint(checkpoint, model, opt, epoch + 1)
                 engine.barrier()
@@ -129,7 +131,8 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *, hooks=None, optimizer=None,
 
 class LossGuard:
     """Stops a run whose loss is NaN / infinite, or exactly 0 on each of its first
-    `zero_steps` steps (a loss that cannot train: e.g. cross-entropy over one output).
+    `zero_steps` steps or on its whole first epoch, if shorter (a loss that cannot train:
+    e.g. cross-entropy over one output).
     A distillation loss may be 0: the model still equals its teacher."""
 
     def __init__(self, name: str, allow_zero: bool = False, zero_steps: int = 8):
@@ -143,9 +146,17 @@ class LossGuard:
         if not self.allow_zero and self.zeros >= 0:
             self.zeros = self.zeros + 1 if v == 0.0 else -1
             if self.zeros >= self.zero_steps:
-                raise NetshrinkError(f"fine-tuning stopped: the {self.name} loss is exactly 0 on every one "
-                                     f"of the first {self.zero_steps} steps, so it cannot train the model; "
-                                     "check the loss against the model's outputs and targets")
+                self._zero()
+
+    def end_epoch(self) -> None:
+        if not self.allow_zero and self.zeros > 0:
+            self._zero()
+        self.zeros = -1   # checked once: a loss that trains to exactly 0 later is fine
+
+    def _zero(self):
+        raise NetshrinkError(f"fine-tuning stopped: the {self.name} loss is exactly 0 on every one of the "
+                             f"first {self.zeros} steps, so it cannot train the model; "
+                             "check the loss against the model's outputs and targets")
 
 
 def _steps_per_epoch(b, batch_size: int) -> int:
