@@ -4,7 +4,8 @@ smaller on disk and faster to run.
     import netshrink as ns
     train, test = ns.zoo.data.load("mnist5k", fold=0)
     model = ns.zoo.baseline("lenet300_100", "mnist5k", fold=0)
-    ns.compress_(model, ns.Recipe.from_toml("recipes/magnitude.toml"), data=train)
+    ns.compress_(model, ns.Recipe.from_toml("recipes/deep_compression.toml"), data=train)
+    # or a recipe in code: ns.Recipe.of(ns.create("magnitude", sparsity=0.9), finetune=ns.TrainConfig(epochs=3))
     print(ns.measure(model, test))
     ns.save(model, "lenet.nshr")
 """

@@ -20,3 +20,13 @@ def digits():
     from netshrink.zoo import data
 
     return data.load("digits", fold=0)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test (the 2 cores are shared: oversubscription stalls
+    timing-sensitive tests 30x). Folders that need it use it from their conftest."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

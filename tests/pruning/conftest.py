@@ -1,11 +1,7 @@
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # The 2 cores are shared: one thread avoids oversubscription stalls (30x slower).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
+    # timings and training here run on one thread (see tests/conftest.py)
     yield
-    torch.set_num_threads(n)
