@@ -26,6 +26,7 @@ import torch
 
 import netshrink as ns
 from netshrink_bench.results import fmt_mean_std, mean_std
+from netshrink_bench.table import Col, first, section, stat
 from netshrink.measure.flops import count_flops
 from netshrink.measure.latency import compare_latency
 from netshrink.runtime.onnx_export import compare_ort_latency, export_onnx
@@ -258,58 +259,47 @@ def _x(vals):
     return f"{m:.2f}x ± {s:.2f}"
 
 
+def _max(key, fmt="{:.2g}"):   # the worst case over folds
+    return lambda rs: fmt.format(max(r[key] for r in rs))
+
+
+_ACC = [Col("baseline acc %", stat("baseline_acc")), Col("acc %", stat("acc")), Col("drop pp", _pp)]
+_SPEED = [Col("speedup torch b64", lambda rs: _x([r["speedup_torch_b64"] for r in rs])),
+          Col("speedup ORT b64", lambda rs: _x([r["speedup_ort_b64"] for r in rs]))]
+_PARAMS_KEPT = Col("params kept %", stat(lambda r: r["params"] / r["params_base"], digits=1))
+_HEADS_LEFT = Col("heads per layer left", first(lambda r: ", ".join(map(str, r["heads_per_layer_after"]))))
+RESNET_COLS = [Col("method", first("method")), *_ACC,
+               Col("FLOPs removed %", stat(lambda r: 1 - r["flops"] / r["flops_base"], digits=1)),
+               _PARAMS_KEPT, *_SPEED]
+DENSENET_COLS = [Col("method", first("method")), *_ACC,
+                 Col("channels removed %", stat("channels_removed", digits=1)),
+                 Col("max abs diff ORT vs torch", _max("onnx_max_abs_diff")), *_SPEED]
+LSTM_COLS = [Col("method", first("method")), *_ACC,
+             Col("hidden", first(lambda r: f"{r['hidden_before']} -> {r['hidden_after']}")), *_SPEED]
+BERT_COLS = [Col("change", first("method")), Col("max abs diff vs zeroed model", _max("max_abs_diff_vs_zeroed")),
+             _HEADS_LEFT, _PARAMS_KEPT, Col("ONNX max abs diff", _max("onnx_max_abs_diff")), *_SPEED]
+TRANSFORMER_COLS = [Col("method", first("method")), *_ACC, _HEADS_LEFT, _PARAMS_KEPT,
+                    Col("max abs diff vs zeroed model", _max("max_abs_diff_vs_zeroed")),
+                    Col("ONNX max abs diff", _max("onnx_max_abs_diff")), *_SPEED]
+TABLES = [  # (results key, title, columns, one table row per method?)
+    ("resnet", "resnet_small, FLOPs target 50 % for every method (one row also at 60 %), same fine-tuning budget",
+     RESNET_COLS, True),
+    ("densenet", "densenet_small, 40 % of channels removed, exported to ONNX and verified", DENSENET_COLS, False),
+    ("lstm", "2-layer LSTM on seqmnist, hidden 128 -> 64", LSTM_COLS, False),
+    ("bert", "BERT encoder (transformers BertModel, random weights): heads and FFN neurons removed", BERT_COLS, False),
+    ("transformer", "transformer_small (torch nn.TransformerEncoder, 2 layers) on seqmnist: heads and FFN "
+     "neurons removed", TRANSFORMER_COLS, False),
+]
+
+
 def _write(ctx, res, done):
     sections = []
-    r = res["resnet"]
-    if r:
-        methods = sorted({x["method"] for x in r})
-        rows = []
-        for name in methods:
-            rr = [x for x in r if x["method"] == name]
-            rows.append([name, fmt_mean_std([x["baseline_acc"] for x in rr]), fmt_mean_std([x["acc"] for x in rr]),
-                         _pp(rr), fmt_mean_std([1 - x["flops"] / x["flops_base"] for x in rr], 100, 1),
-                         fmt_mean_std([x["params"] / x["params_base"] for x in rr], 100, 1),
-                         _x([x["speedup_torch_b64"] for x in rr]), _x([x["speedup_ort_b64"] for x in rr])])
-        sections.append(("resnet_small, FLOPs target 50 % for every method (one row also at 60 %), same fine-tuning budget",
-                         ["method", "baseline acc %", "acc %", "drop pp", "FLOPs removed %", "params kept %",
-                          "speedup torch b64", "speedup ORT b64"], rows))
-    for key, title in [("densenet", "densenet_small, 40 % of channels removed, exported to ONNX and verified"),
-                       ("lstm", "2-layer LSTM on seqmnist, hidden 128 -> 64")]:
+    for key, title, cols, per_method in TABLES:
         rr = res[key]
-        if not rr:
-            continue
-        extra_h, extra = (["channels removed %", "max abs diff ORT vs torch"],
-                          [fmt_mean_std([x["channels_removed"] for x in rr], 100, 1),
-                           f"{max(x['onnx_max_abs_diff'] for x in rr):.2g}"]) if key == "densenet" else \
-            (["hidden", ], [f"{rr[0]['hidden_before']} -> {rr[0]['hidden_after']}"])
-        sections.append((title, ["method", "baseline acc %", "acc %", "drop pp", *extra_h, "speedup torch b64",
-                                 "speedup ORT b64"],
-                         [[rr[0]["method"], fmt_mean_std([x["baseline_acc"] for x in rr]),
-                           fmt_mean_std([x["acc"] for x in rr]), _pp(rr), *extra,
-                           _x([x["speedup_torch_b64"] for x in rr]), _x([x["speedup_ort_b64"] for x in rr])]]))
-    rr = res["bert"]
-    if rr:
-        sections.append(("BERT encoder (transformers BertModel, random weights): heads and FFN neurons removed",
-                         ["change", "max abs diff vs zeroed model", "heads per layer left", "params kept %",
-                          "ONNX max abs diff", "speedup torch b64", "speedup ORT b64"],
-                         [[rr[0]["method"], f"{max(x['max_abs_diff_vs_zeroed'] for x in rr):.2g}",
-                           ", ".join(map(str, rr[0]["heads_per_layer_after"])), fmt_mean_std([x["params"] / x["params_base"] for x in rr], 100, 1),
-                           f"{max(x['onnx_max_abs_diff'] for x in rr):.2g}",
-                           _x([x["speedup_torch_b64"] for x in rr]), _x([x["speedup_ort_b64"] for x in rr])]]))
-    rr = res["transformer"]
-    if rr:
-        sections.append(("transformer_small (torch nn.TransformerEncoder, 2 layers) on seqmnist: heads and FFN "
-                         "neurons removed",
-                         ["method", "baseline acc %", "acc %", "drop pp", "heads per layer left", "params kept %",
-                          "max abs diff vs zeroed model", "ONNX max abs diff", "speedup torch b64",
-                          "speedup ORT b64"],
-                         [[rr[0]["method"], fmt_mean_std([x["baseline_acc"] for x in rr]),
-                           fmt_mean_std([x["acc"] for x in rr]), _pp(rr),
-                           ", ".join(map(str, rr[0]["heads_per_layer_after"])),
-                           fmt_mean_std([x["params"] / x["params_base"] for x in rr], 100, 1),
-                           f"{max(x['max_abs_diff_vs_zeroed'] for x in rr):.2g}",
-                           f"{max(x['onnx_max_abs_diff'] for x in rr):.2g}",
-                           _x([x["speedup_torch_b64"] for x in rr]), _x([x["speedup_ort_b64"] for x in rr])]]))
+        if rr:   # resnet: one row per method, sorted by name; the others: one row over folds
+            groups = [[r for r in rr if r["method"] == m] for m in sorted({r["method"] for r in rr})] \
+                if per_method else [rr]
+            sections.append(section(title, cols, groups))
     notes = (f"Folds completed: {done} of {len(ctx.folds)}. Mean ± std over folds; drop = baseline − pruned "
              "accuracy of the same fold in the same run (pp). FLOPs: FlopCounterMode on one 28×28 input. "
              "Speedups: batch-64 CPU latency (1 thread, torch and ONNX Runtime) of the uncompressed model / the pruned one, timed interleaved in "
