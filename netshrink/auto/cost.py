@@ -7,12 +7,13 @@ encoded by the codec the artifact uses (`encode_bits`), so its cost is the bytes
 weight (biases, normalisation, the header) is a fixed overhead: the bytes of the
 saved model minus the encoded bytes of its searched weights.
 
-Latency: `measured_latency` times the whole model at the budget's batch size with the
-project's timer (torch.utils.benchmark, median), threads as the caller set them.
+Latency: `measured_latency` times the whole model at the budget's batch size (median
+of rounds; CPU time with one thread, torch.utils.benchmark otherwise).
 """
 from __future__ import annotations
 
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +101,22 @@ def overhead_bytes(model: nn.Module, weights: dict[str, torch.Tensor]) -> int:
 
 
 @torch.no_grad()
-def measured_latency(model: nn.Module, example: torch.Tensor, *, min_run_time: float = 0.3) -> float:
-    """Median ms of one forward pass on `example` (batch included)."""
-    return latency_ms(model, example, min_run_time=min_run_time)
+def measured_latency(model: nn.Module, example: torch.Tensor, *, rounds: int = 5, budget_s: float = 0.05) -> float:
+    """Milliseconds of one forward pass on `example` (batch included): the median of
+    `rounds` rounds. With one intra-op thread the clock is the process's CPU time, which
+    on a shared machine counts only this model's work (wall time also counts the waits
+    for a core); with more threads, torch.utils.benchmark's wall-clock median."""
+    if torch.get_num_threads() > 1:
+        return latency_ms(model, example, min_run_time=0.3)
+    was = model.training
+    model.eval()
+    model(example)   # warm-up
+    times = []
+    for _ in range(rounds):
+        n, t0 = 0, time.process_time()
+        while time.process_time() - t0 < budget_s:
+            model(example)
+            n += 1
+        times.append(1e3 * (time.process_time() - t0) / n)
+    model.train(was)
+    return sorted(times)[len(times) // 2]

@@ -27,7 +27,7 @@ from netshrink.core.targets import Site, Targets, select
 from netshrink.train.progress import progress_bar
 from netshrink.zoo.baseline import cache_dir
 
-SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995)
+SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998)
 BITS = (2, 3, 4, 5, 6, 8)
 VERSION = 1
 
