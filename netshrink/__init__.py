@@ -11,6 +11,7 @@ smaller on disk and faster to run.
 """
 from netshrink import zoo
 from netshrink.artifact import load, save
+from netshrink.auto import AutoResult, Budget, auto
 from netshrink.pipeline.compress import Run, compress_, run_recipe
 from netshrink.core.method import Method
 from netshrink.pipeline.recipe import Recipe, Step
@@ -24,7 +25,7 @@ from netshrink.train.loop import evaluate, fit
 __version__ = "0.1.0"
 
 __all__ = [
-    "zoo", "load", "save", "compress_", "run_recipe", "Run", "Method", "Recipe", "Step", "all_methods", "create",
+    "zoo", "auto", "Budget", "AutoResult", "load", "save", "compress_", "run_recipe", "Run", "Method", "Recipe", "Step", "all_methods", "create",
     "register", "unregister", "PerLayer", "Site", "Targets", "select", "ArtifactError", "NetshrinkError", "RecipeError", "TargetError",
     "Report", "measure", "TrainConfig", "evaluate", "fit",
 ]

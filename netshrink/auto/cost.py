@@ -27,7 +27,7 @@ from netshrink.codec.encodings import encode_bits
 from netshrink.functional.kmeans1d import kmeans1d, linear_init
 from netshrink.functional.prune import keep_count
 from netshrink.measure.latency import latency_ms
-from netshrink.zoo.models import factory_of
+from netshrink.core.factories import factory_of
 
 
 @dataclass(frozen=True)
