@@ -20,6 +20,7 @@ SUITES: dict[str, str] = {
     "quantization": "netshrink_bench.suites.quantization",   # issue 4
     "transformer": "netshrink_bench.suites.transformer",   # issue 15
     "auto": "netshrink_bench.suites.auto",   # issue 16
+    "fuzz": "netshrink_bench.suites.fuzz",   # issue 14
 }
 
 

@@ -7,10 +7,11 @@ its limit, so a file describing a billion-element layer or 200,000 blocks costs 
 milliseconds, not the memory. Weight initialisers are no-ops meanwhile (the meta build
 only needs shapes; skipping them makes a module ~5x cheaper to build).
 
-The byte limit comes from the file: a model may hold at most `floor + ratio * file
+The limits come from the file: a model may hold at most `floor + ratio * file
 size` bytes of tensors (real models compress 2-200x; only near-constant tensors
 compress further, and the floor covers small models whatever their ratio), and never
-more than `max_bytes`. A user who trusts a file raises the cap: `ns.load(path,
+more than `cap`; it may describe at most 256 + size / 32 modules, and never more than
+`max_modules`. A user who trusts a file raises the limits: `ns.load(path,
 max_bytes=...)`.
 """
 from __future__ import annotations
@@ -33,9 +34,17 @@ class LoadLimits:
     cap: int = 8 << 30                  # 8 GiB: no file alone gets more
     floor: int = 64 << 20               # 64 MiB: any small model loads whatever its ratio
     ratio: int = 256                    # tensor bytes per byte of file
-    max_modules: int = 8192             # modules in the whole model (BERT-base ~230, a 70B LLM ~1,300)
-    max_header_bytes: int = 64 << 20    # inflated JSON header
+    max_modules: int = 2048             # modules in the model (BERT-base ~230, Llama-2-70B ~1,100)
+    max_header_bytes: int = 32 << 20    # inflated JSON header
     max_depth: int = 64                 # JSON nesting
+
+    def modules(self, file_size: int) -> int:
+        """Modules a file of this size may describe: every module with tensors costs
+        its file at least one table entry and its values, so 256 + size / 32 leaves
+        room for parameterless modules (activations, dropout, containers)."""
+        if self.max_bytes is not None:
+            return self.max_modules
+        return min(self.max_modules, 256 + file_size // 32)
 
     def tensor_bytes(self, file_size: int) -> int:
         if self.max_bytes is not None:
@@ -97,9 +106,10 @@ def _no_init():
 
 class BuildBudget:
     """`with BuildBudget(max_bytes, max_modules, what) as b:` build on "meta"; raises
-    ArtifactError the moment the build passes a limit. Transient tensors of modules
-    replaced later count too, so the byte limit during the build is twice the final
-    one; `check_final(model)` applies the exact limit to what remains."""
+    ArtifactError the moment the build passes a limit. Modules and tensors replaced
+    later by edits count too, so the limits during the build are 2x (bytes) and 1.25x
+    (modules) the final ones; `check_final(model)` applies the exact limits to what
+    remains."""
 
     def __init__(self, max_bytes: int, max_modules: int, what: str, meta: bool = True):
         self.max_bytes, self.max_modules, self.what, self.meta = max_bytes, max_modules, what, meta
@@ -110,11 +120,11 @@ class BuildBudget:
         self.bytes += n
         if self.bytes > 2 * self.max_bytes:
             raise _Over(f"{self.what} would hold over {self.bytes:,} bytes of tensors at {where} "
-                        f"(limit {self.max_bytes:,})")
+                        f"(limit {self.max_bytes:,} for this file; pass max_bytes= to raise it)")
 
     def add_module(self) -> None:
         self.modules += 1
-        if self.modules > 2 * self.max_modules:
+        if self.modules > self.max_modules + self.max_modules // 4:
             raise _Over(f"{self.what} builds over {self.modules:,} modules (limit {self.max_modules:,})")
 
     def __enter__(self) -> "BuildBudget":

@@ -179,7 +179,7 @@ def load(path: str | os.PathLike, *, base: nn.Module | None = None, map_location
     try:
         kind = _check_header(path, arc.header)
         what = "the model this file describes"
-        budget = BuildBudget(limits.tensor_bytes(arc.size), limits.max_modules, what)
+        budget = BuildBudget(limits.tensor_bytes(arc.size), limits.modules(arc.size), what)
         with budget:  # 2: on "meta", bounded
             skeleton = _build(kind, arc.header, base, meta=True)
         budget.check_final(skeleton)

@@ -14,7 +14,7 @@ from netshrink.artifact.io import load
 from netshrink.errors import NetshrinkError
 from netshrink.measure.latency import latency_ms
 from netshrink.runtime.onnx_export import export_onnx, ort_latency_ms
-from netshrink.structure.hf import register_bert_tiny
+from netshrink.zoo.bert import register_bert_tiny
 from netshrink.zoo.data import input_shape
 
 

@@ -49,6 +49,8 @@ def build(spec: object) -> nn.Module:
     if not (isinstance(spec, dict) and set(spec) == {"class", "config", "attn"} and isinstance(spec["class"], str)
             and isinstance(spec["config"], dict) and spec["attn"] in _ATTN):
         raise ArtifactError("malformed transformers model description")
+    if not spec["class"].isidentifier():  # before importing transformers (~2 s) for nothing
+        raise ArtifactError(f"transformers class {spec['class']!r} is not one of transformers' model classes")
     try:
         import transformers
         from transformers import CONFIG_MAPPING

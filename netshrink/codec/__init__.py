@@ -7,6 +7,7 @@ every symbol stream raw-packed, Huffman- or ANS-coded, whichever is smallest.
     inspect_archive(path) -> per-tensor rows + a total row
 """
 
-from netshrink.codec.archive import inspect_archive, open_archive, read_archive, write_archive
+from netshrink.codec.archive import (inspect_archive, join_archive, open_archive, read_archive, split_archive,
+                                     write_archive)
 
-__all__ = ["write_archive", "read_archive", "open_archive", "inspect_archive"]
+__all__ = ["write_archive", "read_archive", "open_archive", "inspect_archive", "split_archive", "join_archive"]

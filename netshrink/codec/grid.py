@@ -61,6 +61,10 @@ def find(x: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     if open_.any():
         return None
     k = codes.astype(np.int64)
+    # An integer k has no sign of zero: a -0.0 weight (fl(-0.0 * s) with k = -0.0 above)
+    # would decode as +0.0, so the grid is verified again on the integers it stores.
+    if not (decode(k, scales).view(np.uint32) == rows.view(np.uint32)).all():
+        return None
     lo, hi = k.min(axis=1), k.max(axis=1)
     if (hi - lo >= MAX_SPAN).any() or (np.abs(lo) > 32767).any():
         return None

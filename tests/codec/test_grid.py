@@ -65,3 +65,23 @@ def test_dense_floats_are_turned_away_cheaply():
     assert grid.plausible(_quantized(8, True, "channel").numpy()[0])
     assert grid.group_counts((300, 784))[:2] == [1, 300]
     assert 300 * 784 // 16 in grid.group_counts((300, 784))
+
+
+def test_negative_zero_weights_never_take_the_grid():
+    """fl(round(-0.3) * s) is -0.0; an integer code cannot hold that sign, so such a
+    tensor is stored another way, bit-exact (it failed its value checksum before)."""
+    import numpy as np
+
+    from netshrink.codec import grid as grid_mod
+
+    w = torch.tensor([[-0.0, 0.25, -0.5, 0.75] * 4] * 4)
+    x = w.numpy().reshape(-1)
+    assert grid_mod.find(x, 4) is None
+    assert grid_mod.find(np.abs(x) + 0.0, 4) is not None
+
+
+def test_negative_zero_grid_tensor_round_trips(tmp_path):
+    w = torch.tensor([[-0.0, 0.25, -0.5, 0.75] * 8] * 8) * torch.arange(1, 9).float()[:, None]
+    write_archive(tmp_path / "z.nshr", {}, {"w": w})
+    _, got = read_archive(tmp_path / "z.nshr")
+    assert_bit_exact({"w": w}, got)
