@@ -34,7 +34,10 @@ import torch
 
 import netshrink as ns
 from netshrink_bench.results import fmt_mean_std, mean_std, regenerate_index
+from netshrink_bench.table import Col, count, first, section, stat
+from netshrink_bench.table import render as render_cols
 from netshrink.measure.flops import count_flops
+from netshrink.measure.plots import line_plot
 from netshrink.methods.lassonet import lassonet_path, plot_path, restrict, select_features
 from netshrink.core.reparam import bake_all
 from netshrink.zoo.baseline import BASELINE_CONFIGS
@@ -295,46 +298,64 @@ def _pp(rows):
     return fmt_mean_std([r["baseline_acc"] - r["acc"] for r in rows])
 
 
+VD_MODELS = {"lenet300_100": ("mnist5k", 0.95), "lenet5": ("mnist5k", 0.98), "lstm": ("seqmnist", 0.90)}
+
+
+def _ratio(key, digits):   # "m ± s x"
+    def cell(rs):
+        m, sd = mean_std([r[key] for r in rs])
+        return f"{m:.{digits}f} ± {sd:.{digits}f}x"
+    return cell
+
+
+VD_COLS = [   # one row per model, over folds
+    Col("model", first(lambda r: f"{r['model']} ({VD_MODELS[r['model']][0]})")), Col("folds", count()),
+    Col("baseline", stat("baseline_acc")), Col("VD", stat("acc")), Col("drop (pp)", _pp),
+    Col("sparsity (%)", stat("sparsity")), Col("target", first(lambda r: f"{100 * VD_MODELS[r['model']][1]:.0f} %")),
+    Col("non-zero ratio", _ratio("nonzero_ratio", 0)),
+    Col("paper (full MNIST)", first(lambda r: PAPER_VD.get(r["model"], "99.5 % sparse (text)"))),
+    Col("storage ratio", _ratio("storage_ratio", 1)),
+]
+L0_FOLD_COLS = [   # one row per fold
+    Col("fold", first("fold", "fold {}")),
+    Col("architecture", first(lambda r: f"{r['conv1']}-{r['conv2']}-{r['fc1_in']}-{r['fc1_out']}")),
+    Col("baseline", first("baseline_acc", "{:.2f}", scale=100)), Col("L0", first("acc", "{:.2f}", scale=100)),
+    Col("drop (pp)", first(lambda r: f"{100 * (r['baseline_acc'] - r['acc']):.2f}")),
+    Col("FLOPs removed", first("flops_removed", "{:.1f} %", scale=100)),
+]
+L0_MEAN_COLS = [   # the same columns, one row over folds
+    Col("fold", lambda rs: "mean ± std"), Col("architecture", lambda rs: "paper: 20-25-45-462 (0.9 % error)"),
+    Col("baseline", stat("baseline_acc")), Col("L0", stat("acc")), Col("drop (pp)", _pp),
+    Col("FLOPs removed", stat("flops_removed", digits=1)),
+]
+GROUP_COLS = [   # one row per method, over folds
+    Col("method", first("method")), Col("folds", count()), Col("baseline", stat("baseline_acc")),
+    Col("accuracy", stat("acc")), Col("drop (pp)", _pp), Col("layer-1 units left", stat("h1", 1, 0)),
+    Col("layer-2 units left", stat("h2", 1, 0)),
+    Col("hidden removed (%)", stat(lambda r: r["hidden_removed"] / 400, digits=1)),
+    Col("pixels left (of 784)", stat("inputs", 1, 0)), Col("FLOPs removed (%)", stat("flops_removed", digits=1)),
+]
+LASSONET_COLS = [   # one row over folds
+    Col("", lambda rs: "LassoNet, 50 pixels"), Col("folds", count()), Col("baseline (784 pixels)", stat("baseline_acc")),
+    Col("50 pixels", stat("acc")), Col("drop (pp)", _pp),
+    Col("50 highest-variance pixels (reference)", stat("variance_acc")),
+    Col("LassoNet - reference (pp)", stat(lambda r: r["acc"] - r["variance_acc"])),
+    Col("path points", stat("path_points", 1, 0)), Col("path epochs", stat("path_epochs", 1, 0)),
+    Col("lambda range", lambda rs: f"{min(r['lam_first'] for r in rs):.3g} - {max(r['lam_last'] for r in rs):.3g}"),
+    Col("features left at the end", stat("path_last_features", 1, 0)),
+]
+
+
 def _report(ctx, paths) -> None:
     rows = ctx.rows
     sel = lambda **kw: [r for r in rows if all(r.get(k) == v for k, v in kw.items())]  # noqa: E731
-    vd_rows = []
-    for model, data, target in (("lenet300_100", "mnist5k", 0.95), ("lenet5", "mnist5k", 0.98), ("lstm", "seqmnist", 0.90)):
-        rs = sel(experiment="vd", model=model)
-        if not rs:
-            continue
-        ratio_m, ratio_s = mean_std([r["nonzero_ratio"] for r in rs])
-        st_m, st_s = mean_std([r["storage_ratio"] for r in rs])
-        vd_rows.append([f"{model} ({data})", len(rs), fmt_mean_std([r["baseline_acc"] for r in rs]),
-                        fmt_mean_std([r["acc"] for r in rs]), _pp(rs), fmt_mean_std([r["sparsity"] for r in rs]),
-                        f"{100 * target:.0f} %", f"{ratio_m:.0f} ± {ratio_s:.0f}x", PAPER_VD.get(model, "99.5 % sparse (text)"),
-                        f"{st_m:.1f} ± {st_s:.1f}x"])
+    vd = [rs for rs in (sel(experiment="vd", model=m) for m in VD_MODELS) if rs]
     l0 = sel(experiment="l0")
-    l0_rows = [[f"fold {r['fold']}", f"{r['conv1']}-{r['conv2']}-{r['fc1_in']}-{r['fc1_out']}",
-                f"{100 * r['baseline_acc']:.2f}", f"{100 * r['acc']:.2f}", f"{100 * (r['baseline_acc'] - r['acc']):.2f}",
-                f"{100 * r['flops_removed']:.1f} %"] for r in l0]
-    if l0:
-        l0_rows.append(["mean ± std", "paper: 20-25-45-462 (0.9 % error)", fmt_mean_std([r["baseline_acc"] for r in l0]),
-                        fmt_mean_std([r["acc"] for r in l0]), _pp(l0), fmt_mean_std([r["flops_removed"] for r in l0], digits=1)])
-    g_rows = []
-    for name in GROUP:
-        rs = sel(experiment="group", method=name)
-        if rs:
-            g_rows.append([name, len(rs), fmt_mean_std([r["baseline_acc"] for r in rs]), fmt_mean_std([r["acc"] for r in rs]), _pp(rs),
-                           fmt_mean_std([r["h1"] for r in rs], 1, 0), fmt_mean_std([r["h2"] for r in rs], 1, 0),
-                           fmt_mean_std([r["hidden_removed"] / 400 for r in rs], digits=1),
-                           fmt_mean_std([r["inputs"] for r in rs], 1, 0), fmt_mean_std([r["flops_removed"] for r in rs], digits=1)])
+    l0_rows = render_cols(L0_FOLD_COLS, [[r] for r in l0])[1] + (render_cols(L0_MEAN_COLS, [l0])[1] if l0 else [])
+    groups = [rs for rs in (sel(experiment="group", method=name) for name in GROUP) if rs]
     ln = sel(experiment="lassonet")
-    ln_rows = [["LassoNet, 50 pixels", len(ln), fmt_mean_std([r["baseline_acc"] for r in ln]), fmt_mean_std([r["acc"] for r in ln]),
-                _pp(ln), fmt_mean_std([r["variance_acc"] for r in ln]),
-                fmt_mean_std([r["acc"] - r["variance_acc"] for r in ln]),
-                fmt_mean_std([r["path_points"] for r in ln], 1, 0), fmt_mean_std([r["path_epochs"] for r in ln], 1, 0),
-                f"{min(r['lam_first'] for r in ln):.3g} - {max(r['lam_last'] for r in ln):.3g}",
-                fmt_mean_std([r["path_last_features"] for r in ln], 1, 0)]] if ln else []
     plots = []
     if paths:
-        from netshrink.measure.plots import line_plot
-
         name = "regularize_lassonet_path.png"
         # The validation images come from the baseline's own training fold, so the path's
         # accuracies are optimistic; no test-set line is drawn beside them.
@@ -346,17 +367,12 @@ def _report(ctx, paths) -> None:
                   title="LassoNet paths, mnist5k pixels (held-out 10 % of each training fold)", logx=True)
         plots.append(name)
     sections = [
-        ("Sparse variational dropout (accuracy %, drop in pp, mean ± std over folds)",
-         ["model", "folds", "baseline", "VD", "drop (pp)", "sparsity (%)", "target", "non-zero ratio", "paper (full MNIST)",
-          "storage ratio"], vd_rows),
+        section("Sparse variational dropout (accuracy %, drop in pp, mean ± std over folds)", VD_COLS, vd),
         ("L0 gates on LeNet-5: surviving conv1-conv2-fc1 inputs-fc1 units, FLOPs structured shrinking removes",
-         ["fold", "architecture", "baseline", "L0", "drop (pp)", "FLOPs removed"], l0_rows),
-        ("Group lasso and DropNeuron on LeNet-300-100 (hidden units of 300 + 100)",
-         ["method", "folds", "baseline", "accuracy", "drop (pp)", "layer-1 units left", "layer-2 units left",
-          "hidden removed (%)", "pixels left (of 784)", "FLOPs removed (%)"], g_rows),
-        ("LassoNet feature selection (test accuracy of LeNet-300-100 retrained from scratch on the 50 best pixels)",
-         ["", "folds", "baseline (784 pixels)", "50 pixels", "drop (pp)", "50 highest-variance pixels (reference)",
-          "LassoNet - reference (pp)", "path points", "path epochs", "lambda range", "features left at the end"], ln_rows),
+         [c.header for c in L0_FOLD_COLS], l0_rows),
+        section("Group lasso and DropNeuron on LeNet-300-100 (hidden units of 300 + 100)", GROUP_COLS, groups),
+        section("LassoNet feature selection (test accuracy of LeNet-300-100 retrained from scratch on the 50 best "
+                "pixels)", LASSONET_COLS, [ln] if ln else []),
     ]
     b = _budgets(ctx.quick)
     lstm_n = len(sel(experiment="vd", model="lstm"))
