@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from netshrink.core.method import Method
 from netshrink.core.registry import all_methods, create, get, register, unregister
+from netshrink.methods.calibrated.gptq import GPTQ
+from netshrink.methods.calibrated.scaling import AWQ, SmoothQuant
+from netshrink.methods.calibrated.sparse import SparseGPT, Wanda
 from netshrink.methods.distill import Distill, Hints, Mimic
 from netshrink.methods.factorize import LowRank, Sketch
 from netshrink.methods.frequency import FrequencyPack
@@ -42,6 +45,8 @@ BUILTIN: list[type[Method]] = [
     ChannelPrune, DepthPrune,
     # generated weights (issue 8)
     Hashing, FrequencyPack, Hypernetwork, Tie, StochasticDepth,
+    # one-shot calibrated (issue 15)
+    GPTQ, AWQ, SmoothQuant, SparseGPT, Wanda,
 ]
 
 for _cls in BUILTIN:

@@ -1,0 +1,73 @@
+"""`gptq`: GPTQ one-shot weight quantization (Frantar et al. 2023), layer by layer.
+
+    >>> ns.create("gptq", bits=4, group_size=128, act_order=True)
+
+execute = "float": the weight stays an fp32 tensor holding the dequantized values (each
+group exactly on its integer grid, which the codec's grid encoding stores as scales +
+entropy-coded codes). execute = "int8": per output channel, symmetric codes (bits <= 8)
+go into an Int8DynamicLinear that runs fbgemm's int8 kernel with per-token activations
+where measured faster (an earlier `smoothquant` step with execute = "float" leaves its
+input scale in the module, which is kept).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from netshrink.functional.gptq import gptq_quantize
+from netshrink.functional.hessian import HessianAccumulator
+from netshrink.methods.calibrated.base import OneShot, hessian_for, input_scale_of
+from netshrink.methods.calibrated.kernels import choose_kernel
+from netshrink.methods.calibrated.layerwise import replace
+from netshrink.runtime.int8_dynamic import Int8DynamicLinear
+
+
+@dataclass
+class GPTQ(OneShot):
+    name = "gptq"
+    summary = "GPTQ one-shot quantization (2-8 bits, Hessian from calibration, act-order, groups; Frantar et al. 2023)"
+
+    bits: int = 4
+    granularity: Literal["channel", "group"] = "group"
+    group_size: int = 128
+    symmetric: bool = False
+    act_order: bool = True
+    damp: float = 0.01            # fraction of mean(diag H) added to the diagonal
+    block_size: int = 128         # columns per lazy batch update
+    calibration: Literal["minmax", "mse"] = "minmax"   # how each group's scale is chosen
+    execute: Literal["float", "int8"] = "float"
+    act: Literal["token", "tensor"] = "token"          # execute = "int8": activation quantization
+    kernel: Literal["auto", "fbgemm", "fp32"] = "auto"  # execute = "int8": measured or forced
+
+    def validate(self):
+        super().validate()
+        self.check(isinstance(self.bits, int) and 2 <= self.bits <= 8, "bits", "an integer in 2..8")
+        self.check(isinstance(self.group_size, int) and self.group_size >= 1, "group_size", "an integer >= 1")
+        self.check(0.0 <= self.damp < 1.0, "damp", "in [0, 1)")
+        self.check(isinstance(self.block_size, int) and self.block_size >= 1, "block_size", "an integer >= 1")
+        if self.execute == "int8":
+            self.check(self.granularity == "channel", "granularity", "'channel' when execute = 'int8'")
+            self.check(self.symmetric, "symmetric", "true when execute = 'int8'")
+
+    def process(self, model: nn.Module, group: list[tuple[str, nn.Module]], stats: HessianAccumulator) -> None:
+        for name, mod in group:
+            g = self.group_size if self.granularity == "group" else 0
+            if g and mod.weight.shape[1] % g:
+                g = 0      # a layer whose width the group does not divide: per channel
+            res = gptq_quantize(mod.weight.detach().float(), hessian_for(mod, stats), bits=self.bits, group_size=g,
+                                symmetric=self.symmetric, act_order=self.act_order, damp=self.damp,
+                                block_size=self.block_size, calibration=self.calibration)
+            info = {"loss": res.loss, "group_size": g}
+            if self.execute == "float":
+                with torch.no_grad():
+                    mod.weight.copy_(res.weight)
+            else:
+                scale = res.scale[:, 0]                                          # (out,)
+                codes = torch.round(res.weight / scale[:, None].clamp(min=1e-12))
+                q = Int8DynamicLinear.from_codes(codes, scale, mod.bias, input_scale=input_scale_of(mod), act=self.act)
+                info.update(choose_kernel(q, stats.n / max(self.samples, 1), self.kernel))
+                replace(model, name, q)
+            self.report_[name] = info
