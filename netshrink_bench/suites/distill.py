@@ -30,6 +30,7 @@ from torch.utils.data import Subset
 
 import netshrink as ns
 from netshrink_bench.results import fmt_mean_std, mean_std
+from netshrink_bench.table import Col, first, group, render, stat
 from netshrink.measure.counts import param_counts
 from netshrink.measure.plots import line_plot
 
@@ -134,22 +135,46 @@ def _select_temperature(ctx, b, cfg, name: str) -> float:
     return best
 
 
+def _paired(rows: list, rs: list) -> list[float]:
+    """Per-fold accuracy gains of the group `rs` over the same student trained on labels only."""
+    base = {r["fold"]: r["accuracy"] for r in rows
+            if r.get("student") == rs[0]["student"] and r["config"] == "labels only"}
+    return [r["accuracy"] - base[r["fold"]] for r in rs]
+
+
+def _cols(rows: list, chosen: dict) -> list[Col]:
+    """The table's columns; a student's row of the temperature chosen on validation is bold."""
+    def head(r):
+        return r["config"] == f"distill T={chosen[r['student']]:g}"
+
+    def label(rs):
+        r = rs[0]
+        text = f"{r['student']}, {r['config']}" + (" (T chosen on validation)" if head(r) else "")
+        return f"**{text}**" if head(r) else text
+
+    def gain(rs):
+        if rs[0]["config"] == "labels only":
+            return ""
+        gm, gs = mean_std(_paired(rows, rs))
+        return f"{100 * gm:+.2f} ± {100 * gs:.2f}"
+
+    return [Col("student / loss", label), Col("params", first("student_params", "{:,}")),
+            Col("accuracy", stat("accuracy")), Col("gain vs labels only (pp)", gain),
+            Col("wins", lambda rs: "" if rs[0]["config"] == "labels only"
+                else f"{sum(g > 0 for g in _paired(rows, rs))}/{len(rs)}"),
+            Col("agreement with teacher", stat("agreement_with_teacher"))]
+
+
 def _report(ctx, b, acc, agree, teacher_acc, n_student, n_teacher, chosen) -> None:
-    rows = [["teacher: LeNet-5 (cached baseline)", f"{n_teacher:,}", fmt_mean_std(teacher_acc), "", "", ""]]
+    rows = [r for r in ctx.rows if r.get("part") == "test"]
+    cols = _cols(rows, chosen)
+    teacher = [["teacher: LeNet-5 (cached baseline)", f"{n_teacher:,}", fmt_mean_std(teacher_acc), "", "", ""]]
+    table = teacher + render(cols, group(rows, "student", "config", where=lambda r: "student" in r))[1]
     series, errors, claims = {}, {}, []
     temps = list(b["temperatures"])
     for name in STUDENTS:
         base = acc[(name, "labels only")]
         head = f"distill T={chosen[name]:g}"
-        for label, _, _ in _configs(temps):
-            vals = acc[(name, label)]
-            gm, gs = mean_std([a - l for a, l in zip(vals, base)])
-            wins = sum(a > l for a, l in zip(vals, base))
-            text = f"{name}, {label}" + (" (T chosen on validation)" if label == head else "")
-            rows.append([f"**{text}**" if label == head else text, f"{n_student[name]:,}", fmt_mean_std(vals),
-                         "" if label == "labels only" else f"{100 * gm:+.2f} ± {100 * gs:.2f}",
-                         "" if label == "labels only" else f"{wins}/{len(base)}",
-                         fmt_mean_std(agree[(name, label)])])
         gm, gs = mean_std([a - l for a, l in zip(acc[(name, head)], base)])
         claims.append(f"{name}: T = {chosen[name]:g} (chosen on validation) gives {100 * gm:+.2f} ± {100 * gs:.2f} pp "
                       "over labels only")
@@ -167,6 +192,5 @@ def _report(ctx, b, acc, agree, teacher_acc, n_student, n_teacher, chosen) -> No
              + "; ".join(claims) + ".")
     ctx.write_markdown("Distillation: students vs the same students trained on labels alone",
                        [("mnist5k, accuracy (mean ± std over folds, %)",
-                         ["student / loss", "params", "accuracy", "gain vs labels only (pp)", "wins",
-                          "agreement with teacher"], rows)],
+                         [c.header for c in cols], table)],
                        plots=["distill_temperature.png"], notes=notes)
