@@ -27,7 +27,9 @@ from netshrink.runtime.attention import PrunedMultiheadAttention
 from netshrink.runtime.frequency import FrequencyConv2d, FrequencyLinear
 from netshrink.runtime.generated import HyperConv2d, TiedConv2d
 from netshrink.runtime.hashed_linear import HashedConv2d, HashedLinear
+from netshrink.runtime.int8_dynamic import Int8DynamicLinear
 from netshrink.runtime.int8_linear import Int8Linear
+from netshrink.runtime.scaled_linear import ScaledLinear
 from netshrink.runtime.low_rank import LowRankLinear, LowRankRNN, TuckerConv
 from netshrink.runtime.sparse_conv import SparseConv2d
 from netshrink.runtime.sparse_linear import SparseLinear
@@ -227,7 +229,7 @@ _TORCH: dict[str, ModuleType] = {
 # netshrink's own buildable modules (runtime kernels, factorised layers...)
 _NETSHRINK: list[type] = [Int8Linear, HashedLinear, HashedConv2d, FrequencyLinear, FrequencyConv2d, HyperConv2d,
                           TiedConv2d, HyperNetwork, LowRankLinear, TuckerConv, LowRankRNN, SparseLinear,
-                          SparseConv2d, PrunedMultiheadAttention]
+                          SparseConv2d, PrunedMultiheadAttention, Int8DynamicLinear, ScaledLinear]
 _USER: dict[str, type] = {}
 
 
