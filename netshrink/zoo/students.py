@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from netshrink.errors import NetshrinkError
 from netshrink.core import factories
+from netshrink.errors import NetshrinkError
 
 
 def _w(n: int, width: float) -> int:
