@@ -11,7 +11,8 @@ smaller on disk and faster to run.
 """
 from netshrink import zoo
 from netshrink.artifact import load, save
-from netshrink.auto import AutoResult, Budget, auto
+from netshrink import auto   # callable: ns.auto(model, data, budget=...) (see netshrink/auto/__init__.py)
+from netshrink.auto import AutoResult, Budget
 from netshrink.pipeline.compress import Run, compress_, run_recipe
 from netshrink.core.method import Method
 from netshrink.pipeline.recipe import Recipe, Step

@@ -61,8 +61,10 @@ def test_saved_bytes_meet_the_budget_and_the_recipe_replays(trained, tmp_path):
 
 def test_impossible_budget_is_one_clear_error_before_training(trained):
     net, train, test = trained
+    import netshrink as ns
+
     with pytest.raises(NetshrinkError, match="size budget 300 bytes cannot be met"):
-        auto(net, train, Budget(bytes=300), eval_data=test, **FAST)
+        ns.auto(net, train, budget=ns.Budget(bytes=300), eval_data=test, **FAST)   # the package is callable
 
 
 def test_cli_impossible_budget_exits_2_with_one_line(trained, tmp_path, capsys):
