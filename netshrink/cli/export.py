@@ -7,7 +7,7 @@ import typer
 
 from netshrink.cli.common import console
 from netshrink.errors import NetshrinkError
-from netshrink.artifact.onnx import export_file
+from netshrink.cli.onnx_file import export_file
 
 
 def export(file: str = typer.Argument(..., help=".nshr file"),

@@ -65,7 +65,7 @@ def test_every_zoo_model_is_analysed_or_refused_loudly():
             continue
         try:
             model = ns.zoo.models.create(name).eval()
-            from netshrink.artifact.onnx import example_for
+            from netshrink.cli.onnx_file import example_for
             x = example_for(model)
         except ns.NetshrinkError:
             continue  # needs arguments we do not know: not ours to judge

@@ -1,6 +1,6 @@
 """`netshrink export FILE --onnx`: load an artifact, export it to ONNX, verify it in
 ONNX Runtime and time both. (The exporter itself is runtime/onnx_export.py; this
-part reads files and guesses a zoo input shape, so it sits above the zoo.)
+part reads files and guesses a zoo input shape, so it is CLI code, above the zoo.)
 """
 from __future__ import annotations
 
