@@ -8,6 +8,7 @@ import torch
 
 import netshrink as ns
 from netshrink import cli
+from netshrink.measure.counts import param_counts
 from tests.helpers import tiny_mlp
 
 RECIPE = '[finetune]\nepochs = 1\n\n[[step]]\nmethod = "magnitude"\nsparsity = 0.8\n'
@@ -39,7 +40,8 @@ def test_compress_writes_a_run_folder(tmp_path, tiny_model_file):
     text = (out / "recipe.toml").read_text()
     assert text.startswith("# netshrink compress") and "# result: accuracy" in text
     ns.Recipe.from_toml(text)  # the resolved recipe runs again as it is
-    assert ns.load(out / "model.nshr") is not None
+    loaded = ns.load(out / "model.nshr")           # the saved model is the one the report measured
+    assert param_counts(loaded) == (report["compressed"]["params"], report["compressed"]["nonzeros"])
 
 
 def test_same_recipe_twice_gives_the_same_accuracy(tmp_path, tiny_model_file):

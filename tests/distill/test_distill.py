@@ -10,6 +10,7 @@ from torch.utils.data import Subset
 import netshrink as ns
 from netshrink.core.context import PrepareContext, StepContext
 from netshrink.errors import NetshrinkError, RecipeError
+from netshrink.methods.distill import Distill
 from netshrink.functional.distill import distill_loss, hint_loss, kd_loss, mimic_loss
 from netshrink.zoo.students import derive_student
 from netshrink.measure.counts import param_counts
@@ -74,17 +75,17 @@ def test_bad_values_name_the_field(name, params, field):
         ns.create(name, **params)
 
 
-def test_distillation_stays_on_in_later_steps_and_keeps_the_original_teacher(digits):
+def test_distillation_stays_on_in_later_steps_and_keeps_the_original_teacher(digits, monkeypatch):
     train = Subset(digits[0], range(256))
     torch.manual_seed(0)
     model = ns.zoo.models.create("lenet300_100", in_features=64)
     ns.fit(model, train, ns.TrainConfig(epochs=1), progress=False)
-    d = ns.create("distill", temperature=4.0)
     calls = []
-    loss = d.loss
-    d.loss = lambda ctx: (calls.append(ctx.step), loss(ctx))[1]
-    recipe = ns.Recipe.of(d, ns.create("low_rank", mode="rank", rank=4), finetune=ns.TrainConfig(epochs=1))
-    ns.compress_(model, recipe, data=train, progress=False)
+    loss = Distill.loss
+    monkeypatch.setattr(Distill, "loss", lambda self, ctx: (calls.append(ctx.step), loss(self, ctx))[1])
+    recipe = ns.Recipe.of(ns.create("distill", temperature=4.0), ns.create("low_rank", mode="rank", rank=4),
+                          finetune=ns.TrainConfig(epochs=1))
+    d = ns.run_recipe(model, recipe, data=train, progress=False).method("distill")
     per_phase = math.ceil(len(train) / 64)
     assert len(calls) == 2 * per_phase                       # active in the low_rank phase too
     assert type(d.teacher_.fc1).__name__ == "Linear"         # the teacher was not factorised

@@ -49,7 +49,7 @@ def test_removal_only_of_identity_shortcut_blocks(digits):
     torch.manual_seed(0)
     model = ns.zoo.models.create("resnet_small", widths=[4, 8, 8], blocks=[2, 2, 1])
     m = ns.create("stochastic_depth", blocks=2, samples=200)
-    ns.compress_(model, ns.Recipe.of(m, finetune=ns.TrainConfig(epochs=1)), data=train, progress=False)
+    m = ns.run_recipe(model, ns.Recipe.of(m, finetune=ns.TrainConfig(epochs=1)), data=train, progress=False).methods[0]
     assert len(m.removed_) == 2
     for path in m.removed_:
         assert isinstance(model.get_submodule(path), nn.Identity)

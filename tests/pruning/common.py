@@ -11,6 +11,7 @@ def pruned_weights(model: nn.Module) -> list[torch.Tensor]:
     """Every prunable weight, dense, including those now held by SparseLinear."""
     ws = [s.tensor.detach() for s in ns.select(model)]
     ws += [m.dense_weight() for m in model.modules() if isinstance(m, SparseLinear)]
+    assert ws, "no prunable weights to check"   # a loop over nothing would pass
     return ws
 
 

@@ -105,7 +105,8 @@ def test_early_bird_draws_when_masks_stop_changing(digits):
     model = _trained(train)
     eps = 0.06
     method = ns.create("early_bird", sparsity=0.8, epsilon=eps, window=2, max_epochs=12, runtime="dense")
-    ns.compress_(model, ns.Recipe.of(method, finetune=ns.TrainConfig(epochs=1)), data=train, progress=False)
+    method = ns.run_recipe(model, ns.Recipe.of(method, finetune=ns.TrainConfig(epochs=1)), data=train,
+                           progress=False).methods[0]
     d = method.distances_
     assert method.found_ and method.epoch_ == len(d) + 1 < 12 and len(d) >= 3
     assert max(d[-2:]) < eps                                                  # drawn when the window is calm

@@ -9,7 +9,9 @@ import netshrink as ns
 
 
 def _weights(model: nn.Module) -> list[torch.Tensor]:
-    return [s.tensor.detach() for s in ns.select(model)]
+    ws = [s.tensor.detach() for s in ns.select(model)]
+    assert ws, "no weights to check"      # a loop over nothing would pass
+    return ws
 
 
 def distinct_at_most(levels: int, *, plus_zero: bool = False):
@@ -43,6 +45,26 @@ def runs_int8(count: int):
 
         n = sum(isinstance(m, Int8Linear) for m in model.modules())
         assert n == count, f"{n} Int8Linear layers, expected {count}"
+    return check
+
+
+def scaled_per_channel_distinct_at_most(levels: int, count: int):
+    """AWQ: `count` ScaledLinear layers whose (scaled) weights hold <= levels values per row."""
+    def check(model, method):
+        layers = [m for m in model.modules() if type(m).__name__ == "ScaledLinear"]
+        assert len(layers) == count, f"{len(layers)} ScaledLinear layers, expected {count}"
+        for m in layers:
+            worst = max(torch.unique(row).numel() for row in m.weight.detach())
+            assert worst <= levels, f"{worst} distinct values in a row > {levels}"
+    return check
+
+
+def runs_int8_kernels(count: int):
+    """`count` layers run an int8 kernel (Int8Linear or the dynamic-activation one)."""
+    def check(model, method):
+        names = {"Int8Linear", "Int8DynamicLinear"}
+        n = sum(type(m).__name__ in names for m in model.modules())
+        assert n == count, f"{n} int8 layers, expected {count}"
     return check
 
 

@@ -38,7 +38,10 @@ def exact_zeros(min_sparsity: float):
 
 def vd_pruned(min_sparsity: float):
     """Every weight with log alpha > 3 at the end of training is exactly zero (and the
-    layer sparsities VD reported are those of the finished weights)."""
+    layer sparsities VD reported are those of the finished weights), and the weights are
+    more than `min_sparsity` exact zeros (> 0: a bound of 0 would hold for any model)."""
+    assert min_sparsity > 0, "a sparsity bound of 0 cannot fail"
+
     def check(model, method):
         for site in method.sites_:
             w = site.tensor.detach()

@@ -182,8 +182,7 @@ drop_rate = 0.05
 method = "variational_dropout"
 warmup = 0.0
 """)
-    ns.compress_(model, recipe, data=train, progress=False)
-    gl = recipe.methods[0]
+    gl = ns.run_recipe(model, recipe, data=train, progress=False).methods[0]
     dead = gl.dead_inputs_["hidden.1"]
     assert dead.any()
     assert (model.hidden[1].weight.detach()[:, dead] == 0).all()      # still dead after L0 and VD
