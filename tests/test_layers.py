@@ -8,6 +8,7 @@ found as surely as one at the top of a file.
 from __future__ import annotations
 
 import ast
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,13 +49,7 @@ OPTIONAL = {
 # (value: the helper moving it). Must be empty when issue 12 closes; prune entries that no
 # longer occur (printed by `python tests/test_layers.py`).
 KNOWN: dict[tuple[str, str], str] = {
-    ('netshrink.artifact.onnx', 'netshrink.measure.latency'): 'H3',
-    ('netshrink.artifact.onnx', 'netshrink.zoo.bert'): 'H3',
-    ('netshrink.artifact.onnx', 'netshrink.zoo.data'): 'H3',
     ('netshrink.core.targets', 'netshrink.core.reparam'): 'H2',
-    ('netshrink.runtime.sparse_linear', 'netshrink.core.submodules'): 'H3',
-    ('netshrink.runtime.sparse_linear', 'netshrink.measure.latency'): 'H3',
-    ('netshrink.runtime.sparse_linear', 'netshrink.runtime.sparse_conv'): 'H3',
 }
 
 
@@ -74,6 +69,7 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+@functools.lru_cache(maxsize=None)
 def _is_module(name: str) -> bool:
     rel = Path(*name.split("."))
     return (ROOT / rel).with_suffix(".py").is_file() or (ROOT / rel / "__init__.py").is_file()
@@ -119,8 +115,9 @@ def _row(module: str) -> tuple[int, str]:
     return next(r for r, p in LAYERS if p == best), best
 
 
-def _all_imports() -> list[Imp]:
-    return [i for p in sorted(PKG.rglob("*.py")) for i in _imports(p)]
+@functools.lru_cache(maxsize=1)
+def _all_imports() -> tuple[Imp, ...]:
+    return tuple(i for p in sorted(PKG.rglob("*.py")) for i in _imports(p))
 
 
 def _against_direction(i: Imp) -> bool:
@@ -160,8 +157,11 @@ def _private(name: str) -> bool:
 
 def test_no_private_names_across_modules():
     bad = []
+    by_file = {}
+    for i in _all_imports():
+        by_file.setdefault(i.src, []).append(i)
     for path in sorted(PKG.rglob("*.py")):
-        imps = _imports(path)
+        imps = by_file.get(_module_name(path), [])
         for i in imps:
             bad += [f"{i.src}:{i.line} imports {i.dst}.{n}" for n in i.names if _private(n) and i.dst != i.src]
         # `module._name` through a name bound to a netshrink module
