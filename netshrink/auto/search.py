@@ -143,9 +143,6 @@ def auto(model: nn.Module, data, budget: Budget, *, eval_data=None, methods=("pr
         if b.latency_ms is not None:
             start, pre = _structured(base, data, b, cfg, example, base_lat, log)
         tables = []
-        if b.bytes is not None and ("prune" in methods or "kmeans" in methods):
-            sp = sparsities if "prune" in methods else (0.0,)
-            bt = bits if "kmeans" in methods else (None,)
         tg = targets or default_targets(start)
         if b.bytes is not None and ("prune" in methods or "kmeans" in methods):
             sp = sparsities if "prune" in methods else (0.0,)
