@@ -66,3 +66,19 @@ def test_budget_parsing():
             parse_size(bad)
     with pytest.raises(NetshrinkError, match="needs a size"):
         Budget()
+
+
+def test_a_missed_budget_names_the_nearest_points():
+    from netshrink import Recipe
+    from netshrink.auto.search import AutoResult, Point, _message
+
+    pts = [Point("auto", 1000, 990, 0.90, 2.0, None, 1.0, Recipe()),
+           Point("auto x1.5", 1500, 1480, 0.915, 0.4, None, 1.0, Recipe())]
+    res = AutoResult(Budget(bytes=1000, max_drop=0.5), 0.92, 40000, None, pts, pts[0], None, [], 2.0)
+    res.message = _message(res)
+    assert not res.met
+    with pytest.raises(NetshrinkError) as e:
+        res.check()
+    msg = str(e.value)
+    assert "not met" in msg and "990 B, drop 2.00 pp" in msg and "1,480 B, drop 0.40 pp" in msg
+    assert "\n" not in msg
