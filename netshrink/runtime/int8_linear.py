@@ -66,6 +66,9 @@ class Int8Linear(nn.Module):
 
     def ns_after_load(self) -> None:
         """(Re)build the packed fbgemm weight from the int8 codes and scales."""
+        if self.qweight.is_meta:   # built on the meta device (the loader's size guard): nothing to pack
+            self._packed = None
+            return
         torch.backends.quantized.engine = _engine()
         zero = torch.zeros(self.out_features, dtype=torch.int64)
         with warnings.catch_warnings():   # quantized tensor constructors warn of a future deprecation
