@@ -109,3 +109,13 @@ def fidelity(ref: torch.Tensor, out: torch.Tensor, k: int = 5) -> dict:
     a, b = topk(ref), topk(out)
     agree = torch.tensor([len(set(x.tolist()) & set(y.tolist())) / k for x, y in zip(a, b)])
     return {"cos_mean": float(cos.mean()), "cos_min": float(cos.min()), "top5": float(agree.mean())}
+
+
+def calib_eval(n_calib: int = 256, n_eval: int = 512, batch_size: int = 16):
+    """(calibration batches, evaluation batches) of the package's tokenizer, for
+    `netshrink compress --model hf:DIR --data netshrink_bench.minilm:calib_eval`."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir()), local_files_only=True)
+    return (batches(tok, sentences("calib")[:n_calib], batch_size),
+            batches(tok, sentences("eval")[:n_eval], 64))

@@ -200,7 +200,7 @@ def run(ctx) -> None:
         ctx.log(f"{label}: cos {fid['cos_mean']:.4f} (min {fid['cos_min']:.3f}) top5 {fid['top5']:.3f} "
                 f"{nbytes / 1e6:.1f} MB x{s1:.2f} b1 x{s64:.2f} b64 {wall:.0f}s [{row['kernels']}]")
         del model
-    _write(ctx)
+        _write(ctx)            # after every row: a long run's partial results are readable
 
 
 def _write(ctx) -> None:

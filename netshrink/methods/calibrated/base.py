@@ -29,11 +29,11 @@ class OneShot(Method):
     keep_rows: ClassVar[int] = 0
 
     samples: int = 128          # calibration samples (the first of the data)
-    batch_size: int = 16
+    calib_batch: int = 16       # batch size of the calibration passes
 
     def validate(self):
         self.check(isinstance(self.samples, int) and self.samples >= 1, "samples", "an integer >= 1")
-        self.check(isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size", "an integer >= 1")
+        self.check(isinstance(self.calib_batch, int) and self.calib_batch >= 1, "calib_batch", "an integer >= 1")
 
     def target_modules(self, model: nn.Module) -> dict[str, nn.Module]:
         if not (self.targets.include or self.targets.exclude):   # default: every Linear (plain or rescaled)
@@ -49,7 +49,7 @@ class OneShot(Method):
         if ctx.data is None:
             raise RecipeError(f"{self.name}: needs calibration data (compress_(model, recipe, data=...))")
         data = as_batches(ctx.data)
-        batches = Calibration(self.samples, self.batch_size).batches(data)
+        batches = Calibration(self.samples, self.calib_batch).batches(data)
         if not batches:
             raise RecipeError(f"{self.name}: the calibration data is empty")
         modules = self.target_modules(model)
