@@ -1,4 +1,5 @@
-"""Stochastic depth (Huang et al. 2016), then removing residual blocks for good.
+"""Stochastic depth (Huang et al. 2016), a training-time method, then removing residual
+blocks for good (depth pruning by rank instead is `depth_prune`, structure/depth_pruning.py).
 
 Training: residual block l (of L, in forward order) survives each mini-batch with
 probability p_l = 1 - (l / L) (1 - p_L) (the paper's linear decay, p_L = 0.5); a
@@ -7,8 +8,8 @@ p_l: H = ReLU(p_l f(x) + shortcut(x)). Both are done by a forward hook on the bl
 last BatchNorm (f's output), so the module tree is unchanged; finalize folds p_l into
 that BatchNorm's affine weights (exact) and removes the hooks.
 
-Compression: with `remove = k`, finalize then greedily replaces by nn.Identity the k
-blocks whose removal costs least accuracy on (up to `calib` samples of) the training
+Compression: with `blocks = k`, finalize then greedily replaces by nn.Identity the k
+blocks whose removal costs least accuracy on (up to `samples` samples of) the training
 data, among blocks whose shortcut is the identity (same shape in and out; their input
 is post-ReLU, so Identity is exactly "the block dropped"). With `recalibrate`, each
 candidate is also tried with BatchNorm statistics re-estimated on the same samples
@@ -19,17 +20,17 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
 
+from netshrink.core.batches import as_batches
 from netshrink.core.context import PrepareContext
 from netshrink.core.method import Method
 from netshrink.core.submodules import set_submodule
 from netshrink.errors import RecipeError, TargetError
 from netshrink.train.loop import evaluate
-from netshrink.zoo.models import BasicBlock
 
 
 def survival_probs(n_blocks: int, *, p_last: float) -> list[float]:
@@ -37,14 +38,22 @@ def survival_probs(n_blocks: int, *, p_last: float) -> list[float]:
     return [1 - (l / n_blocks) * (1 - p_last) for l in range(1, n_blocks + 1)]
 
 
-def residual_blocks(model: nn.Module) -> list[tuple[str, BasicBlock]]:
-    """(path, block) of every residual BasicBlock, in forward (module) order."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, BasicBlock)]
+def is_residual_block(m: nn.Module) -> bool:
+    """A residual basic block (the zoo's ResNet BasicBlock, or any module shaped like it):
+    a residual branch ending in the BatchNorm `bn2`, added to `shortcut(x)` (an
+    nn.Sequential, empty for the identity)."""
+    return isinstance(getattr(m, "bn2", None), nn.BatchNorm2d) and isinstance(getattr(m, "shortcut", None),
+                                                                              nn.Sequential)
+
+
+def residual_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(path, block) of every residual basic block, in forward (module) order."""
+    return [(n, m) for n, m in model.named_modules() if is_residual_block(m)]
 
 
 def removable(block: nn.Module) -> bool:
     """Only a block whose shortcut is the identity can become nn.Identity."""
-    return isinstance(block, BasicBlock) and len(block.shortcut) == 0
+    return is_residual_block(block) and len(block.shortcut) == 0
 
 
 @torch.no_grad()
@@ -60,8 +69,9 @@ def recalibrate_bn(model: nn.Module, data, *, batch_size: int = 250) -> None:
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the batches below
     model.train()
-    for x, _ in DataLoader(data, batch_size=batch_size):
-        model(x)
+    b = as_batches(data)
+    for batch in b.iter(batch_size=batch_size):
+        b.call(model, batch)
     for m, mom in zip(bns, saved):
         m.momentum = mom
     model.train(was)
@@ -103,30 +113,32 @@ def removal_order(model: nn.Module, data, *, limit: int | None = None, recalibra
 class StochasticDepth(Method):
     """Train with blocks dropped (p_L = 0.5), then remove the 2 least useful blocks:
 
-    >>> ns.create("stochastic_depth", p_last=0.5, remove=2)
+    >>> ns.create("stochastic_depth", p_last=0.5, blocks=2)
     """
 
     name = "stochastic_depth"
     summary = "stochastic depth training (Huang et al. 2016), then residual blocks removed at inference"
 
     p_last: float = 0.5     # survival probability of the last block (linear decay from 1)
-    remove: int = 0         # blocks to remove for good at finalize (greedy, on training data)
-    calib: int = 1000       # training samples used to choose them
+    blocks: int = 0         # blocks to remove for good at finalize (greedy, on training data)
+    samples: int = 1000     # training samples used to choose them
     recalibrate: bool = True  # also try re-estimated BatchNorm statistics after each removal
+
+    renamed: ClassVar[dict[str, str]] = {"remove": "'blocks' (the number of blocks removed)", "calib": "'samples'"}
 
     def validate(self):
         self.check(0.0 < self.p_last <= 1.0, "p_last", "in (0, 1]")
-        self.check(isinstance(self.remove, int) and self.remove >= 0, "remove", "an integer >= 0")
-        self.check(isinstance(self.calib, int) and self.calib >= 1, "calib", "an integer >= 1")
+        self.check(self.blocks >= 0, "blocks", "an integer >= 0")
+        self.check(self.samples >= 1, "samples", "an integer >= 1")
 
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
         self.blocks_ = residual_blocks(model)
         if not self.blocks_:
-            raise TargetError(f"stochastic_depth: {type(model).__name__} has no residual BasicBlock")
+            raise TargetError(f"stochastic_depth: {type(model).__name__} has no residual basic block (bn2 + shortcut)")
         n_removable = sum(removable(b) for _, b in self.blocks_)
-        if self.remove > n_removable:
-            raise RecipeError(f"stochastic_depth: remove = {self.remove} but only {n_removable} blocks have an "
-                              "identity shortcut")
+        if self.blocks > n_removable:
+            raise RecipeError(f"stochastic_depth: cannot remove blocks = {self.blocks}: only {n_removable} "
+                              "blocks have an identity shortcut")
         self.probs_ = survival_probs(len(self.blocks_), p_last=self.p_last)
         self.data_ = ctx.data
         self.handles_ = [b.bn2.register_forward_hook(self._hook(p)) for (_, b), p in zip(self.blocks_, self.probs_)]
@@ -148,11 +160,12 @@ class StochasticDepth(Method):
             # p * (gamma x_hat + beta) = (p gamma) x_hat + p beta: exact.
             b.bn2.weight.mul_(p)
             b.bn2.bias.mul_(p)
-        if self.remove:
+        if self.blocks:
             if self.data_ is None:
-                raise RecipeError("stochastic_depth: remove > 0 needs training data to choose the blocks")
-            calib = Subset(self.data_, range(min(self.calib, len(self.data_))))
-            self.removed_ = [p for p, _ in removal_order(model, calib, limit=self.remove,
+                raise RecipeError("stochastic_depth: blocks > 0 needs training data to choose the blocks")
+            # the first `samples` samples, in batches of 250 (BatchNorm re-estimation averages per batch)
+            calib = as_batches(self.data_).take(self.samples, batch_size=250)
+            self.removed_ = [p for p, _ in removal_order(model, calib, limit=self.blocks,
                                                          recalibrate=self.recalibrate)]
         else:
             self.removed_ = []

@@ -3,28 +3,34 @@
 - channel_prune: remove channels / neurons / hidden units / heads, ranked by an
   importance criterion (l1, l2, taylor, bn_scale, activation, random, or the units a
   group-lasso / L0 / variational-dropout step left dead), per layer or globally, in
-  one shot or iteratively with fine-tuning between steps, to a target fraction of
-  units, of FLOPs, or of measured batch-64 latency.
-- depth_prune: remove whole residual blocks ranked by how little they contribute.
+  one shot or iteratively with fine-tuning between rounds, removing a fraction
+  `sparsity` of the units, of the FLOPs, or of measured batch-64 latency.
+- depth_prune: remove `blocks` whole residual blocks ranked by how little they contribute.
 
 Both shrink in `prepare` (so the fine-tuning that follows trains the smaller model)
 and leave plain modules: `finalize` has nothing to bake.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
+from netshrink.core.batches import Inputs, as_batches
 from netshrink.core.context import PrepareContext
 from netshrink.core.method import Method
 from netshrink.errors import NetshrinkError, RecipeError
+from netshrink.measure.flops import count_flops
+from netshrink.measure.latency import latency_ms
+from netshrink.structure.depth_pruning import block_scores, candidates, remove_blocks
 from netshrink.structure.graph import DependencyGraph, analyze
+from netshrink.structure.importance import importance_names
 from netshrink.structure.importance import scores as importance_scores
 from netshrink.structure.select import plan, search
 from netshrink.structure.shrink import dead_components, remove_components
+from netshrink.structure.tracer import example_inputs
 
 
 def example_input(model: nn.Module, ctx: PrepareContext, batch: int = 2):
@@ -34,7 +40,17 @@ def example_input(model: nn.Module, ctx: PrepareContext, batch: int = 2):
         return ex
     if ctx.data is None:
         raise NetshrinkError("structured pruning needs an example input: pass data, or extras={'example': x}")
-    return torch.stack([ctx.data[i][0] for i in range(min(batch, len(ctx.data)))])
+    ex = as_batches(ctx.data).example_inputs(batch)   # core.batches.Inputs of `batch` samples
+    if not ex.kwargs and len(ex.args) == 1:
+        return ex.args[0]
+    return ex if ex.kwargs else ex.args
+
+
+def _tile(ex: Inputs, n: int = 64) -> Inputs:
+    """The example's samples repeated 32 times, at most `n` of them (latency is timed at 64)."""
+    def rep(t):
+        return torch.cat([t] * 32)[:n] if isinstance(t, torch.Tensor) and t.dim() else t
+    return Inputs(tuple(rep(a) for a in ex.args), {k: rep(v) for k, v in ex.kwargs.items()})
 
 
 def count_units(graph: DependencyGraph) -> int:
@@ -45,40 +61,38 @@ def count_units(graph: DependencyGraph) -> int:
 class ChannelPrune(Method):
     """Remove whole channels / neurons / hidden units / heads and shrink the model.
 
-    target: what `amount` is a fraction of: "channels" (prunable units), "flops"
-    (of the model's FLOPs), "latency" (of measured batch-64 CPU latency).
+    sparsity: the fraction removed, of what `target` says: "channels" (prunable
+    units), "flops" (the model's FLOPs), "latency" (measured batch-64 CPU latency).
     """
 
     name = "channel_prune"
     summary = "structured pruning: channels/neurons/hidden units/heads by l1/l2/taylor/bn_scale/activation, " \
               "to a unit, FLOPs or latency target; physically shrinks"
 
-    amount: float = 0.5
+    sparsity: float = 0.5
     target: Literal["channels", "flops", "latency"] = "channels"
-    importance: Literal["l1", "l2", "taylor", "bn_scale", "activation", "random", "dead"] = "l1"
-    scope: Literal["layer", "global"] = "global"
-    steps: int = 1                 # iterative pruning: this many prune → fine-tune rounds
+    importance: str = "l1"         # a registered criterion (structure.importance), or "dead"
+    scope: Literal["layer", "global"] = "layer"
+    rounds: int = 1                # iterative pruning: this many prune → fine-tune rounds
     epochs_between: int = 1        # fine-tuning epochs between rounds (the last round's is the recipe's)
-    max_ratio: float = 0.9         # at most this fraction of any one group goes
+    max_sparsity: float = 0.9      # at most this fraction of any one group goes
     round_to: int = 1              # groups keep a multiple of this many units (16 suits AVX-512 conv kernels)
-    kinds: list = field(default_factory=list)  # group kinds to prune: channels, hidden, heads, ffn (empty = all)
+    kinds: tuple[Literal["channels", "hidden", "heads", "ffn"], ...] = ()  # group kinds to prune (empty = all)
     batches: int = 8               # calibration batches for taylor / activation / latency
     seed: int = 0
 
+    renamed: ClassVar[dict[str, str]] = {
+        "amount": "'sparsity' (the fraction removed)", "steps": "'rounds'", "max_ratio": "'max_sparsity'"}
+
     def validate(self):
-        self.check(isinstance(self.amount, (int, float)) and 0.0 <= self.amount < 1.0, "amount", "in [0, 1)")
-        self.check(self.target in ("channels", "flops", "latency"), "target", "channels, flops or latency")
-        self.check(self.importance in ("l1", "l2", "taylor", "bn_scale", "activation", "random", "dead"),
-                   "importance", "one of l1, l2, taylor, bn_scale, activation, random, dead")
-        self.check(self.scope in ("layer", "global"), "scope", "layer or global")
-        self.check(isinstance(self.steps, int) and self.steps >= 1, "steps", "an integer >= 1")
-        self.check(isinstance(self.epochs_between, int) and self.epochs_between >= 0, "epochs_between",
-                   "an integer >= 0")
-        self.check(0.0 < self.max_ratio < 1.0, "max_ratio", "in (0, 1)")
-        self.check(isinstance(self.round_to, int) and self.round_to >= 1, "round_to", "an integer >= 1")
-        self.check(all(k in ("channels", "hidden", "heads", "ffn") for k in self.kinds), "kinds",
-                   "a list of channels, hidden, heads, ffn")
-        self.check(isinstance(self.batches, int) and self.batches >= 1, "batches", "an integer >= 1")
+        self.check(0.0 <= self.sparsity < 1.0, "sparsity", "in [0, 1)")
+        names = importance_names() + ("dead",)  # users' criteria register at run time: no Literal
+        self.check(self.importance in names, "importance", "one of " + ", ".join(names))
+        self.check(self.rounds >= 1, "rounds", "an integer >= 1")
+        self.check(self.epochs_between >= 0, "epochs_between", "an integer >= 0")
+        self.check(0.0 < self.max_sparsity < 1.0, "max_sparsity", "in (0, 1)")
+        self.check(self.round_to >= 1, "round_to", "an integer >= 1")
+        self.check(self.batches >= 1, "batches", "an integer >= 1")
 
     def _graph(self, model, example) -> DependencyGraph:
         g = analyze(model, example)
@@ -93,18 +107,16 @@ class ChannelPrune(Method):
         return g
 
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
-        from netshrink.measure.flops import count_flops
-        from netshrink.measure.latency import latency_ms
-
         example = example_input(model, ctx)
+        one = example_inputs(example).take(1)  # FLOPs of one sample
         graph = self._graph(model, example)
         self.units_before_ = count_units(graph)
-        self.flops_before_ = count_flops(model, example[:1])[0]
-        big = torch.cat([example] * 32)[:64] if self.target == "latency" else None
+        self.flops_before_ = count_flops(model, one)[0]
+        big = _tile(example_inputs(example), 64) if self.target == "latency" else None
         lat0 = latency_ms(model, big, min_run_time=0.2) if big is not None else None
         self.removed_ = {}
-        for step in range(1, self.steps + 1):
-            frac = self.amount * step / self.steps  # of the original units / FLOPs / latency
+        for step in range(1, self.rounds + 1):
+            frac = self.sparsity * step / self.rounds  # of the original units / FLOPs / latency
             if step > 1:
                 graph = self._graph(model, example)
             if self.importance == "dead":
@@ -116,23 +128,23 @@ class ChannelPrune(Method):
                     # fraction of the original count, expressed on the current (smaller) graph
                     now = count_units(graph)
                     want = max(0.0, (frac * self.units_before_ - (self.units_before_ - now)) / max(now, 1))
-                    p = plan(graph, s, min(want, self.max_ratio), scope=self.scope, max_ratio=self.max_ratio,
-                             round_to=self.round_to)
+                    p = plan(graph, s, min(want, self.max_sparsity), scope=self.scope,
+                             max_ratio=self.max_sparsity, round_to=self.round_to)
                 elif self.target == "flops":
                     budget = (1 - frac) * self.flops_before_
-                    p, _ = search(model, graph, s, lambda m: count_flops(m, example[:1])[0], budget,
-                                  scope=self.scope, max_ratio=self.max_ratio, round_to=self.round_to)
+                    p, _ = search(model, graph, s, lambda m: count_flops(m, one)[0], budget,
+                                  scope=self.scope, max_ratio=self.max_sparsity, round_to=self.round_to)
                 else:
                     budget = (1 - frac) * lat0
                     p, _ = search(model, graph, s, lambda m: latency_ms(m, big, min_run_time=0.1), budget,
-                                  scope=self.scope, max_ratio=self.max_ratio, iters=7, round_to=self.round_to)
+                                  scope=self.scope, max_ratio=self.max_sparsity, iters=7, round_to=self.round_to)
             remove_components(model, graph, p)
             for k, v in p.items():
                 self.removed_[k] = self.removed_.get(k, 0) + len(v)
-            if step < self.steps and ctx.fit is not None and ctx.finetune is not None and self.epochs_between:
+            if step < self.rounds and ctx.fit is not None and ctx.finetune is not None and self.epochs_between:
                 ctx.fit(model, ctx.finetune.replace(epochs=self.epochs_between))
         self.units_after_ = self.units_before_ - sum(self.removed_.values())
-        self.flops_after_ = count_flops(model, example[:1])[0]
+        self.flops_after_ = count_flops(model, one)[0]
 
 
 @dataclass
@@ -148,13 +160,10 @@ class DepthPrune(Method):
     batches: int = 8
 
     def validate(self):
-        self.check(isinstance(self.blocks, int) and self.blocks >= 1, "blocks", "an integer >= 1")
-        self.check(self.criterion in ("loss", "cosine"), "criterion", "loss or cosine")
-        self.check(isinstance(self.batches, int) and self.batches >= 1, "batches", "an integer >= 1")
+        self.check(self.blocks >= 1, "blocks", "an integer >= 1")
+        self.check(self.batches >= 1, "batches", "an integer >= 1")
 
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
-        from netshrink.structure.depth import block_scores, candidates, remove_blocks
-
         example = example_input(model, ctx)
         cands = candidates(model, example)
         if len(cands) < self.blocks:

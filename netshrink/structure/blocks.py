@@ -28,10 +28,12 @@ from __future__ import annotations
 from torch import nn
 
 from netshrink.runtime.attention import PrunedMultiheadAttention
+from netshrink.structure.groups import Component, Group
 
 MHA_TYPES = (nn.MultiheadAttention, PrunedMultiheadAttention)
 _LAYERS = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
 _STACKS = (nn.TransformerEncoder, nn.TransformerDecoder, nn.Transformer)  # whole stacks of layers: opaque too
+OPAQUE_TYPES = MHA_TYPES + _LAYERS + _STACKS
 
 
 def _is_hf_self_attention(m: nn.Module) -> bool:
@@ -50,11 +52,10 @@ def _is_hf_layer(m: nn.Module) -> bool:
 
 def is_opaque_block(m: nn.Module) -> bool:
     """Blocks the tracer keeps whole (inputs and outputs pinned)."""
-    return isinstance(m, MHA_TYPES + _LAYERS + _STACKS) or _is_hf_layer(m)
+    return isinstance(m, OPAQUE_TYPES) or _is_hf_layer(m)
 
 
-def _ffn(name: str, up: str, up_m: nn.Linear, down: str):
-    from netshrink.structure.graph import Component, Group
+def _ffn(name: str, up: str, up_m: nn.Linear, down: str) -> Group:
     comps = []
     for j in range(up_m.out_features):
         slots = [((up, "weight", 0, j), "out"), ((down, "weight", 1, j), "in")]
@@ -64,8 +65,7 @@ def _ffn(name: str, up: str, up_m: nn.Linear, down: str):
     return Group(name=f"{name}.ffn" if name else "ffn", kind="ffn", components=comps)
 
 
-def _heads(name: str, attn: nn.Module):
-    from netshrink.structure.graph import Component, Group
+def _heads(name: str, attn: nn.Module) -> Group:
     sa, out = attn.self, f"{name}.attention.output.dense"
     d = attn.self.attention_head_size
     comps = []
@@ -86,9 +86,8 @@ def _mha_rows(m: nn.Module, h: int) -> range:
     return range(h * m.head_dim, (h + 1) * m.head_dim)
 
 
-def _mha_heads(path: str, m: nn.Module):
+def _mha_heads(path: str, m: nn.Module) -> Group:
     """The heads of an nn.MultiheadAttention / PrunedMultiheadAttention at `path`."""
-    from netshrink.structure.graph import Component, Group
     inner = m.num_heads * m.head_dim
     comps = []
     for h in range(m.num_heads):
@@ -120,7 +119,7 @@ def layer_attention(model: nn.Module) -> dict[str, nn.Module]:
     return out
 
 
-def block_groups(model: nn.Module, standalone_attention: set[str] | frozenset = frozenset()) -> list:
+def block_groups(model: nn.Module, standalone_attention: set[str] | frozenset = frozenset()) -> list[Group]:
     """The closed groups (heads, FFN neurons) of every recognised block in `model`.
     standalone_attention: paths of attention modules outside Transformer layers whose
     heads may go (the trace showed their attention weights unused)."""

@@ -17,13 +17,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torch.utils._pytree import tree_leaves
+
 from netshrink.core.submodules import set_submodule
-from netshrink.structure.importance import _batches
+from netshrink.structure.importance import batch_loss, calibration_batches
+from netshrink.structure.tracer import example_inputs
 
 
-def candidates(model: nn.Module, example: torch.Tensor) -> list[str]:
+def _shapes(out) -> list:
+    return [tuple(t.shape) if isinstance(t, torch.Tensor) else None for t in tree_leaves(out)]
+
+
+def candidates(model: nn.Module, example) -> list[str]:
     """Blocks whose output has their input's shape and that can be replaced by
-    nn.Identity with the model still giving outputs of the same shape."""
+    nn.Identity with the model still giving outputs of the same shape. `example`: a
+    tensor, a tuple of inputs or a dict of keyword inputs."""
+    inputs = example_inputs(example)
     blocks = []
     for name, parent in model.named_modules():
         if isinstance(parent, (nn.Sequential, nn.ModuleList)):
@@ -39,7 +48,7 @@ def candidates(model: nn.Module, example: torch.Tensor) -> list[str]:
     out = []
     with torch.no_grad():
         try:
-            ref = model(example).shape
+            ref = _shapes(inputs.call(model))
         finally:
             for h in hooks:
                 h.remove()
@@ -48,7 +57,7 @@ def candidates(model: nn.Module, example: torch.Tensor) -> list[str]:
                 continue
             set_submodule(model, path, nn.Identity())
             try:
-                ok = model(example).shape == ref
+                ok = _shapes(inputs.call(model)) == ref
             except Exception:  # the model does not run without the block
                 ok = False
             finally:
@@ -65,15 +74,15 @@ def block_scores(model: nn.Module, blocks: list[str], data, *, criterion: str = 
     """How much each block contributes (higher = keep)."""
     was = model.training
     model.eval()
-    data_batches = list(_batches(data, batches))
+    adapter, data_batches = calibration_batches(data, batches)
     out = {}
     if criterion == "loss":
-        base = sum(float(F.cross_entropy(model(x), y)) for x, y in data_batches)
+        base = sum(float(batch_loss(adapter, model, batch)) for batch in data_batches)
         for path in blocks:
             blk = model.get_submodule(path)
             set_submodule(model, path, nn.Identity())
             try:
-                out[path] = (sum(float(F.cross_entropy(model(x), y)) for x, y in data_batches) - base) / len(
+                out[path] = (sum(float(batch_loss(adapter, model, batch)) for batch in data_batches) - base) / len(
                     data_batches)
             finally:
                 set_submodule(model, path, blk)
@@ -87,8 +96,8 @@ def block_scores(model: nn.Module, blocks: list[str], data, *, criterion: str = 
                 stats[path].append(float(1 - F.cosine_similarity(a, b, dim=1).mean()))
             handles.append(model.get_submodule(path).register_forward_hook(hook))
         try:
-            for x, _ in data_batches:
-                model(x)
+            for batch in data_batches:
+                adapter.call(model, batch)
         finally:
             for h in handles:
                 h.remove()

@@ -16,7 +16,8 @@ module path ("stages.0.conv1.weight") and every node carries `nn_module_stack`.
   as a whole does in the fx graph;
 - an op none of whose operands carries prunable channels (aten.zeros for an LSTM's
   initial state, aten.arange ...) makes pinned units;
-- other ops use the fx rules by their name (aten.relu.default -> "relu").
+- other ops use the rule table of the fx graph by their name (aten.relu.default ->
+  "relu"; ATen-only spellings such as native_layer_norm or _to_copy are in it too).
 Export specialises every size to the example, so a reshape that merges the channel
 dim with others must use -1 or flatten (a written size cannot be told from a computed
 one and is refused, never guessed). Data-dependent control flow (`if x.sum() > 0`)
@@ -31,11 +32,13 @@ import warnings
 
 import torch
 import torch.fx as fx
+import torch.fx._pytree as fx_pytree
 from torch import nn
 
 from netshrink.structure.blocks import MHA_TYPES, is_opaque_block, layer_attention
-from netshrink.structure.labels import PINNED
-from netshrink.structure.ops import LabelInterpreter, _op_name, _tensors
+from netshrink.structure.interpreter import LabelInterpreter
+from netshrink.structure.labels import PINNED, holds_tensors
+from netshrink.structure.rules import op_name
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -50,15 +53,13 @@ _MODULE_OPS = {
     "lstm": (nn.LSTM, ("weight_ih_l0",), 2),
     "gru": (nn.GRU, ("weight_ih_l0",), 2),
 }
-_NORMS = {"layer_norm", "group_norm", "instance_norm", "native_layer_norm", "native_group_norm"}
-_PASS = {"hardtanh", "hardtanh_", "clamp", "clamp_min", "clamp_max", "alias", "_to_copy", "lift_fresh_copy",
-         "relu_", "gelu_", "silu_", "_unsafe_view"}
 _MOVES = {"view", "reshape", "_unsafe_view", "transpose", "permute", "contiguous", "clone", "alias", "squeeze",
           "unsqueeze"}
 
 
-def export_graph(model: nn.Module, args: tuple) -> fx.GraphModule:
-    """The ATen graph of `model` on `args` (eval mode), parameters as get_attr nodes."""
+def export_graph(model: nn.Module, args: tuple, kwargs: dict | None = None) -> tuple[fx.GraphModule, list]:
+    """The ATen graph of `model(*args, **kwargs)` (eval mode), parameters as get_attr
+    nodes, and the values its placeholders take (the inputs, flattened)."""
     was = model.training
     model.eval()
     quiet = [logging.getLogger(n) for n in ("torch.fx.experimental.symbolic_shapes", "torch.export",
@@ -69,8 +70,9 @@ def export_graph(model: nn.Module, args: tuple) -> fx.GraphModule:
             lg.setLevel(logging.CRITICAL)
         with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):  # and prints it
             warnings.simplefilter("ignore")
-            ep = torch.export.export(model, args, strict=False)
-            return ep.module()
+            ep = torch.export.export(model, args, kwargs=kwargs or None, strict=False)
+            flat = fx_pytree.tree_flatten_spec((args, kwargs or {}), ep.call_spec.in_spec)
+            return ep.module(), flat
     finally:
         for lg, lv in zip(quiet, levels):
             lg.setLevel(lv)
@@ -105,9 +107,9 @@ class AtenLabelInterpreter(LabelInterpreter):
 
     @staticmethod
     def _from_out_proj(n: fx.Node, path: str) -> bool:
-        while n.op == "call_function" and _op_name(n) in _MOVES and isinstance(n.args[0], fx.Node):
+        while n.op == "call_function" and op_name(n) in _MOVES and isinstance(n.args[0], fx.Node):
             n = n.args[0]
-        w = n.args[1] if n.op == "call_function" and _op_name(n) == "linear" and len(n.args) > 1 else None
+        w = n.args[1] if n.op == "call_function" and op_name(n) == "linear" and len(n.args) > 1 else None
         return isinstance(w, fx.Node) and w.op == "get_attr" and w.target == f"{path}.out_proj.weight"
 
     # -- the interpreter ---------------------------------------------------------------
@@ -128,21 +130,15 @@ class AtenLabelInterpreter(LabelInterpreter):
         val = fx.Interpreter.run_node(self, n)
         if self._opaque(n) is not None:  # inside a block analysed by rule: as the block, pinned
             self.pin_all(list(n.args) + list(n.kwargs.values()))
-            self.labels[n] = PINNED if _tensors(val) else None
+            self.labels[n] = PINNED if holds_tensors(val) else None
         else:
             self.labels[n] = self.aten_rule(n, val)
         return val
 
     def aten_rule(self, n: fx.Node, val):
-        op = _op_name(n)
+        op = op_name(n)
         if op in _MODULE_OPS:
             return self.module_op(n, op, val)
-        a0 = n.args[0] if n.args else None
-        if op in _NORMS:  # statistics over channels: removing one changes the others
-            self.pin(self.lab(a0))
-            return self.lab(a0) if isinstance(val, torch.Tensor) else PINNED
-        if op in _PASS and self.labelled(a0) and not self.labelled(list(n.args[1:]) + list(n.kwargs.values())):
-            return self.lab(a0)
         return self.function_rule(n, val)
 
     def module_op(self, n: fx.Node, op: str, val):

@@ -11,18 +11,29 @@ Every criterion returns {group name: (n_components,) tensor}, higher = keep.
 - activation: mean |output| of the unit on data (what the unit actually emits; for an
   attention head, of its value projection, as for BERT's value layer).
 - random: the baseline.
+
+Criteria are callables in a registry, `fn(model, graph, *, data, batches, seed)`;
+`register_importance(name, fn)` adds a user's, and channel_prune's `importance`
+field accepts every registered name.
+
+    register_importance("first_weight", lambda model, graph, **kw: {...})
 """
 from __future__ import annotations
+
+import itertools
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Dataset, IterableDataset, default_collate
 
+from netshrink.core.batches import as_batches, output_tensor
 from netshrink.errors import NetshrinkError
 from netshrink.structure.blocks import MHA_TYPES
-from netshrink.structure.graph import DependencyGraph
+from netshrink.structure.groups import DependencyGraph
 
-CRITERIA = ("l1", "l2", "taylor", "bn_scale", "activation", "random")
+Importance = Callable[..., dict]  # fn(model, graph, *, data, batches, seed) -> {group name: (n,) tensor}
 
 
 def _param(model, mod, param):
@@ -58,26 +69,39 @@ def _bn_scores(model, graph):
     return out
 
 
-def _batches(data, n: int, batch_size: int = 64, seed: int = 0):
+def calibration_batches(data, n: int, batch_size: int = 64, seed: int = 0):
+    """(adapter, up to `n` batches of `data`). A map-style Dataset gives batches of a
+    random permutation (torch.randperm seeded with `seed`, the global RNG untouched);
+    a DataLoader or a list of batches gives its first `n` batches."""
     if data is None:
         raise NetshrinkError("structure: this importance criterion needs data (taylor, activation)")
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(data), generator=g)
-    for b in range(n):
-        sel = idx[b * batch_size:(b + 1) * batch_size]
-        if len(sel) == 0:
-            return
-        xs, ys = zip(*(data[int(i)] for i in sel))
-        yield torch.stack(xs), torch.as_tensor(ys)
+    b = as_batches(data)
+    d = b.data
+    if isinstance(d, Dataset) and not isinstance(d, IterableDataset) and hasattr(d, "__len__"):
+        idx = torch.randperm(len(d), generator=torch.Generator().manual_seed(seed))
+        collate = b.collate or default_collate
+        chunks = [idx[k * batch_size:(k + 1) * batch_size] for k in range(n)]
+        return b, [collate([d[int(i)] for i in c]) for c in chunks if len(c)]
+    return b, list(itertools.islice(b.iter(batch_size=batch_size), n))
+
+
+def batch_loss(b, model: nn.Module, batch) -> torch.Tensor:
+    """Cross-entropy of the model's output (HF logits included) on a labelled batch."""
+    _, y = b.split(batch)
+    if y is None:
+        raise NetshrinkError("structure: taylor importance and loss-ranked depth pruning need labelled data "
+                             "(batches with a target)")
+    return F.cross_entropy(output_tensor(b.call(model, batch)), y)
 
 
 def _taylor_scores(model, graph, data, batches):
     acc = {g.name: torch.zeros(len(g)) for g in graph.groups}
     was = model.training
     model.eval()  # BatchNorm statistics stay as trained
-    for x, y in _batches(data, batches):
+    b, data_batches = calibration_batches(data, batches)
+    for batch in data_batches:
         model.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        batch_loss(b, model, batch).backward()
         with torch.no_grad():
             for g in graph.groups:
                 for k, c in enumerate(g.components):
@@ -117,8 +141,9 @@ def _activation_scores(model, graph, data, batches):
     model.eval()
     try:
         with torch.no_grad():
-            for x, _ in _batches(data, batches):
-                model(x)
+            b, data_batches = calibration_batches(data, batches)
+            for batch in data_batches:
+                b.call(model, batch)
     finally:
         for h in handles:
             h.remove()
@@ -137,23 +162,49 @@ def _value_projection(m: nn.Module, value: torch.Tensor) -> torch.Tensor:
     return F.linear(value, w, b)
 
 
+def _random_scores(model, graph, *, seed: int = 0, **_):
+    gen = torch.Generator().manual_seed(seed)
+    return {g.name: torch.rand(len(g), generator=gen) for g in graph.groups}
+
+
+IMPORTANCE: dict[str, Importance] = {
+    "l1": lambda model, graph, **_: _norm_scores(model, graph, 1),
+    "l2": lambda model, graph, **_: _norm_scores(model, graph, 2),
+    "bn_scale": lambda model, graph, **_: _bn_scores(model, graph),
+    "taylor": lambda model, graph, *, data=None, batches=8, **_: _taylor_scores(model, graph, data, batches),
+    "activation": lambda model, graph, *, data=None, batches=8, **_: _activation_scores(model, graph, data,
+                                                                                         batches),
+    "random": _random_scores,
+}
+
+
+def register_importance(name: str, fn: Importance, *, replace: bool = False) -> None:
+    """Add an importance criterion: `fn(model, graph, *, data, batches, seed)` returns
+    {group name: (len(group),) tensor}, higher = keep (take **kwargs for what it ignores)."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise NetshrinkError(f"register_importance: name must be an identifier, not {name!r}")
+    if not callable(fn):
+        raise NetshrinkError(f"register_importance: {name!r} needs a callable")
+    if name in IMPORTANCE and not replace:
+        raise NetshrinkError(f"register_importance: {name!r} is already registered (pass replace=True)")
+    IMPORTANCE[name] = fn
+
+
+def importance_names() -> tuple[str, ...]:
+    return tuple(IMPORTANCE)
+
+
 def scores(model: nn.Module, graph: DependencyGraph, criterion: str, *, data=None, batches: int = 8,
            seed: int = 0) -> dict[str, torch.Tensor]:
     """Importance of every component of every group (higher = keep).
 
     >>> s = scores(model, analyze(model, x), "l1")
     """
-    if criterion == "l1":
-        return _norm_scores(model, graph, 1)
-    if criterion == "l2":
-        return _norm_scores(model, graph, 2)
-    if criterion == "bn_scale":
-        return _bn_scores(model, graph)
-    if criterion == "taylor":
-        return _taylor_scores(model, graph, data, batches)
-    if criterion == "activation":
-        return _activation_scores(model, graph, data, batches)
-    if criterion == "random":
-        gen = torch.Generator().manual_seed(seed)
-        return {g.name: torch.rand(len(g), generator=gen) for g in graph.groups}
-    raise NetshrinkError(f"unknown importance {criterion!r}; valid: {', '.join(CRITERIA)}")
+    fn = IMPORTANCE.get(criterion)
+    if fn is None:
+        raise NetshrinkError(f"unknown importance {criterion!r}; valid: {', '.join(IMPORTANCE)}")
+    out = fn(model, graph, data=data, batches=batches, seed=seed)
+    missing = [g.name for g in graph.groups if g.name not in out or len(out[g.name]) != len(g)]
+    if missing:
+        raise NetshrinkError(f"importance {criterion!r} gave no score of the right length for group {missing[0]!r}")
+    return out

@@ -1,7 +1,8 @@
-"""Channel labels and the op families the label rules know (see ops.py)."""
+"""Channel labels: for each index of a tensor's channel dim, the unit it belongs to
+(see graph.py for what a unit is). The bottom of the structure package."""
 from __future__ import annotations
 
-from torch import nn
+import torch
 
 
 class _Pinned:
@@ -9,21 +10,7 @@ class _Pinned:
         return "PINNED"
 
 
-PINNED = _Pinned()
-
-_UNARY = {"relu", "relu_", "gelu", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid", "elu", "leaky_relu",
-          "relu6", "softplus", "mish", "dropout", "dropout1d", "dropout2d", "contiguous", "clone", "neg", "abs",
-          "float", "detach", "to", "type", "sigmoid_", "tanh_"}
-_POOL = {"max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
-         "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
-         "adaptive_max_pool2d", "boolean_dispatch"}
-_BINARY = {"add", "sub", "mul", "truediv", "div", "iadd", "isub", "imul", "add_", "mul_", "sub_"}
-_ELEMENTWISE_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.ELU,
-                        nn.Hardswish, nn.Hardsigmoid, nn.Mish, nn.Softplus, nn.Dropout, nn.Dropout1d,
-                        nn.Dropout2d, nn.Identity)
-_POOL_MODULES = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
-                 nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)
-_PIN_MODULES = (nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d)
+PINNED = _Pinned()  # every unit of this tensor is pinned (model inputs, constants, opaque blocks' outputs)
 
 
 class Label:
@@ -34,3 +21,15 @@ class Label:
     def __init__(self, units: list[int], dim: int):
         self.units = units
         self.dim = dim
+
+
+def holds_tensors(v) -> bool:
+    """A tensor, or a (nested) tuple / list with one."""
+    if isinstance(v, torch.Tensor):
+        return True
+    return isinstance(v, (tuple, list)) and any(holds_tensors(x) for x in v)
+
+
+def has_label(lbl) -> bool:
+    """Does this label (or tuple of labels) carry channels?"""
+    return isinstance(lbl, Label) or (isinstance(lbl, tuple) and any(has_label(x) for x in lbl))

@@ -11,10 +11,15 @@ from collections import defaultdict
 
 import torch
 from torch import nn
+from torch.utils._pytree import tree_leaves
 
+from netshrink.core.submodules import set_submodule
 from netshrink.errors import NetshrinkError
+from netshrink.runtime.attention import PrunedMultiheadAttention
 from netshrink.structure.blocks import fix_attributes
 from netshrink.structure.graph import DependencyGraph, analyze
+from netshrink.structure.rules import resizer
+from netshrink.structure.tracer import example_inputs
 
 
 def remove_components(model: nn.Module, graph: DependencyGraph, plan: dict[str, list[int]]) -> int:
@@ -48,8 +53,11 @@ def remove_components(model: nn.Module, graph: DependencyGraph, plan: dict[str, 
             else:
                 m._buffers[param] = new.clone()
             touched.add(mod)
-    for mod in touched:
-        _fix_config(model.get_submodule(mod))
+    for mod in touched:  # size attributes (in/out_features ...) from the smaller tensors
+        m = model.get_submodule(mod)
+        resize = resizer(m)
+        if resize is not None:
+            resize(m)
     for path, idx in heads.items():
         model.get_submodule(path).heads_removed(idx)
     fix_attributes(model)
@@ -60,9 +68,6 @@ def _attention_to_prune(model: nn.Module, graph: DependencyGraph, plan: dict[str
     """Attention modules losing heads: torch's nn.MultiheadAttention becomes a
     PrunedMultiheadAttention with the same tensors (same names, so the slots still
     apply); returns {module path: head indices removed}."""
-    from netshrink.core.submodules import set_submodule
-    from netshrink.runtime.attention import PrunedMultiheadAttention
-
     out = {}
     for g in graph.groups:
         idx = sorted(set(plan.get(g.name, [])))
@@ -76,27 +81,6 @@ def _attention_to_prune(model: nn.Module, graph: DependencyGraph, plan: dict[str
                                  "whose heads netshrink can remove")
         out[g.block] = idx
     return out
-
-
-def _fix_config(m: nn.Module) -> None:
-    """Make a module's size attributes agree with its (smaller) tensors."""
-    if isinstance(m, nn.Linear):
-        m.out_features, m.in_features = m.weight.shape
-    elif isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-        m.out_channels = m.weight.shape[0]
-        if m.groups > 1:  # depthwise (the only grouped conv that shrinks): groups follow the channels
-            m.groups = m.in_channels = m.out_channels
-        else:
-            m.in_channels = m.weight.shape[1]
-    elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
-        ref = m.weight if m.weight is not None else m.running_mean
-        m.num_features = ref.shape[0]
-    elif isinstance(m, nn.Embedding):
-        m.embedding_dim = m.weight.shape[1]
-    elif isinstance(m, (nn.LSTM, nn.GRU)):
-        m.hidden_size = m.weight_hh_l0.shape[1]
-        m.input_size = m.weight_ih_l0.shape[1]
-        m._init_flat_weights()  # the cuDNN/flat view still points at the old tensors
 
 
 def dead_components(model: nn.Module, graph: DependencyGraph) -> dict[str, list[int]]:
@@ -123,7 +107,7 @@ def _slot_value(model, slot) -> torch.Tensor:
     return getattr(model.get_submodule(mod), param).detach().select(dim, pos)
 
 
-def shrink(model: nn.Module, example: torch.Tensor | tuple, *, remove: dict[str, torch.Tensor] | None = None,
+def shrink(model: nn.Module, example, *, remove: dict[str, torch.Tensor] | None = None,
            graph: DependencyGraph | None = None) -> dict:
     """Physically remove units from `model` (in place) and return what was removed.
 
@@ -193,13 +177,13 @@ def _plan_from_masks(graph: DependencyGraph, remove: dict[str, torch.Tensor]):
 
 
 def _output_shapes(model: nn.Module, example) -> list:
-    from torch.utils._pytree import tree_leaves
-    args = example if isinstance(example, tuple) else (example,)
+    args, kwargs = example_inputs(example)
     was = model.training
     model.eval()
     try:
         with torch.no_grad():
-            return [tuple(t.shape) if isinstance(t, torch.Tensor) else None for t in tree_leaves(model(*args))]
+            return [tuple(t.shape) if isinstance(t, torch.Tensor) else None
+                    for t in tree_leaves(model(*args, **kwargs))]
     finally:
         model.train(was)
 

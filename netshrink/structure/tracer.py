@@ -5,14 +5,22 @@ This tracer runs every op on the real example while it records it, so shape
 queries and conditions get their concrete values and the graph is the path the
 example takes (enough for dependency analysis, which only needs that path; the
 model itself is never replaced by the traced graph).
+
+The example's positional and keyword inputs become the graph's placeholders, in
+that order (`example_inputs`); every other parameter of `forward` keeps its Python
+default (`attention_mask=None` stays None, so `if attention_mask is None:` takes the
+model's own path).
 """
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import torch
 import torch.fx as fx
 from torch import nn
 
-from netshrink.structure.blocks import is_opaque_block
+from netshrink.core.batches import Inputs
+from netshrink.structure.rules import is_rule_leaf
 
 
 class _ConcreteProxy(fx.Proxy):
@@ -41,9 +49,10 @@ class _ConcreteProxy(fx.Proxy):
 
 
 class ConcreteTracer(fx.Tracer):
-    def __init__(self, example: tuple):
+    def __init__(self, args: tuple, kwargs: dict):
         super().__init__()
-        self.example = list(example)
+        self.args, self.kwargs = tuple(args), dict(kwargs)
+        self.example = list(args) + list(kwargs.values())  # the placeholders' values, in order
         self.values: dict[fx.Node, object] = {}
         self._computing = False  # while an op runs on real values, the tracer's patches step aside
 
@@ -58,7 +67,13 @@ class ConcreteTracer(fx.Tracer):
         return super().call_module(m, forward, args, kwargs)
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return is_opaque_block(m) or super().is_leaf_module(m, qualname)
+        return is_rule_leaf(m) or super().is_leaf_module(m, qualname)
+
+    def create_args_for_root(self, root_fn, is_module, concrete_args=None):
+        """Placeholders for the example's inputs only; forward's other parameters keep their defaults."""
+        pos = [self.create_proxy("placeholder", f"input_{i}", (), {}) for i in range(len(self.args))]
+        kw = {k: self.create_proxy("placeholder", k, (), {}) for k in self.kwargs}
+        return (lambda root: root_fn(root, *pos, **kw)), [self.root]
 
     def proxy(self, node: fx.Node) -> fx.Proxy:
         return _ConcreteProxy(node, self)
@@ -94,12 +109,30 @@ class ConcreteTracer(fx.Tracer):
             return self.root.get_submodule(target)(*ra, **rk)
 
 
-def trace(model: nn.Module, example: tuple) -> fx.GraphModule:
-    """The graph `model` runs on `example` (eval mode, no grad)."""
+def example_inputs(example) -> Inputs:
+    """The (positional, keyword) inputs of an example: the batch adapter's Inputs, a
+    tensor, a tuple of positional inputs, or a dict of keyword inputs (a Hugging Face
+    batch: input_ids, attention_mask ...)."""
+    if isinstance(example, Inputs):
+        return example
+    if isinstance(example, Mapping):
+        return Inputs((), dict(example))
+    if isinstance(example, tuple):
+        return Inputs(example, {})
+    return Inputs((example,), {})
+
+
+def placeholder_values(args: tuple, kwargs: dict) -> list:
+    """What the traced graph's placeholders take, in order (see ConcreteTracer)."""
+    return list(args) + list(kwargs.values())
+
+
+def trace(model: nn.Module, args: tuple, kwargs: dict | None = None) -> fx.GraphModule:
+    """The graph `model` runs on `model(*args, **kwargs)` (eval mode, no grad)."""
     was = model.training
     model.eval()
     try:
-        graph = ConcreteTracer(example).trace(model)
+        graph = ConcreteTracer(args, kwargs or {}).trace(model)
     finally:
         model.train(was)
     return fx.GraphModule(model, graph)

@@ -2,8 +2,8 @@
 nothing downloaded), as a zoo model whose heads and FFN neurons structured pruning
 removes.
 
-    from netshrink.structure.hf import BertClassifier
-    ns.zoo.models.register("bert_tiny", BertClassifier)   # explicit, once per process
+    from netshrink.zoo.bert import register_bert_tiny
+    register_bert_tiny()                                   # explicit, once per process
     model = ns.zoo.models.create("bert_tiny", num_layers=2)
     logits = model(model.example_input(4))                 # (4, num_classes)
 """
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from netshrink.zoo import models
 
 
 class BertClassifier(nn.Module):
@@ -42,6 +44,4 @@ class BertClassifier(nn.Module):
 
 def register_bert_tiny() -> None:
     """Make "bert_tiny" buildable by name (and BERT artifacts loadable)."""
-    from netshrink.zoo import models
-
     models.register("bert_tiny", BertClassifier)

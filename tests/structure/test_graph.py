@@ -8,7 +8,7 @@ from torch import nn
 
 import netshrink as ns
 from netshrink.structure import analyze, shrink
-from netshrink.structure.hf import register_bert_tiny
+from netshrink.zoo.bert import register_bert_tiny
 
 register_bert_tiny()
 

@@ -9,7 +9,7 @@ import netshrink as ns
 from netshrink.cli import main
 from netshrink.runtime.onnx_export import export_onnx, verify_onnx
 from netshrink.structure import analyze, remove_components, shrink
-from netshrink.structure.hf import register_bert_tiny
+from netshrink.zoo.bert import register_bert_tiny
 from netshrink.structure.importance import scores
 from netshrink.structure.select import plan
 
