@@ -207,3 +207,17 @@ def test_checker_sees_local_and_relative_imports(tmp_path):
 if __name__ == "__main__":   # which KNOWN entries no longer occur
     found = {(i.src, i.dst) for i in _all_imports() if _against_direction(i) or i.local}
     print("\n".join(f"stale: {s} -> {d}" for s, d in KNOWN if (s, d) not in found) or "no stale entries")
+
+
+def test_developers_md_lists_every_module():
+    # DEVELOPERS.md's layout block names every module (a new file gets its line there)
+    text = (ROOT / "DEVELOPERS.md").read_text()
+    block = text[text.index("## Layout"):]
+    block = block[: block.index("\n## ", 5)]
+    listed = {(pkg, line.split()[0]) for pkg in ("netshrink", "netshrink_bench")
+              for line in block.split(f"{pkg}/\n", 1)[-1].split("\n```")[0].splitlines()
+              if line.startswith("  ") and line.split()[0].endswith(".py")}
+    missing = [str(p.relative_to(ROOT)) for pkg in ("netshrink", "netshrink_bench") for p in sorted((ROOT / pkg).rglob("*.py"))
+               if (pkg, str(p.relative_to(ROOT / pkg))) not in listed
+               and not (p.name == "__init__.py" and p.parent != ROOT / pkg)]
+    assert not missing, "modules missing from DEVELOPERS.md's layout: " + ", ".join(missing)
