@@ -40,7 +40,7 @@ def vd(model, data, epochs, ft=0, **params):
     m = copy.deepcopy(net)
     meth = ns.create("variational_dropout", **params)
     t = time.time()
-    R._compress(m, meth, tr, epochs, ft_epochs=ft)
+    _, meth = R._compress(m, meth, tr, epochs, ft_epochs=ft)   # the run's fitted copy
     s = R._sparsity(m)[0]
     a = ns.evaluate(m, val)
     print(json.dumps(dict(model=model, epochs=epochs, ft=ft, params=params, base=b, acc=a, drop=b - a, sparsity=s,
