@@ -11,7 +11,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from netshrink.core.targets import Site
+from netshrink.core.targets import Site, foreign_parametrization
+from netshrink.errors import TargetError
 
 
 class Reparam(nn.Module):
@@ -28,7 +29,11 @@ class Reparam(nn.Module):
 
 
 def attach(site: Site, reparam: Reparam) -> Reparam:
-    """Parametrise `site`'s weight by `reparam` (stacking on existing ones)."""
+    """Parametrise `site`'s weight by `reparam` (stacking on netshrink's existing ones)."""
+    other = foreign_parametrization(site.module, site.param_name)
+    if other:
+        raise TargetError(f"{site.name} is computed by a {other} parametrisation (torch.nn.utils.parametrize, "
+                          "e.g. weight_norm), which netshrink does not rewrite; exclude it from the targets")
     parametrize.register_parametrization(site.module, site.param_name, reparam)
     return reparam
 

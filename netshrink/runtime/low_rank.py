@@ -53,6 +53,12 @@ class LowRankLinear(nn.Module):
         """A @ B: (out, in)."""
         return self.second.weight @ self.first.weight
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dense (out, in) weight, for code that reads a Linear's `weight` (transformers'
+        T5 reads its dtype in every forward); one matmul per read, never stored."""
+        return self.dense_weight()
+
     # -- artifact protocol ------------------------------------------------------------
     def ns_config(self) -> dict:
         return {"in_features": self.in_features, "out_features": self.out_features, "rank": self.rank,
@@ -108,6 +114,19 @@ class TuckerConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.last(self.core(self.first(x)))  # (N, I, ..) -> (N, r_in, ..) -> (N, r_out, ..') -> (N, O, ..')
+
+    # A conv's hyperparameters, for code that reads them (transformers' Whisper reads `stride`)
+    kernel_size = property(lambda self: self.core.kernel_size)
+    stride = property(lambda self: self.core.stride)
+    padding = property(lambda self: self.core.padding)
+    dilation = property(lambda self: self.core.dilation)
+    groups = property(lambda self: 1)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dense kernel (O, I, k..), for code that reads a conv's `weight` (transformers'
+        ViT reads its dtype); computed per read, never stored."""
+        return self.dense_weight()
 
     def dense_weight(self) -> torch.Tensor:
         """The kernel (O, I, k..) the three convolutions compute together."""

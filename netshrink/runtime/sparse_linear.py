@@ -76,6 +76,14 @@ class SparseLinear(nn.Module):
             self.ns_after_load()
         return self._csr.to_dense()
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The (out, in) weight as the sparse CSR tensor it computes with, for code that
+        reads a Linear's `weight` (transformers' T5 reads its dtype in every forward)."""
+        if self._csr is None:
+            self.ns_after_load()
+        return self._csr
+
     # -- artifact protocol ------------------------------------------------------------
     def ns_config(self) -> dict:
         return {"in_features": self.in_features, "out_features": self.out_features, "nnz": self.nnz,
