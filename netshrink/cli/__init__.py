@@ -8,9 +8,12 @@ A new command: a function with typer options in `netshrink/cli/<command>.py`, an
 """
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 
 import typer
+from rich.markup import escape
 
 from netshrink.cli import auto, bench, compress, demo, export, inspect, methods, sensitivity, train
 from netshrink.cli.common import ARGV, err_console, invocation
@@ -33,26 +36,52 @@ app.command()(sensitivity.sensitivity)
 app.command()(auto.auto)
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that `finally` / `except BaseException`
+    blocks run (run_folder removes its half-written folder) before the exit."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _error(msg: str) -> int:
+    # escape(): a message naming `[[step]]` or a path with brackets is not rich markup
+    err_console.print(f"[red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     ARGV[:] = list(sys.argv[1:] if argv is None else argv)
     cmd = typer.main.get_command(app)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         rc = cmd.main(args=argv, prog_name="netshrink", standalone_mode=False)
+        if rc == 130:  # typer turns Ctrl-C into Exit(130) and returns it silently
+            raise KeyboardInterrupt
         if isinstance(rc, int):  # --help and click's own exits
             return rc
     except NetshrinkError as e:
-        err_console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
-        return 2
-    except typer.Abort:
-        err_console.print("interrupted")
+        return _error(str(e))
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("interrupted; earlier outputs are left as they were", highlight=False)
         return 130
-    except KeyboardInterrupt:
-        err_console.print("interrupted; earlier outputs are left as they were")
-        return 130
+    except Terminated:
+        err_console.print("terminated; earlier outputs are left as they were", highlight=False)
+        return 143
+    except UnicodeDecodeError as e:   # a user's file that is not text
+        return _error(f"a file given is not UTF-8 text ({e.reason} at byte {e.start})")
+    except OSError as e:   # the user's files and folders: permissions, full disk, read-only file system
+        where = f"{e.filename}: " if e.filename else ""
+        return _error(f"{where}{e.strerror or e}")
     except typer.exceptions.TyperException as e:  # usage errors (typer vendors its own click)
         if type(e).__name__ == "NoArgsIsHelpError":  # bare `netshrink`: the help, exit 0
             e.show()
             return 0
         e.show()
         return getattr(e, "exit_code", 2)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0

@@ -1,9 +1,12 @@
 """`netshrink bench SUITE`: the benchmark suites of the separate `netshrink_bench` package."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from netshrink.cli.common import console
+from netshrink.cli.rundir import check_writable_dir
 
 
 def bench(suite: str = typer.Argument(..., help="suite name (see `netshrink bench list`)"),
@@ -14,4 +17,7 @@ def bench(suite: str = typer.Argument(..., help="suite name (see `netshrink benc
     # (tests/test_layers.py lists this as the allowed optional import).
     from netshrink_bench.registry import run_suite
 
+    if suite != "list":   # before any work: the results folder and BENCHMARKS.md beside it
+        check_writable_dir(out, "bench --out")
+        check_writable_dir(Path(out).resolve().parent, "bench --out (BENCHMARKS.md)")
     run_suite(suite, quick=quick, out=out, console=console)

@@ -6,7 +6,7 @@ Narang et al. 2017 prune RNNs).
 Scores become boolean masks attached as `Mask` re-parametrisations, so fine-tuning
 keeps pruned weights exactly zero; `finalize` bakes them into plain weights and then
 swaps each pruned Linear (Conv2d) for a CSR `SparseLinear` (`SparseConv2d`) where that
-is measured faster at the expected batch size (`runtime`, `timing_batch`).
+pays by a rule of its sparsity and size at the expected batch (`runtime`, `timing_batch`).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from netshrink.errors import RecipeError
 from netshrink.functional.prune import global_masks, topk_mask
 from netshrink.functional.schedule import cubic_sparsity, is_update_step
 from netshrink.reparams.mask import Mask
-from netshrink.runtime.sparse_linear import sparsify_
+from netshrink.runtime.sparsify import sparsify_
 
 
 def keep_zeros(param: torch.Tensor) -> None:
@@ -44,10 +44,11 @@ def keep_zeros(param: torch.Tensor) -> None:
 @dataclass
 class MaskPruning(Method):
     """Base of every mask-based pruning method: attaching masks, and the finish
-    (bake + measured choice of the sparse runtime)."""
+    (bake + the sparse runtime's choice)."""
 
-    # "auto": a pruned Linear becomes a CSR SparseLinear where timed faster than dense
-    # at `timing_batch` (the batch size it will serve, not a training batch); "sparse":
+    # "auto": a pruned Linear becomes a CSR SparseLinear where the rule of
+    # runtime/sparsify.py (sparsity, and the layer's work at `timing_batch` rows per
+    # call: the batch it will serve, not a training batch) says CSR is faster; "sparse":
     # always; "dense": never (masks baked into dense weights). The swap happens in
     # `deploy`, after every later recipe step has finished.
     runtime: Literal["auto", "dense", "sparse"] = "auto"
@@ -87,7 +88,7 @@ class MaskPruning(Method):
             keep_zeros(getattr(site.module, site.param_name))
 
     def deploy(self, model: nn.Module) -> None:
-        """The measured choice of the sparse runtime, once every recipe step is done
+        """The sparse runtime's choice (a rule: nothing timed), once every recipe step is done
         (a later k-means / quantization step still saw plain Linears)."""
         names = dict(model.named_modules())
         layers = [s.module_name for s in self.sites_

@@ -21,6 +21,7 @@ from netshrink.core.batches import as_batches
 from netshrink.core.context import PrepareContext
 from netshrink.core.method import Method
 from netshrink.core.session import Session
+from netshrink.core.targets import Targets, select
 from netshrink.pipeline.recipe import Recipe
 from netshrink.train.loop import fit
 
@@ -63,6 +64,9 @@ def run_recipe(model: nn.Module, recipe: Recipe, data=None, *, teacher: nn.Modul
         for p in teacher.parameters():
             p.requires_grad_(False)
     methods = [step.method.clone() for step in recipe.steps]
+    for method in methods:   # every step's target patterns, before any step trains (issue 14)
+        if method.targets.include:
+            select(model, Targets(include=list(method.targets.include)))
     if data is not None:
         data = as_batches(data, forward=forward, target=target, n_inputs=n_inputs)
     persistent = []

@@ -79,9 +79,16 @@ class Recipe:
         text = str(path_or_text)
         if "\n" not in text and "[" not in text:
             p = Path(text)
+            if p.is_dir():
+                raise RecipeError(f"recipe {text} is a folder, not a recipe file")
             if not p.is_file():
                 raise RecipeError(f"recipe file {text} does not exist")
-            text = p.read_text()
+            try:
+                text = p.read_bytes().decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise RecipeError(f"recipe {p} is not UTF-8 text (byte {e.start})") from None
+            except OSError as e:
+                raise RecipeError(f"recipe {p}: cannot read it ({e.strerror or e})") from None
         try:
             d = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:

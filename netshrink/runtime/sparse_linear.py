@@ -1,5 +1,5 @@
-"""SparseLinear: a pruned Linear computed through torch's CSR sparse kernels on CPU,
-and `sparsify_`, which swaps it in only where it is measured faster than dense.
+"""SparseLinear: a pruned Linear computed through torch's CSR sparse kernels on CPU
+(runtime/sparsify.py decides where it replaces a Linear).
 
 The weight (out, in) is stored as CSR: `crow` (out + 1,) row pointers, `col` (nnz,)
 column indices (int32: half the bytes of int64, and MKL's CSR kernels take them), and
@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Literal
 
 import torch
 from torch import nn
 
 from netshrink.errors import ArtifactError
-from netshrink.measure.latency import compare_latency
 
 
 
@@ -132,82 +130,3 @@ class SparseLinear(nn.Module):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, nnz={self.nnz} "
                 f"({100 * (1 - self.nnz / max(1, self.in_features * self.out_features)):.1f} % sparse)")
-
-
-Runtime = Literal["auto", "dense", "sparse"]
-
-
-@torch.no_grad()
-def sparse_pays(linear: nn.Linear, *, batch_size: int, margin: float = 1.1,
-                min_run_time: float = 0.02) -> tuple[bool, float]:
-    """Whether the CSR form of `linear` is at least `margin` times faster than the
-    dense layer at `batch_size`, timed here (interleaved rounds, medians); returns
-    (decision, measured speedup)."""
-    sp = SparseLinear.from_linear(linear)
-    x = torch.randn(batch_size, linear.in_features)
-    ms, ref_ms = compare_latency(sp, linear, x, rounds=3, min_run_time=min_run_time)
-    return ref_ms / ms >= margin, ref_ms / ms
-
-
-def sparsify_(model: nn.Module, module_names: list[str], *, runtime: Runtime = "auto", batch_size: int = 64,
-              min_sparsity: float = 0.5, example_shape: tuple | None = None) -> dict[str, float | None]:
-    """Replace the named Linear (and Conv2d) modules of `model` by SparseLinear
-    (SparseConv2d): always ("sparse"), never ("dense"), or where measured faster at
-    `batch_size` ("auto"; layers under `min_sparsity` are not even tried: CSR never
-    wins there). A convolution's speed depends on its input size, so "auto" times
-    Conv2d layers only when `example_shape` (one input's shape, without the batch)
-    says what the model is fed.
-
-    Returns {module name: measured speedup (None if not timed)} of the replaced ones.
-
-    >>> sparsify_(model, ["fc1", "fc2"], runtime="auto", batch_size=64)
-    {'fc1': 5.2}
-    """
-    from netshrink.core.submodules import set_submodule
-    from netshrink.runtime.sparse_conv import SparseConv2d
-
-    done: dict[str, float | None] = {}
-    if runtime == "dense":
-        return done
-    conv_inputs = _conv_inputs(model, module_names, batch_size, example_shape) if runtime == "auto" else {}
-    for name in module_names:
-        mod = model.get_submodule(name)
-        is_conv = SparseConv2d.supported(mod)
-        if type(mod) is not nn.Linear and not is_conv:
-            continue
-        sparsity = float((mod.weight == 0).float().mean())
-        speedup = None
-        if runtime == "auto":
-            if sparsity < min_sparsity or (is_conv and name not in conv_inputs):
-                continue
-            if is_conv:
-                ms, ref_ms = compare_latency(SparseConv2d.from_conv(mod), mod, torch.randn(conv_inputs[name]),
-                                             rounds=3, min_run_time=0.02)
-                ok, speedup = ref_ms / ms >= 1.1, ref_ms / ms
-            else:
-                ok, speedup = sparse_pays(mod, batch_size=batch_size)
-            if not ok:
-                continue
-        new = SparseConv2d.from_conv(mod) if is_conv else SparseLinear.from_linear(mod)
-        set_submodule(model, name, new.train(mod.training))
-        done[name] = speedup
-    return done
-
-
-@torch.no_grad()
-def _conv_inputs(model: nn.Module, names: list[str], batch_size: int, example_shape) -> dict[str, tuple]:
-    """{conv name: its input shape at `batch_size`}, from one forward pass."""
-    convs = {n: model.get_submodule(n) for n in names if type(model.get_submodule(n)) is nn.Conv2d}
-    if not convs or example_shape is None:
-        return {}
-    shapes, handles = {}, []
-    for n, m in convs.items():
-        handles.append(m.register_forward_pre_hook(lambda mod, inp, n=n: shapes.__setitem__(n, tuple(inp[0].shape))))
-    was = model.training
-    try:
-        model.eval()(torch.zeros(batch_size, *example_shape))
-    finally:
-        model.train(was)
-        for h in handles:
-            h.remove()
-    return shapes

@@ -44,7 +44,8 @@ from netshrink.measure.latency import compare_latency
 from netshrink.measure.plots import line_plot
 from netshrink.methods.lottery import fresh_init
 from netshrink.reparams.mask import Mask
-from netshrink.runtime.sparse_linear import SparseLinear, sparsify_
+from netshrink.runtime.sparse_linear import SparseLinear
+from netshrink.runtime.sparsify import sparsify_
 from netshrink.train.loop import steps_per_epoch
 from netshrink.zoo.baseline import BASELINE_CONFIGS
 
