@@ -33,7 +33,7 @@ LAYERS: list[tuple[int, str]] = [
     (12, "netshrink.pipeline"),
     (13, "netshrink.testing"), (13, "netshrink.auto"),
     (14, "netshrink"),
-    (15, "netshrink.cli"), (15, "netshrink.demo"), (15, "netshrink.rundir"),
+    (15, "netshrink.cli"),
     (16, "netshrink_bench"),
 ]
 
