@@ -1,4 +1,5 @@
-"""`netshrink compress`: a recipe applied to a zoo baseline or a saved model, into a run folder."""
+"""`netshrink compress`: a recipe applied to a zoo baseline, a user's model or a saved
+model, into a run folder."""
 from __future__ import annotations
 
 import copy
@@ -8,37 +9,61 @@ from typing import Optional
 import typer
 
 from netshrink import Recipe, compress_, load
+from netshrink.cli import sources
 from netshrink.cli.common import console, invocation
 from netshrink.cli.rundir import check_free, run_folder, write_run
 from netshrink.errors import NetshrinkError
 from netshrink.measure.report import measure
 from netshrink.measure.tables import comparison_rows, print_table
+from netshrink.train.engine import is_main_process
 from netshrink.zoo import data as zoo_data
 from netshrink.zoo.baseline import baseline
+
+MODEL_HELP = ("zoo model (its cached baseline is compressed), package.module:factory (your code, imported by "
+              "its module name), or hf:DIR (a local transformers folder); with --input: the base of that file")
+DATA_HELP = "zoo dataset, or package.module:function returning a Dataset / DataLoader / (train, test)"
 
 
 def compress(recipe: str = typer.Option(..., help="recipe TOML file"),
              out: str = typer.Option(..., help="run folder to write"),
-             model: Optional[str] = typer.Option(None, help="zoo model (its cached baseline is compressed)"),
-             data: str = typer.Option("mnist5k", help="zoo dataset for fine-tuning and measurement"),
-             fold: int = typer.Option(0, help="fold (0-4)"),
+             model: Optional[str] = typer.Option(None, help=MODEL_HELP),
+             weights: Optional[str] = typer.Option(None, help="weights for --model: .safetensors or a state_dict file"),
+             data: str = typer.Option("mnist5k", help=DATA_HELP),
+             fold: int = typer.Option(0, help="fold (0-4) of a zoo dataset"),
              input: Optional[str] = typer.Option(None, "--input", help="compress this .nshr model instead"),
+             loss: Optional[str] = typer.Option(None, help="fine-tuning loss: cross_entropy, mse, distill, ... "
+                                                "or package.module:function (default: the recipe's)"),
+             metric: Optional[str] = typer.Option(None, help="reported metric: accuracy, mse, fidelity_cosine, ... "
+                                                  "or package.module:function (default: auto)"),
              onnx: bool = typer.Option(False, "--onnx", help="also time both models in ONNX Runtime"),
              force: bool = typer.Option(False, help="replace an existing run folder")):
     """Compress a model with a recipe: writes recipe.toml, report.json and model.nshr to --out."""
     rec = Recipe.from_toml(recipe)          # fail fast, before any training
+    loss_fn, metric_fn = sources.loss_option(loss), sources.metric_option(metric)
     check_free(out, force)
-    if (model is None) == (input is None):
-        raise NetshrinkError("give exactly one of --model (a zoo baseline) or --input (a .nshr file)")
-    train_ds, test = zoo_data.load(data, fold)
-    base = load(input) if input else baseline(model, data, fold)
+    user = sources.user_model(model, weights) if sources.is_user_model(model) else None
+    if input is None and model is None:
+        raise NetshrinkError("give --model (a zoo baseline or your own model) or --input (a .nshr file)")
+    if input is not None and model is not None and user is None:
+        raise NetshrinkError("--input with a zoo --model: give one of them (the file names its zoo model)")
+    if sources.is_import_spec(data):
+        train_ds, test = sources.user_data(data)
+    else:
+        train_ds, test = zoo_data.load(data, fold)
+    if input:
+        base = load(input, base=user.build() if user else None)
+    else:
+        base = user.model if user else baseline(model, data, fold)
     net = copy.deepcopy(base)
+    t0 = time.perf_counter()
+    compress_(net, rec, data=train_ds, loss=loss_fn)
+    seconds = time.perf_counter() - t0
+    if not is_main_process():   # under torchrun: every process trained, rank 0 writes
+        return
     with run_folder(out, force) as d:
-        t0 = time.perf_counter()
-        compress_(net, rec, data=train_ds)
-        seconds = time.perf_counter() - t0
         # The baseline is timed as the reference inside the second measure.
-        before, after = measure(base, test, latency=False), measure(net, test, reference=base, onnx=onnx)
+        before = measure(base, test, latency=False, metric=metric_fn)
+        after = measure(net, test, reference=base, onnx=onnx, metric=metric_fn)
         print_table(f"compressed in {seconds:.1f} s", ["figure", "before", "after"], comparison_rows(before, after),
                     console)
         for note in after.notes:

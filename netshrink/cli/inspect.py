@@ -20,13 +20,13 @@ def inspect(file: str = typer.Argument(..., help=".nshr file")):
     rows = inspect_archive(file)
     tensors = [r for r in rows if r["name"] != "(total)"]
     total = next((r for r in rows if r["name"] == "(total)"), None)
-    factory = header.get("factory", {})
+    base = _base_of(header)
     table = [[r["name"], "x".join(map(str, r["shape"])) or "scalar", r["dtype"], r["encoding"], f"{r['bytes']:,}",
               f"{r['bits_per_weight']:.2f}", f"{r['ratio']:.1f}x"] for r in tensors]
     if total:
         table.append(["total (+ header %s B)" % f"{total.get('header_bytes', 0):,}", "", "", "",
                       f"{total['bytes']:,}", f"{total['bits_per_weight']:.2f}", f"{total['ratio']:.1f}x"])
-    print_table(f"{file}: model {factory.get('name')}, {len(header.get('edits', []))} architecture edits, "
+    print_table(f"{file}: model {base}, {len(header.get('edits', []))} architecture edits, "
                 f"{Path(file).stat().st_size:,} bytes", ["tensor", "shape", "dtype", "encoding", "bytes",
                                                          "bits/weight", "vs fp32"], table, console)
     coded = [(r["name"], st) for r in tensors for st in r.get("streams", []) if st["coder"] in ("huffman", "ans")]
@@ -37,3 +37,14 @@ def inspect(file: str = typer.Argument(..., help=".nshr file")):
                       f"{st['shannon_bytes']:,.0f}",
                       f"{100 * (st['bytes'] / st['shannon_bytes'] - 1):+.2f} %" if st["shannon_bytes"] else ""]
                      for n, st in coded], console)
+
+
+def _base_of(header: dict) -> str:
+    """What the file is rebuilt from: a zoo factory, a transformers config, or a user's base."""
+    if "factory" in header:
+        return header["factory"].get("name")
+    if "transformers" in header:
+        return f"{header['transformers'].get('class')} (transformers config)"
+    if "user" in header:
+        return f"{header['user'].get('class')} (your own model: load with base=...)"
+    return "?"

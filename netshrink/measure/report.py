@@ -58,9 +58,10 @@ class Report:
 
     def summary(self, baseline: "Report | None" = None) -> str:
         """One line for a recipe's `result:` header."""
-        parts = [f"{self.metric} {self._fmt(self._value)}" if self._value is not None else "no task metric"]
-        if baseline is not None and baseline._value is not None:
-            parts[0] += f" (baseline {self._fmt(baseline._value)})"
+        v = self.task_value
+        parts = [f"{self.metric} {self.format_value(v)}" if v is not None else "no task metric"]
+        if baseline is not None and baseline.task_value is not None:
+            parts[0] += f" (baseline {self.format_value(baseline.task_value)})"
         parts.append(f"{100 * self.sparsity:.1f} % sparse")
         if self.file_bytes:
             parts.append(f"{self.file_bytes:,} bytes on disk, storage ratio {self.storage_ratio:.1f}x")
@@ -71,10 +72,10 @@ class Report:
         return ", ".join(parts)
 
     @property
-    def _value(self):
+    def task_value(self):
         return self.metric_value if self.metric_value is not None else self.accuracy
 
-    def _fmt(self, v: float) -> str:
+    def format_value(self, v: float) -> str:
         if self.metric in ("accuracy", "fidelity", "fidelity_top1", "fidelity_top5"):
             return f"{100 * v:.2f} %"
         return f"{v:.4g}"
@@ -90,11 +91,11 @@ class Report:
     def rows(self) -> list[tuple[str, str]]:
         """(figure, value) pairs for a table."""
         rows = []
-        if self._value is not None:
-            rows.append((self.metric, self._fmt(self._value)))
+        if self.task_value is not None:
+            rows.append((self.metric, self.format_value(self.task_value)))
         ref = self.reference_metric_value if self.reference_metric_value is not None else self.reference_accuracy
         if ref is not None:
-            rows.append(("reference " + self.metric, self._fmt(ref)))
+            rows.append(("reference " + self.metric, self.format_value(ref)))
         rows += [("parameters", f"{self.params:,}"), ("non-zeros", f"{self.nonzeros:,} ({100 * self.sparsity:.1f} % sparse)"),
                  ("dense fp32 bytes", f"{self.dense_bytes:,}")]
         if self.file_bytes is not None:

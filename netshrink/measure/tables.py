@@ -25,7 +25,10 @@ def comparison_rows(before, after) -> list[list]:
     def pct(x):
         return "" if x is None else f"{100 * x:.2f} %"
 
-    rows = [[before.metric, pct(before.accuracy), pct(after.accuracy)],
+    def value(r):   # accuracy in %, MSE as a number
+        return r.format_value(r.task_value) if r.task_value is not None else ""
+
+    rows = [[after.metric, value(before), value(after)],
             ["parameters", f"{before.params:,}", f"{after.params:,}"],
             ["non-zeros", f"{before.nonzeros:,}", f"{after.nonzeros:,}"],
             ["sparsity", f"{100 * before.sparsity:.1f} %", f"{100 * after.sparsity:.1f} %"]]

@@ -170,3 +170,17 @@ def token_batches(n_batches=6, batch=8, length=12):
     g = torch.Generator().manual_seed(4)
     return [{"input_ids": torch.randint(1, 64, (batch, length), generator=g),
              "attention_mask": torch.ones(batch, length, dtype=torch.long)} for _ in range(n_batches)]
+
+
+def digits():
+    """(train, test) for `--data tests.user.models:digits`."""
+    return digits_train(), digits_test()
+
+
+def diabetes():
+    return diabetes_train(), diabetes_test()
+
+
+def my_mae(outputs, targets):
+    """A user's metric for `--metric tests.user.models:my_mae`."""
+    return float((outputs.reshape(-1) - targets.reshape(-1)).abs().mean())
