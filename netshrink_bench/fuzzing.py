@@ -41,6 +41,7 @@ from torch import nn
 
 import netshrink as ns
 from netshrink.codec import join_archive, split_archive
+from netshrink.functional.quantize import quantize_weight
 from netshrink.runtime.low_rank import LowRankLinear
 from netshrink.runtime.sparse_linear import SparseLinear
 
@@ -61,10 +62,8 @@ def _snap(w: torch.Tensor, k: int) -> None:
 
 
 def _grid(w: torch.Tensor, bits: int) -> None:
-    """Per-output-channel uniform grid (per-channel quantization)."""
-    flat = w.reshape(w.shape[0], -1)
-    s = flat.abs().amax(1, keepdim=True).clamp_min(1e-8) / (2 ** (bits - 1) - 1)
-    flat.copy_(torch.round(flat / s) * s)
+    """Per-output-channel uniform grid (netshrink's per-channel quantization)."""
+    w.copy_(quantize_weight(w, bits=bits, granularity="channel")[0])
 
 
 def fixtures() -> dict[str, tuple[nn.Module, torch.Tensor, dict]]:
