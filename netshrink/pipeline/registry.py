@@ -25,7 +25,7 @@ from netshrink.methods.quantize import QAT, Binary, Quantize, Ternary
 from netshrink.methods.regularize import L1, DropNeuron, GroupLasso
 from netshrink.methods.saliency import OBD, Taylor
 from netshrink.methods.share import KMeans, SoftSharing
-from netshrink.methods.depth import StochasticDepth
+from netshrink.methods.stochastic_depth import StochasticDepth
 from netshrink.methods.structured import ChannelPrune, DepthPrune
 from netshrink.methods.tie import Tie
 from netshrink.methods.variational import VariationalDropout
