@@ -72,12 +72,16 @@ def foreign_parametrization(module: nn.Module, pname: str) -> str | None:
     weight_norm in wav2vec2 / HuBERT ...), or None."""
     from torch.nn.utils import parametrize
 
-    from netshrink.core.reparam import Reparam   # same layer; reparam imports this module
-
     if not parametrize.is_parametrized(module, pname):
         return None
-    other = [type(p).__name__ for p in module.parametrizations[pname] if not isinstance(p, Reparam)]
+    other = [type(p).__name__ for p in module.parametrizations[pname] if not _is_netshrink_reparam(p)]
     return other[0] if other else None
+
+
+def _is_netshrink_reparam(p: nn.Module) -> bool:
+    """isinstance(p, core.reparam.Reparam), read from the class hierarchy: core/reparam.py
+    imports this module, so this one cannot import it back."""
+    return any(c.__name__ == "Reparam" and c.__module__ == "netshrink.core.reparam" for c in type(p).__mro__)
 
 
 def _is_default_weight(module: nn.Module, pname: str) -> bool:
