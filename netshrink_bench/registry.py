@@ -18,6 +18,7 @@ SUITES: dict[str, str] = {
     "lowrank": "netshrink_bench.suites.lowrank",   # issue 6
     "pruning": "netshrink_bench.suites.pruning",
     "quantization": "netshrink_bench.suites.quantization",   # issue 4
+    "architectures": "netshrink_bench.suites.architectures",   # issue 13
     "transformer": "netshrink_bench.suites.transformer",   # issue 15
     "auto": "netshrink_bench.suites.auto",   # issue 16
     "fuzz": "netshrink_bench.suites.fuzz",   # issue 14

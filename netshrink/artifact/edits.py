@@ -37,6 +37,20 @@ def _scalar_attrs(m: nn.Module) -> dict:
             if not k.startswith("_") and k != "training" and type(v) in (bool, int, float, str)}
 
 
+def _same_type(a: nn.Module, b: nn.Module) -> bool:
+    """Same class; for modules under torch.nn.utils.parametrize (which gives each instance
+    its own ParametrizedX subclass, e.g. weight_norm built by the model's constructor): the
+    same original class and the same parametrisation kinds."""
+    if type(a) is type(b):
+        return True
+    from torch.nn.utils import parametrize
+
+    if not (parametrize.is_parametrized(a) and parametrize.is_parametrized(b)):
+        return False
+    kinds = lambda m: {k: [type(p) for p in m.parametrizations[k]] for k in m.parametrizations.keys()}
+    return type(a).__bases__ == type(b).__bases__ and kinds(a) == kinds(b)
+
+
 def diff_edits(fresh: nn.Module, model: nn.Module, *, where: str = "the base") -> list[dict]:
     """The edits that turn `fresh` (the base, modified in place to match) into
     `model`'s architecture. Raises ArtifactError for a difference no edit can express."""
@@ -44,7 +58,7 @@ def diff_edits(fresh: nn.Module, model: nn.Module, *, where: str = "the base") -
     for path, mod in model.named_modules():
         cur = find_submodule(fresh, path)
         cfg = config_of(mod)
-        if cur is not None and type(cur) is type(mod) and config_of(cur) == cfg:
+        if cur is not None and _same_type(cur, mod) and config_of(cur) == cfg:
             want, have = _scalar_attrs(mod), _scalar_attrs(cur)
             changed = {k: v for k, v in want.items() if k in have and have[k] != v}
             if not changed:

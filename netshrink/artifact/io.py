@@ -40,7 +40,12 @@ _KEYS = {"format", "version", "edits", "meta"}
 
 
 def _check_savable(model: nn.Module) -> None:
-    left = [n for n, m in model.named_modules() if parametrize.is_parametrized(m)]
+    from netshrink.core.reparam import Reparam
+
+    # netshrink's re-parametrisations must be baked; a model's own (torch weight_norm in
+    # wav2vec2 / HuBERT, rebuilt as such by its constructor) is saved as it is
+    left = [n for n, m in model.named_modules() if parametrize.is_parametrized(m)
+            and any(isinstance(rp, Reparam) for key in m.parametrizations.keys() for rp in m.parametrizations[key])]
     if left:
         raise NetshrinkError(f"cannot save: {left} still carry re-parametrisations; finish the "
                              "compression (session.finish() / compress_) first")

@@ -53,6 +53,12 @@ class SparseConv2d(nn.Module):
         return m
 
     # -- artifact protocol ------------------------------------------------------------
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dense kernel (out, in, kh, kw), for code that reads a conv's `weight`
+        (transformers' ViT reads its dtype); built per read, never stored."""
+        return self.matmul.dense_weight().reshape(self.out_channels, self.in_channels, *self.kernel_size)
+
     def ns_config(self) -> dict:
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding),
