@@ -97,7 +97,7 @@ def norm(ctx, n, val):
 
 
 def binary(ctx, n, val):
-    outs = []
+    outs, consts = [], []
     for a in n.args[:2]:
         v = ctx.value(a)
         if not isinstance(v, torch.Tensor) or v.numel() == 1:
@@ -112,6 +112,7 @@ def binary(ctx, n, val):
             outs.append(Label(lbl.units, d))
         else:
             outs.append(PINNED)
+            consts.append((v, shift))
     labels = [o for o in outs if isinstance(o, Label)]
     if not labels:
         return PINNED
@@ -121,7 +122,9 @@ def binary(ctx, n, val):
             ctx.fail(n, f"operands carry channels on different dims ({first.dim} and {o.dim})")
         for a, b in zip(first.units, o.units):  # residual: index i of both is one unit
             ctx.units.union(a, b)
-    if any(o is PINNED for o in outs):
+    # a constant operand (a mask, a learned scale) pins the channels, unless it is broadcast
+    # along them (size 1 there, or no such dim): then it is the same for every channel
+    if any(first.dim - s >= 0 and v.shape[first.dim - s] != 1 for v, s in consts):
         ctx.pin(first)
     return first
 

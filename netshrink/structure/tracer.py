@@ -86,9 +86,13 @@ class ConcreteTracer(fx.Tracer):
         if kind == "placeholder":
             value = self.example.pop(0) if self.example else (args[0] if args else None)
         elif kind == "get_attr":
-            value = self.root
-            for part in target.split("."):
-                value = getattr(value, part)
+            self._computing = True  # fx patches module __getattr__: reading the real tensor must not trace
+            try:
+                value = self.root
+                for part in target.split("."):
+                    value = getattr(value, part)
+            finally:
+                self._computing = False
         elif kind in ("call_function", "call_method", "call_module"):
             ra, rk = self._real(args), self._real(kwargs)
             self._computing = True
