@@ -27,8 +27,8 @@ from typing import ClassVar, Literal
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
 
+from netshrink.core.batches import as_batches
 from netshrink.core.context import PrepareContext
 from netshrink.core.method import Method
 from netshrink.core.submodules import set_submodule
@@ -219,9 +219,10 @@ class LowRank(Method):
         was = model.training
         model.eval()
         try:
-            n = min(self.samples, len(ctx.data))
-            for x, _ in DataLoader(Subset(ctx.data, range(n)), batch_size=256):
-                model(x)
+            b = as_batches(ctx.data)   # the first `samples` samples, any data shape (core.batches)
+            with torch.no_grad():
+                for batch in b.take(self.samples, batch_size=256):
+                    b.call(model, batch)
         finally:
             for h in handles:
                 h.remove()
