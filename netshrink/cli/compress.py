@@ -36,6 +36,8 @@ def compress(recipe: str = typer.Option(..., help="recipe TOML file"),
              metric: Optional[str] = typer.Option(None, help="reported metric: accuracy, mse, fidelity_cosine, ... "
                                                   "or package.module:function (default: auto)"),
              onnx: bool = typer.Option(False, "--onnx", help="also time both models in ONNX Runtime"),
+             latency: bool = typer.Option(True, "--latency/--no-latency",
+                                          help="time both models (torch); --no-latency: sizes and metric only"),
              force: bool = typer.Option(False, help="replace an existing run folder")):
     """Compress a model with a recipe: writes recipe.toml, report.json and model.nshr to --out."""
     rec = Recipe.from_toml(recipe)          # fail fast, before any training
@@ -63,7 +65,7 @@ def compress(recipe: str = typer.Option(..., help="recipe TOML file"),
     with run_folder(out, force) as d:
         # The baseline is timed as the reference inside the second measure.
         before = measure(base, test, latency=False, metric=metric_fn)
-        after = measure(net, test, reference=base, onnx=onnx, metric=metric_fn)
+        after = measure(net, test, reference=base, onnx=onnx, metric=metric_fn, latency=latency)
         print_table(f"compressed in {seconds:.1f} s", ["figure", "before", "after"], comparison_rows(before, after),
                     console)
         for note in after.notes:

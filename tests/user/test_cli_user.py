@@ -37,7 +37,8 @@ def test_users_cnn_compress_inspect_export_and_recompress(tmp_path, capsys):
     ns.fit(trained, M.digits_train(), ns.TrainConfig(epochs=3, lr=1e-2, batch_size=32), progress=False)
     save_file(trained.state_dict(), str(w))
     user = ["--model", "tests.user.models:cnn", "--data", "tests.user.models:digits"]
-    assert main(["compress", *user, "--weights", str(w), "--recipe", str(rec), "--out", str(tmp_path / "a")]) == 0
+    assert main(["compress", *user, "--weights", str(w), "--recipe", str(rec), "--no-latency",
+                 "--out", str(tmp_path / "a")]) == 0
     report = json.loads((tmp_path / "a/report.json").read_text())
     assert report["compressed"]["metric"] == "accuracy" and report["baseline"]["accuracy"] > 0.3
     loaded = ns.load(tmp_path / "a/model.nshr", base=M.cnn())
@@ -50,7 +51,7 @@ def test_users_cnn_compress_inspect_export_and_recompress(tmp_path, capsys):
     assert main(["export", str(tmp_path / "a/model.nshr"), "--onnx", *user]) == 0
     assert (tmp_path / "a/model.onnx").stat().st_size > 0
     assert main(["compress", "--input", str(tmp_path / "a/model.nshr"), *user, "--recipe", str(rec),
-                 "--out", str(tmp_path / "b")]) == 0
+                 "--no-latency", "--out", str(tmp_path / "b")]) == 0
     again = ns.load(tmp_path / "b/model.nshr", base=M.cnn())
     with torch.no_grad():
         assert torch.equal(again(x), again(x)) and again(x).shape == (4, 10)
@@ -63,7 +64,7 @@ def test_regressor_with_loss_and_metric_options(tmp_path):
     torch.save(M.regressor().state_dict(), sd)
     args = ["compress", "--model", "tests.user.models:regressor", "--weights", str(sd), "--data",
             "tests.user.models:diabetes", "--loss", "mse", "--metric", "tests.user.models:my_mae",
-            "--recipe", str(rec), "--out", str(tmp_path / "a")]
+            "--recipe", str(rec), "--no-latency", "--out", str(tmp_path / "a")]
     assert main(args) == 0
     report = json.loads((tmp_path / "a/report.json").read_text())
     assert report["compressed"]["metric"] == "my_mae" and report["compressed"]["accuracy"] is None
@@ -91,7 +92,7 @@ def test_local_transformers_folder_without_labels_distils(tmp_path):
     rec.write_text(RECIPE.replace('method = "magnitude"', 'method = "magnitude"\n'
                                   'targets = ["re:.*encoder.*dense.weight"]'))
     assert main(["compress", "--model", f"hf:{tmp_path / 'bert'}", "--data", "tests.user.models:token_batches",
-                 "--recipe", str(rec), "--out", str(tmp_path / "a")]) == 0
+                 "--recipe", str(rec), "--no-latency", "--out", str(tmp_path / "a")]) == 0
     report = json.loads((tmp_path / "a/report.json").read_text())
     assert report["compressed"]["metric"] == "fidelity_cosine"
     loaded = ns.load(tmp_path / "a/model.nshr")
