@@ -15,16 +15,33 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from netshrink.errors import RecipeError
+from netshrink.core.batches import as_batches
+from netshrink.errors import NetshrinkError, RecipeError
 from netshrink.functional.saliency import batch_grads, fisher_diag, hutchinson_diag, obd_saliency
 from netshrink.methods.pruning import ScorePruning
 
 
-def _batches(data, samples: int, batch_size: int, seed: int):
-    """A fixed random subset of `samples` examples, in mini-batches."""
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(data), generator=g)[:samples].tolist()
-    return DataLoader(Subset(data, idx), batch_size=batch_size, shuffle=False)
+def _batches(data, samples: int, batch_size: int, seed: int, name: str):
+    """(x, y) mini-batches of `samples` examples: a fixed random subset of a map-style
+    Dataset, else the first `samples` of the data (core.batches). The scores slice
+    samples out of x and need a target y: one-tensor inputs with targets only."""
+    b = as_batches(data)
+    n = b.num_samples()
+    if n is not None and not isinstance(data, DataLoader) and b.forward is None:
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(n, generator=g)[:samples].tolist()
+        raw = as_batches(Subset(b.data, idx), collate=b.collate).iter(batch_size)
+    else:
+        raw = b.take(samples, batch_size)
+    out = []
+    for batch in raw:
+        inputs, y = b.split(batch)
+        if inputs is None or inputs.kwargs or len(inputs.args) != 1 or y is None:
+            raise NetshrinkError(f"{name}: its scores need batches of one input tensor with targets; "
+                                 "these are dicts, several tensors or unlabelled (use magnitude or taylor "
+                                 "channel pruning instead)")
+        out.append((inputs.args[0], y))
+    return out
 
 
 @dataclass
@@ -51,7 +68,8 @@ class SaliencyPruning(ScorePruning):
             return F.cross_entropy(model(x), y)
 
         with torch.enable_grad():
-            out = self.raw_scores(loss_of, params, _batches(ctx.data, self.samples, self.calib_batch, self.seed))
+            out = self.raw_scores(loss_of, params,
+                                  _batches(ctx.data, self.samples, self.calib_batch, self.seed, self.name))
         model.train(was)
         return out
 
