@@ -120,3 +120,17 @@ def measured_latency(model: nn.Module, example: torch.Tensor, *, rounds: int = 5
         times.append(1e3 * (time.process_time() - t0) / n)
     model.train(was)
     return sorted(times)[len(times) // 2]
+
+
+def relative_latency(model: nn.Module, reference: nn.Module, example: torch.Tensor, *, rounds: int = 3,
+                     reference_ms: float | None = None) -> float:
+    """`model`'s ms, measured interleaved with `reference` and expressed at the machine speed
+    of the moment `reference_ms` was measured: ms(model) x reference_ms / ms(reference),
+    medians over `rounds`. A shared machine's speed drifts; the ratio to a reference timed
+    beside it does not (the benchmark protocol's rule), so a budget in ms stays comparable."""
+    a, b = [], []
+    for _ in range(rounds):
+        b.append(measured_latency(reference, example))
+        a.append(measured_latency(model, example))
+    ms, ref = sorted(a)[rounds // 2], sorted(b)[rounds // 2]
+    return ms * (reference_ms / ref) if reference_ms else ms

@@ -15,7 +15,9 @@ centroids fine-tuned -> verification: the saved file's bytes, accuracy on held-o
 
 Latency: `channel_prune` (global l1 ranking of channels / neurons) with the amount
 found by bisection on the latency measured at the budget's batch size, then fine-tuned,
-before the storage stage; the final model's latency is measured again.
+before the storage stage; the final model's latency is measured again. Every latency is
+timed interleaved with the uncompressed model and expressed at the machine speed of the
+moment that model was first timed (`cost.relative_latency`): a shared machine drifts.
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ from torch import nn
 from netshrink.auto import allocate
 from netshrink.auto.budget import Budget
 from netshrink.auto.outputs import write_outputs
-from netshrink.auto.cost import Choice, candidate, file_bytes, measured_latency, share_like, tensor_bytes
+from netshrink.auto.cost import (Choice, candidate, file_bytes, measured_latency, relative_latency, share_like,
+                                 tensor_bytes)
 from netshrink.auto.sensitivity import (BITS, SPARSITIES, LayerTable, calibration, choices_for,
                                         default_targets, mean_loss, probe, set_weight,
                                         site_choices)
@@ -150,7 +153,7 @@ def auto(model: nn.Module, data, budget: Budget, *, eval_data=None, methods=("pr
             _feasible(start, b.bytes, sp, bt, tg)
             tables = probe(start, calib, choices_for(sp, bt), targets=tg, cache=cache, progress=progress)
         return _Runner(start, pre, data, eval_data, calib, b, cfg, cent, proxy, tables, tg, base_acc,
-                       example, "kmeans" in methods, progress, log, models, teacher)
+                       example, "kmeans" in methods, progress, log, models, teacher, base, base_lat)
 
     run = runner(budget)
     points = [run.point("auto", budget.bytes)]
@@ -208,7 +211,7 @@ def _structured(base, data, budget: Budget, cfg, example, base_lat, log):
         net = copy.deepcopy(base)
         m = create("channel_prune", sparsity=round(mid, 4), target="flops", scope="global", importance="l1")
         m.prepare(net, PrepareContext(data=data, finetune=cfg))
-        lat = measured_latency(net, example)
+        lat = relative_latency(net, base, example, reference_ms=base_lat)
         log(f"channel_prune amount {mid:.3f}: {lat:.3f} ms (budget {budget.latency_ms:.3f} ms)")
         if lat <= budget.latency_ms:
             hi, best = mid, (round(mid, 4), lat)
@@ -228,7 +231,7 @@ class _Runner:
     """Builds one point: allocation -> stage 1 (prune) -> stage 2 (bits) -> verify."""
 
     def __init__(self, start, pre_steps, data, eval_data, calib, budget, cfg, cent, proxy, tables, targets,
-                 base_acc, example, kmeans, progress, log, models, teacher):
+                 base_acc, example, kmeans, progress, log, models, teacher, reference, reference_ms):
         self.__dict__.update(locals())
         del self.__dict__["self"]
 
@@ -265,7 +268,8 @@ class _Runner:
             choices = {t.name: Choice(smap.get(t.name, 0.0), bmap.get(t.name)) for t in self.tables}
         size = file_bytes(net)
         acc = evaluate(net, self.eval_data)
-        lat = measured_latency(net, self.example) if self.budget.latency_ms is not None else None
+        lat = (relative_latency(net, self.reference, self.example, reference_ms=self.reference_ms)
+               if self.budget.latency_ms is not None else None)
         drop = 100 * (self.base_acc - acc)
         met = ((self.budget.bytes is None or size <= self.budget.bytes)
                and (lat is None or lat <= self.budget.latency_ms) and drop <= self.budget.max_drop + 1e-9)

@@ -72,7 +72,7 @@ def _latency(ctx: BenchContext, model: str, batch: int, speedup: float, fold: in
         return
     seconds = time.perf_counter() - t0
     p = res.best
-    ms, ref = _interleaved(res.model, base, x)
+    ms, ref = _interleaved(res.model, base, x)   # the speedup, re-measured beside the baseline
     row = dict(kind="latency", model=model, method="auto", fold=fold, batch=batch, target_speedup=speedup,
                budget_ms=res.budget.latency_ms, ms=ms, baseline_ms=ref, speedup=ref / ms, latency_met=p.met or
                (p.latency_ms is not None and p.latency_ms <= res.budget.latency_ms),
