@@ -68,11 +68,14 @@ def sentences(part: str) -> list[str]:
     return out[part]
 
 
-def batches(tok, texts: list[str], batch_size: int) -> list[dict]:
-    """Tokenised dict batches (input_ids, token_type_ids, attention_mask), padded per batch."""
+def batches(tok, texts: list[str], batch_size: int, fixed: bool = False) -> list[dict]:
+    """Tokenised dict batches (input_ids, token_type_ids, attention_mask), padded per batch
+    (`fixed`: every batch to the longest text of all, so outputs concatenate across batches)."""
     out = []
+    longest = max(len(tok(t, truncation=True, max_length=128)["input_ids"]) for t in texts) if fixed else None
     for i in range(0, len(texts), batch_size):
-        enc = tok(texts[i:i + batch_size], padding=True, truncation=True, max_length=128, return_tensors="pt")
+        enc = tok(texts[i:i + batch_size], padding="max_length" if fixed else True, truncation=True,
+                  max_length=longest or 128, return_tensors="pt")
         out.append(dict(enc))
     return out
 
@@ -118,4 +121,4 @@ def calib_eval(n_calib: int = 256, n_eval: int = 512, batch_size: int = 16):
 
     tok = AutoTokenizer.from_pretrained(str(model_dir()), local_files_only=True)
     return (batches(tok, sentences("calib")[:n_calib], batch_size),
-            batches(tok, sentences("eval")[:n_eval], 64))
+            batches(tok, sentences("eval")[:n_eval], 64, fixed=True))
