@@ -181,6 +181,18 @@ def run(ctx) -> None:
     jobs += [(k, "recipe", rows[k]) for k in first if k in rows]
     jobs += [(k, "peer", v) for k, v in PEERS.items()]
     jobs += [(k, "recipe", v) for k, v in rows.items() if k not in first]
+    # NETSHRINK_BENCH_ROWS="a,b": only rows whose label contains one of these, in that order;
+    # NETSHRINK_BENCH_RESUME=1: keep the rows already in transformer.jsonl and run the others.
+    only = [x.strip() for x in os.environ.get("NETSHRINK_BENCH_ROWS", "").split(",") if x.strip()]
+    if only:
+        jobs = [j for o in only for j in jobs if o in j[0]]
+        jobs = [j for i, j in enumerate(jobs) if j[0] not in [k[0] for k in jobs[:i]]]
+    if os.environ.get("NETSHRINK_BENCH_RESUME") == "1" and (ctx.dir / "transformer.jsonl").is_file():
+        import json
+
+        ctx.rows.extend(json.loads(line) for line in (ctx.dir / "transformer.jsonl").read_text().splitlines())
+        done = {r["label"] for r in ctx.rows}
+        jobs = [j for j in jobs if j[0] not in done]
     for label, kind, spec in jobs:
         model = copy.deepcopy(base)
         t0 = time.time()
@@ -211,6 +223,7 @@ def run(ctx) -> None:
 
 
 def _write(ctx) -> None:
-    from netshrink_bench.suites.transformer_report import write_report
+    from netshrink_bench.suites.transformer_report import write_recipe_results, write_report
 
     write_report(ctx)
+    write_recipe_results(ctx, RECIPES)
