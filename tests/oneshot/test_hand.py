@@ -72,3 +72,19 @@ def test_awq_and_smoothquant_scales_by_hand():
     w = torch.tensor([[1.0, -2.0], [0.5, 1.0]])                # max |W_:j| = [1, 2]
     s = smooth_scale(torch.tensor([4.0, 1.0]), [w], alpha=0.5)  # sqrt(4)/1, 1/sqrt(2)
     assert torch.allclose(s, torch.tensor([2.0, 2 ** -0.5]))
+
+
+def test_per_layer_values_reach_their_layers():
+    import netshrink as ns
+    from netshrink.zoo import models
+
+    torch.manual_seed(0)
+    model = models.create("mlp", in_features=16, hidden=[32], num_classes=4)
+    data = [torch.randn(32, 16) for _ in range(2)]
+    recipe = ns.Recipe.of(ns.create("gptq", bits=4, granularity="channel", per_layer={"hidden.0": 2}),
+                          ns.create("wanda", sparsity=0.25, per_layer={"out": 0.5}),
+                          finetune=ns.TrainConfig(epochs=0))
+    ns.compress_(model, recipe, data=data, progress=False)
+    first, last = model.hidden[0].weight, model.out.weight
+    assert max(torch.unique(r).numel() for r in first) <= 4        # 2-bit asymmetric: 4 levels (wanda's zeros included)
+    assert abs(float((last == 0).float().mean()) - 0.5) < 0.01

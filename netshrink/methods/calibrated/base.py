@@ -10,7 +10,7 @@ from torch import nn
 from netshrink.core.batches import as_batches
 from netshrink.core.context import PrepareContext
 from netshrink.core.method import Method
-from netshrink.core.targets import select
+from netshrink.core.targets import Site, select
 from netshrink.errors import RecipeError
 from netshrink.functional.hessian import HessianAccumulator
 from netshrink.methods.calibrated.layerwise import Calibration, collect, discover
@@ -53,6 +53,9 @@ class OneShot(Method):
         if not batches:
             raise RecipeError(f"{self.name}: the calibration data is empty")
         modules = self.target_modules(model)
+        per_layer = getattr(self, "per_layer", None)
+        if per_layer:   # a pattern matching none of the target layers is a TargetError
+            per_layer.resolve([Site(n, "weight", m) for n, m in modules.items()], None)
         was = model.training
         model.eval()                      # dropout off: calibrate the model as it will run
         self.report_: dict[str, dict] = {}
@@ -67,6 +70,12 @@ class OneShot(Method):
 
     def process(self, model: nn.Module, group: list[tuple[str, nn.Module]], stats: HessianAccumulator) -> None:
         raise NotImplementedError
+
+
+def layer_value(method, name: str, module: nn.Module, default):
+    """The method's `per_layer` value for this layer (its default where no pattern matches)."""
+    per_layer = getattr(method, "per_layer", None)
+    return per_layer.value_of(Site(name, "weight", module), default) if per_layer else default
 
 
 def input_scale_of(module: nn.Module) -> torch.Tensor | None:

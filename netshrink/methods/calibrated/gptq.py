@@ -11,7 +11,7 @@ input scale in the module, which is kept).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -19,7 +19,8 @@ from torch import nn
 
 from netshrink.functional.gptq import gptq_quantize
 from netshrink.functional.hessian import HessianAccumulator
-from netshrink.methods.calibrated.base import OneShot, hessian_for, input_scale_of
+from netshrink.core.targets import PerLayer
+from netshrink.methods.calibrated.base import OneShot, hessian_for, input_scale_of, layer_value
 from netshrink.methods.calibrated.kernels import choose_kernel
 from netshrink.methods.calibrated.layerwise import replace
 from netshrink.runtime.int8_dynamic import Int8DynamicLinear
@@ -31,6 +32,7 @@ class GPTQ(OneShot):
     summary = "GPTQ one-shot quantization (2-8 bits, Hessian from calibration, act-order, groups; Frantar et al. 2023)"
 
     bits: int = 4
+    per_layer: PerLayer[int] = field(default_factory=PerLayer)   # bits by target pattern
     granularity: Literal["channel", "group"] = "group"
     group_size: int = 128
     symmetric: bool = False
@@ -45,6 +47,8 @@ class GPTQ(OneShot):
     def validate(self):
         super().validate()
         self.check(isinstance(self.bits, int) and 2 <= self.bits <= 8, "bits", "an integer in 2..8")
+        self.check(all(isinstance(v, int) and 2 <= v <= 8 for _, v in self.per_layer.items()), "per_layer",
+                   "bits in 2..8 for every pattern")
         self.check(isinstance(self.group_size, int) and self.group_size >= 1, "group_size", "an integer >= 1")
         self.check(0.0 <= self.damp < 1.0, "damp", "in [0, 1)")
         self.check(isinstance(self.block_size, int) and self.block_size >= 1, "block_size", "an integer >= 1")
@@ -57,10 +61,11 @@ class GPTQ(OneShot):
             g = self.group_size if self.granularity == "group" else 0
             if g and mod.weight.shape[1] % g:
                 g = 0      # a layer whose width the group does not divide: per channel
-            res = gptq_quantize(mod.weight.detach().float(), hessian_for(mod, stats), bits=self.bits, group_size=g,
+            bits = layer_value(self, name, mod, self.bits)
+            res = gptq_quantize(mod.weight.detach().float(), hessian_for(mod, stats), bits=bits, group_size=g,
                                 symmetric=self.symmetric, act_order=self.act_order, damp=self.damp,
                                 block_size=self.block_size, calibration=self.calibration)
-            info = {"loss": res.loss, "group_size": g}
+            info = {"loss": res.loss, "bits": bits, "group_size": g}
             if self.execute == "float":
                 with torch.no_grad():
                     mod.weight.copy_(res.weight)
