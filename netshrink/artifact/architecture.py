@@ -21,6 +21,7 @@ from typing import Callable
 
 from torch import nn
 
+from netshrink.core.targets import is_hf_conv1d
 from netshrink.errors import ArtifactError
 from netshrink.reparams.hyper import HyperNetwork
 from netshrink.runtime.attention import PrunedMultiheadAttention
@@ -269,6 +270,8 @@ def config_of(m: nn.Module) -> dict | None:
     name = type_name(m)
     if name in _TORCH and type(m) is _TORCH[name].cls:
         return _TORCH[name].config(m)
+    if is_hf_conv1d(m):
+        return {"nf": m.nf, "nx": m.nx}
     custom = _custom_types()
     if name in custom and type(m) is custom[name]:
         return m.ns_config()
@@ -279,9 +282,14 @@ def build(name: object, cfg: object) -> nn.Module:
     """The module of type `name` (a registered name, never an import path) from `cfg`,
     checked: schema first, then the built module's own config must equal `cfg`.
     Call it inside `budget.BuildBudget` so that its allocation is bounded."""
-    if not isinstance(name, str) or not (name in _TORCH or name in _custom_types()):
+    if not isinstance(name, str) or not (name in _TORCH or name in _custom_types() or name == "Conv1D"):
         raise ArtifactError(f"module type {name!r} is not one netshrink can build (known: {', '.join(known_types())})")
-    if name in _TORCH:
+    if name == "Conv1D":   # transformers' (GPT-2): a Linear storing its weight (in, out); imported only here
+        cfg = check_config(name, cfg, {"nf": _POS, "nx": _POS})
+        from transformers.pytorch_utils import Conv1D
+
+        make = lambda c: Conv1D(c["nf"], c["nx"])
+    elif name in _TORCH:
         t = _TORCH[name]
         cfg = t.check(name, cfg)
         make = t.build
