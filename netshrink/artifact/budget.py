@@ -95,8 +95,11 @@ def _install_hooks() -> None:
 def _no_init():
     names = [n for n in dir(nn.init) if n.endswith("_") and not n.startswith("_")]
     old = {n: getattr(nn.init, n) for n in names}
+    def skip(*args, **kwargs):   # returns the tensor, however it was passed
+        return args[0] if args else kwargs.get("tensor")
+
     for n in names:
-        setattr(nn.init, n, lambda t, *a, **k: t)
+        setattr(nn.init, n, skip)
     try:
         yield
     finally:

@@ -1,14 +1,13 @@
 """`netshrink train`: a zoo baseline (trained once, then cached) and its figures."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
 
 from netshrink import save
 from netshrink.cli.common import console
-from netshrink.errors import NetshrinkError
+from netshrink.cli.rundir import check_free_file
 from netshrink.measure.report import measure
 from netshrink.measure.tables import print_table
 from netshrink.zoo import data as zoo_data
@@ -21,8 +20,8 @@ def train(model: str = typer.Option(..., help="zoo model, e.g. lenet300_100"),
           out: Optional[str] = typer.Option(None, help="also save the trained model to this .nshr file"),
           force: bool = typer.Option(False, help="overwrite --out")):
     """Train (or load from cache) a zoo baseline and print its figures."""
-    if out and Path(out).exists() and not force:
-        raise NetshrinkError(f"output {out} already exists; pass --force to replace it")
+    if out:   # before any work: exists, a file on the way, an unwritable folder
+        check_free_file(out, force)
     _, test = zoo_data.load(data, fold)
     net = baseline(model, data, fold)
     r = measure(net, test)

@@ -154,3 +154,10 @@ def test_two_identical_runs_write_byte_identical_models(tmp_path, model_file):
     report = json.loads((tmp_path / "a" / "report.json").read_text())
     assert report["compressed"]["file_bytes"] == len(a)   # the report's size is the shipped file's
     assert ns.load(tmp_path / "a" / "model.nshr").ns_meta == {}   # no measurement in the model file
+
+
+def test_train_out_is_checked_before_training(tmp_path, capsys):
+    (tmp_path / "f").write_text("precious")
+    rc = cli.main(["train", "--model", "lenet300_100", "--data", "digits", "--out", str(tmp_path / "f" / "m.nshr")])
+    _one_line_error(capsys, rc, "is a file")
+    assert (tmp_path / "f").read_text() == "precious"
