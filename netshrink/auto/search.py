@@ -49,6 +49,9 @@ from netshrink.train.loop import evaluate
 METHODS = ("prune", "kmeans", "channels")
 FINETUNE = TrainConfig(epochs=10, lr=1e-3)
 CENTROIDS = {"epochs": 3, "lr": 1e-4}
+# The bisection aims below the latency budget by this factor: timings on a shared machine
+# scatter by ~+-15 % (measured: 8.9 vs 12.4 ms for near-equal amounts) and fine-tuning is after.
+LATENCY_AIM = 0.85
 # Bytes kept free (at least; or 0.4 % of the budget) for what fine-tuning the centroids and
 # biases changes in the file (measured: ~20 B on a 8 kB file).
 SLACK = 32
@@ -213,7 +216,7 @@ def _structured(base, data, budget: Budget, cfg, example, base_lat, log):
         m.prepare(net, PrepareContext(data=data, finetune=cfg))
         lat = relative_latency(net, base, example, reference_ms=base_lat)
         log(f"channel_prune amount {mid:.3f}: {lat:.3f} ms (budget {budget.latency_ms:.3f} ms)")
-        if lat <= budget.latency_ms:
+        if lat <= LATENCY_AIM * budget.latency_ms:
             hi, best = mid, (round(mid, 4), lat)
         else:
             lo = mid
