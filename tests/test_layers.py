@@ -49,7 +49,6 @@ OPTIONAL = {
 # (value: the helper moving it). Must be empty when issue 12 closes; prune entries that no
 # longer occur (printed by `python tests/test_layers.py`).
 KNOWN: dict[tuple[str, str], str] = {
-    ('netshrink.artifact.io', 'netshrink.core.reparam'): 'H3',   # work in progress: a plain top-level import
 }
 
 

@@ -31,6 +31,7 @@ from netshrink.artifact.edits import apply_edits, diff_edits, full_edits
 from netshrink.codec import dtypes
 from netshrink.codec.archive import open_archive, write_archive
 from netshrink.core import factories
+from netshrink.core.reparam import Reparam
 from netshrink.errors import ArtifactError, NetshrinkError
 
 FORMAT = "netshrink-model"
@@ -40,8 +41,6 @@ _KEYS = {"format", "version", "edits", "meta"}
 
 
 def _check_savable(model: nn.Module) -> None:
-    from netshrink.core.reparam import Reparam
-
     # netshrink's re-parametrisations must be baked; a model's own (torch weight_norm in
     # wav2vec2 / HuBERT, rebuilt as such by its constructor) is saved as it is
     left = [n for n, m in model.named_modules() if parametrize.is_parametrized(m)
