@@ -18,7 +18,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
-from netshrink.core.batches import Inputs, as_batches
+from netshrink.core.batches import Inputs, as_batches, model_device, model_dtype
 from netshrink.core.context import PrepareContext
 from netshrink.core.method import Method
 from netshrink.errors import NetshrinkError, RecipeError
@@ -41,6 +41,7 @@ def example_input(model: nn.Module, ctx: PrepareContext, batch: int = 2):
     if ctx.data is None:
         raise NetshrinkError("structured pruning needs an example input: pass data, or extras={'example': x}")
     ex = as_batches(ctx.data).example_inputs(batch)   # core.batches.Inputs of `batch` samples
+    ex = ex.to(model_device(model), model_dtype(model))  # traced where and as the model computes
     if not ex.kwargs and len(ex.args) == 1:
         return ex.args[0]
     return ex if ex.kwargs else ex.args

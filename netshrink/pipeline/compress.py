@@ -11,17 +11,20 @@ copies).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
-from netshrink.core.batches import as_batches
+from netshrink.core.batches import as_batches, model_dtype
 from netshrink.core.context import PrepareContext
 from netshrink.core.method import Method
 from netshrink.core.session import Session
 from netshrink.core.targets import Targets, select
+from netshrink.errors import NetshrinkError
 from netshrink.pipeline.recipe import Recipe
 from netshrink.train.loop import fit
 
@@ -80,7 +83,8 @@ def run_recipe(model: nn.Module, recipe: Recipe, data=None, *, teacher: nn.Modul
                              fit=functools.partial(_fit_on, data=data, progress=progress,
                                                    teacher=teacher, loss_fn=_callable(loss)),
                              extras=dict(extras or {}))
-        method.prepare(model, ctx)
+        with _dtype_guard(method, model):
+            method.prepare(model, ctx)
         hooks = Session(model, persistent + [method], total_steps=steps_total)
         if data is not None and cfg.epochs > 0 and method.finetunes:
             fit(model, data, cfg, hooks=hooks, progress=progress, desc=f"step {i}/{n} {method.name}",
@@ -88,9 +92,11 @@ def run_recipe(model: nn.Module, recipe: Recipe, data=None, *, teacher: nn.Modul
         if method.persistent:
             persistent.append(method)
         else:
-            method.finalize(model)
+            with _dtype_guard(method, model):
+                method.finalize(model)
     for method in persistent:
-        method.finalize(model)
+        with _dtype_guard(method, model):
+            method.finalize(model)
     for method in methods:
         method.deploy(model)
     model.eval()
@@ -107,6 +113,25 @@ def compress_(model: nn.Module, recipe: Recipe, data=None, *, teacher: nn.Module
     """
     return run_recipe(model, recipe, data, teacher=teacher, progress=progress, extras=extras, loss=loss,
                       forward=forward, target=target, n_inputs=n_inputs).model
+
+
+_DTYPE_WORDS = ("may not change the dtype", "not implemented for", "dtype", "BFloat16", "Double", "Half")
+
+
+@contextlib.contextmanager
+def _dtype_guard(method, model: nn.Module):
+    """A method whose maths or re-parametrisation is float32-only, run on a float64 /
+    bf16 / fp16 model: one message naming the method and the dtype, not torch's error."""
+    dtype = model_dtype(model)
+    try:
+        yield
+    except (NotImplementedError, ValueError, RuntimeError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if dtype in (None, torch.float32) or not any(w in msg for w in _DTYPE_WORDS):
+            raise
+        raise NetshrinkError(f"{method.name} does not support {dtype} models ({msg[:160]}); convert the model "
+                             "with model.float() first (magnitude and distill run in any float dtype)") \
+            from None
 
 
 def _callable(loss):

@@ -148,14 +148,18 @@ def test_bad_losses_stop_with_a_clear_message():
         ns.Recipe.from_toml("[finetune]\nloss = 'hinge'\n[[step]]\nmethod = 'magnitude'\n")
 
 
-def test_float64_and_bf16_models_compress():
+def test_float64_and_bf16_models_compress_or_name_what_is_unsupported():
+    from netshrink.errors import NetshrinkError
     train = M.digits_train()
     for dtype in (torch.float64, torch.bfloat16):
         model = M.cnn().to(dtype)
-        ns.compress_(model, _recipe(ns.create("magnitude", sparsity=0.5), epochs=1), data=train, progress=False)
+        ns.compress_(model, _recipe(ns.create("magnitude", sparsity=0.5), ns.create("channel_prune", sparsity=0.25),
+                                    epochs=1), data=train, progress=False)
         out = model(train[:4][0].to(dtype))
-        assert out.dtype == dtype and torch.isfinite(out.float()).all()
-        assert (model.conv1.weight == 0).float().mean() >= 0.5
+        assert out.dtype == dtype and torch.isfinite(out.float()).all() and model.conv2.out_channels == 12
+        with pytest.raises(NetshrinkError, match=f"kmeans does not support {dtype}"):
+            ns.compress_(M.cnn().to(dtype), _recipe(ns.create("kmeans", bits=4), epochs=0), data=train,
+                         progress=False)
 
 
 def test_mixed_precision_finetuning_keeps_fp32_weights():
