@@ -184,7 +184,6 @@ def test_no_private_names_across_modules():
 
 # Temporary, as KNOWN: (module, "imported.module._name") still being moved by their owners.
 KNOWN_PRIVATE: dict[tuple[str, str], str] = {
-    ("netshrink.runtime.int8_dynamic", "netshrink.runtime.int8_linear._"): "H4",
 }
 
 

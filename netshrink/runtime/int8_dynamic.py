@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from netshrink.functional.quantize import calibrate, quantize_codes
-from netshrink.runtime.int8_linear import _engine
+from netshrink.runtime.int8_linear import quantized_engine
 
 KERNELS = ("fbgemm", "fp32")
 ACTS = ("token", "tensor")
@@ -102,7 +102,7 @@ class Int8DynamicLinear(nn.Module):
         self._wsum = wdeq.sum(1)                                                   # (out,)
         self._wdeq = wdeq if self.kernel == "fp32" else None
         if self.kernel == "fbgemm":
-            torch.backends.quantized.engine = _engine()
+            torch.backends.quantized.engine = quantized_engine()
             zero = torch.zeros(self.out_features, dtype=torch.int64)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -22,7 +22,7 @@ from torch import nn
 from netshrink.functional.quantize import calibrate, quantize_codes
 
 
-def _engine() -> str:
+def quantized_engine() -> str:
     engines = torch.backends.quantized.supported_engines
     for e in ("fbgemm", "x86", "qnnpack"):
         if e in engines:
@@ -69,7 +69,7 @@ class Int8Linear(nn.Module):
         if self.qweight.is_meta:   # built on the meta device (the loader's size guard): nothing to pack
             self._packed = None
             return
-        torch.backends.quantized.engine = _engine()
+        torch.backends.quantized.engine = quantized_engine()
         zero = torch.zeros(self.out_features, dtype=torch.int64)
         with warnings.catch_warnings():   # quantized tensor constructors warn of a future deprecation
             warnings.simplefilter("ignore")
