@@ -128,9 +128,9 @@ def test_per_layer_in_toml_round_trips():
 
 
 def test_a_recipe_is_unchanged_by_a_run_and_compresses_two_models_alike(digits):
-    train, test = digits
+    train = torch.utils.data.Subset(digits[0], range(256))
     recipe = ns.Recipe.of(ns.create("gradual_magnitude", sparsity=0.8, frequency=2, runtime="dense"),
-                          ns.create("kmeans", bits=3), finetune=ns.TrainConfig(epochs=1))
+                          ns.create("kmeans", bits=3, iters=10), finetune=ns.TrainConfig(epochs=1))
     before = recipe.to_dict()
     a, b = tiny_mlp(), tiny_mlp()
     run = ns.run_recipe(a, recipe, data=train, progress=False)
