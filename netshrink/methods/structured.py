@@ -29,7 +29,7 @@ from netshrink.structure.graph import DependencyGraph, analyze
 from netshrink.structure.importance import importance_names
 from netshrink.structure.importance import scores as importance_scores
 from netshrink.structure.select import plan, search
-from netshrink.structure.shrink import dead_components, remove_components
+from netshrink.structure.shrink import check_runs, dead_components, output_shapes, remove_components
 from netshrink.structure.tracer import example_inputs
 
 
@@ -111,6 +111,7 @@ class ChannelPrune(Method):
         example = example_input(model, ctx)
         one = example_inputs(example).take(1)  # FLOPs of one sample
         graph = self._graph(model, example)
+        shapes = output_shapes(model, example)
         self.units_before_ = count_units(graph)
         self.flops_before_ = count_flops(model, one)[0]
         big = _tile(example_inputs(example), 64) if self.target == "latency" else None
@@ -140,6 +141,7 @@ class ChannelPrune(Method):
                     p, _ = search(model, graph, s, lambda m: latency_ms(m, big, min_run_time=0.1), budget,
                                   scope=self.scope, max_ratio=self.max_sparsity, iters=7, round_to=self.round_to)
             remove_components(model, graph, p)
+            check_runs(model, example, shapes)  # a dependency the analysis missed: one clear error, not a broken model
             for k, v in p.items():
                 self.removed_[k] = self.removed_.get(k, 0) + len(v)
             if step < self.rounds and ctx.fit is not None and ctx.finetune is not None and self.epochs_between:

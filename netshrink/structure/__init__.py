@@ -8,7 +8,7 @@
     register_importance("mine", fn)           # a user's criterion, then importance="mine"
 
 Inside the package imports point one way:
-labels -> groups -> blocks -> op_rules -> module_rules -> rules -> interpreter ->
+labels -> groups -> hf_blocks -> blocks -> op_rules -> module_rules -> rules -> interpreter ->
 tracer -> exported -> graph -> shrink -> importance -> select, depth_pruning.
 """
 from netshrink.structure.graph import Component, DependencyGraph, Group, analyze

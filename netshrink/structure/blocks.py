@@ -29,6 +29,7 @@ from torch import nn
 
 from netshrink.runtime.attention import PrunedMultiheadAttention
 from netshrink.structure.groups import Component, Group
+from netshrink.structure.hf_blocks import fix_hf_attributes, hf_groups, hf_producer_dims, is_hf_block
 
 MHA_TYPES = (nn.MultiheadAttention, PrunedMultiheadAttention)
 _LAYERS = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
@@ -52,7 +53,18 @@ def _is_hf_layer(m: nn.Module) -> bool:
 
 def is_opaque_block(m: nn.Module) -> bool:
     """Blocks the tracer keeps whole (inputs and outputs pinned)."""
-    return isinstance(m, OPAQUE_TYPES) or _is_hf_layer(m)
+    return isinstance(m, OPAQUE_TYPES) or _is_hf_layer(m) or is_hf_block(m)
+
+
+def _hf_blocks(model: nn.Module):
+    """(path, module) of the outermost transformers layers of hf_blocks.py's table."""
+    found = []
+    for name, m in model.named_modules():
+        if any(name.startswith(f + ".") for f, _ in found) or _is_hf_layer(m):
+            continue
+        if is_hf_block(m):
+            found.append((name, m))
+    return found
 
 
 def _ffn(name: str, up: str, up_m: nn.Linear, down: str) -> Group:
@@ -134,6 +146,8 @@ def block_groups(model: nn.Module, standalone_attention: set[str] | frozenset = 
             groups.append(_ffn(name, f"{p}linear1", m.linear1, f"{p}linear2"))
         elif isinstance(m, MHA_TYPES) and m.num_heads > 1 and (name in inside or name in standalone_attention):
             groups.append(_mha_heads(name, m))
+    for name, m in _hf_blocks(model):
+        groups += hf_groups(name, m)
     return groups
 
 
@@ -152,6 +166,8 @@ def block_producer_dims(model: nn.Module) -> dict:
             out[f"{p}linear1"] = (-1, [[j] for j in range(m.linear1.out_features)])
         elif isinstance(m, MHA_TYPES):  # the value projection's outputs (importance computes them)
             out[name] = (-1, [list(_mha_rows(m, h)) for h in range(m.num_heads)])
+    for name, m in _hf_blocks(model):
+        out.update(hf_producer_dims(name, m))
     return out
 
 
@@ -161,3 +177,5 @@ def fix_attributes(model: nn.Module) -> None:
         if _is_hf_self_attention(m):
             m.all_head_size = m.query.out_features
             m.num_attention_heads = m.all_head_size // m.attention_head_size
+    for _, m in _hf_blocks(model):
+        fix_hf_attributes(m)

@@ -196,6 +196,11 @@ def resize_batch_norm(m) -> None:
     m.num_features = ref.shape[0]
 
 
+def resize_conv1d(m) -> None:
+    """transformers' Conv1D: weight (nx, nf)."""
+    m.nx, m.nf = m.weight.shape
+
+
 def resize_embedding(m: nn.Embedding) -> None:
     m.embedding_dim = m.weight.shape[1]
 

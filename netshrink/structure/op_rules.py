@@ -170,6 +170,9 @@ def reshape(ctx, n, val):
     ins, outs, c = list(v.shape), list(val.shape), lbl.dim
     if ins[:c + 1] == outs[:c + 1]:  # dims up to the channels unchanged
         return lbl
+    tail = len(ins) - c  # the channels and the dims after them unchanged, the leading dims regrouped
+    if len(outs) >= tail and ins[c:] == outs[len(outs) - tail:] and math.prod(ins[:c]) == math.prod(outs[:-tail]):
+        return Label(lbl.units, len(outs) - tail)
     shape_args = n.args[1:] if len(n.args) > 2 or not isinstance(n.args[1] if len(n.args) > 1 else None,
                                                                   (tuple, list)) else n.args[1]
     for s in range(len(outs)):

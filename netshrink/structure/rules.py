@@ -99,7 +99,10 @@ def module_rule(m: nn.Module) -> ModuleRule | None:
 
 
 def resizer(m: nn.Module) -> Resize | None:
-    return _by_mro(RESIZERS, m)
+    found = _by_mro(RESIZERS, m)
+    if found is None and type(m).__name__ == "Conv1D" and hasattr(m, "nf"):  # transformers' GPT-2 layer
+        return module_rules.resize_conv1d
+    return found
 
 
 def is_rule_leaf(m: nn.Module) -> bool:

@@ -129,9 +129,9 @@ def shrink(model: nn.Module, example, *, remove: dict[str, torch.Tensor] | None 
     else:
         plan, kept = _plan_from_masks(graph, _rnn_masks(model, remove))
     before = {g.name: len(g) for g in graph.groups}
-    shapes = _output_shapes(model, example)
+    shapes = output_shapes(model, example)
     remove_components(model, graph, plan)
-    _check_runs(model, example, shapes)
+    check_runs(model, example, shapes)
     return {"removed": {k: len(v) for k, v in plan.items()}, "group_sizes": before, "kept_coupled": kept}
 
 
@@ -176,7 +176,8 @@ def _plan_from_masks(graph: DependencyGraph, remove: dict[str, torch.Tensor]):
     return plan, kept
 
 
-def _output_shapes(model: nn.Module, example) -> list:
+def output_shapes(model: nn.Module, example) -> list:
+    """Shapes of the model's output tensors on `example` (None for other leaves)."""
     args, kwargs = example_inputs(example)
     was = model.training
     model.eval()
@@ -188,9 +189,10 @@ def _output_shapes(model: nn.Module, example) -> list:
         model.train(was)
 
 
-def _check_runs(model: nn.Module, example, before: list | None = None) -> None:
+def check_runs(model: nn.Module, example, before: list | None = None) -> None:
+    """The shrunk model runs on `example` and gives outputs of shapes `before`, else a NetshrinkError."""
     try:
-        after = _output_shapes(model, example)
+        after = output_shapes(model, example)
     except Exception as e:  # a shape the analysis missed: say so instead of returning a broken model
         raise NetshrinkError(f"structure: the shrunk model no longer runs ({type(e).__name__}: {e}); "
                              "this is a dependency the analysis missed, please report it") from None
