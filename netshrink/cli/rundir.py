@@ -97,16 +97,18 @@ def clean_leftovers(out: Path) -> list[Path]:
 def run_folder(out: str | os.PathLike, force: bool = False):
     """`with run_folder("runs/x") as d:` write files under d; committed at exit."""
     out = check_free(out, force)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        clean_leftovers(out)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
-    except OSError as e:
-        raise NetshrinkError(f"output {out}: cannot create it ({e.strerror or e})") from None
-    try:
+    tmp = None
+    try:   # one block from creation on: a signal right after mkdtemp still removes the folder
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            clean_leftovers(out)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
+        except OSError as e:
+            raise NetshrinkError(f"output {out}: cannot create it ({e.strerror or e})") from None
         yield tmp
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = None
     try:
