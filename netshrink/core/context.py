@@ -6,9 +6,10 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from netshrink.core.batches import as_batches
-from netshrink.errors import NetshrinkError
+from netshrink.errors import NetshrinkError, RecipeError
 
 
 @dataclass
@@ -33,6 +34,21 @@ class PrepareContext:
     def __post_init__(self):
         if self.batches is None and self.data is not None:
             self.batches = as_batches(self.data)
+
+    def num_samples(self) -> int:
+        """Training samples in one pass; 0 without data or when the data cannot say
+        (an iterable of batches): methods whose penalty scales with N then ask for
+        `dataset_size`."""
+        return (self.batches.num_samples() or 0) if self.batches is not None else 0
+
+    def dataset(self, owner: str):
+        """The map-style Dataset under `data`, for methods that split it themselves."""
+        d = self.batches.data if self.batches is not None else None
+        d = getattr(d, "dataset", d) if isinstance(d, DataLoader) else d
+        if d is None or not hasattr(d, "__len__") or not hasattr(d, "__getitem__"):
+            raise RecipeError(f"{owner}: needs a map-style Dataset (it splits off a validation part); "
+                              f"got {type(d).__name__}")
+        return d
 
 
 @dataclass

@@ -70,7 +70,7 @@ class L0(Method):
         if bad or not self.sites_:
             raise TargetError(f"{self.name}: needs Linear, Conv, LSTM or GRU weights; got {bad or 'none'}")
         self.lams_ = self.per_layer.resolve(self.sites_, self.lam, owner=self.name)
-        self.n_ = self.dataset_size or (len(ctx.data) if ctx.data is not None else 0)
+        self.n_ = self.dataset_size or ctx.num_samples()
         if self.n_ <= 0:
             raise RecipeError(f"{self.name}: dataset_size must be set when there is no training data to count")
         self.gates_ = []

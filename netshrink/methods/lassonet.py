@@ -290,9 +290,10 @@ class LassoNet(Method):
         name, lin = first_linear(model, self.layer or None)
         if self.features > lin.in_features:
             self.check(False, "features", f"<= the {lin.in_features} input features of {name}")
-        n_val = max(1, int(round(self.val_fraction * len(ctx.data))))
+        dataset = ctx.dataset(self.name)
+        n_val = max(1, int(round(self.val_fraction * len(dataset))))
         g = torch.Generator().manual_seed(self.seed)
-        train, val = torch.utils.data.random_split(ctx.data, [len(ctx.data) - n_val, n_val], generator=g)
+        train, val = torch.utils.data.random_split(dataset, [len(dataset) - n_val, n_val], generator=g)
         cfg = TrainConfig(epochs=self.epochs_per_lambda, lr=self.path_lr, optimizer="sgd", momentum=0.9,
                           schedule="constant", batch_size=ctx.finetune.batch_size if ctx.finetune else 64,
                           seed=self.seed)

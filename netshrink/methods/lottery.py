@@ -41,7 +41,7 @@ from netshrink.errors import RecipeError
 from netshrink.functional.prune import hamming_distance, topk_mask
 from netshrink.functional.schedule import geometric_rounds
 from netshrink.methods.pruning import MaskPruning
-from netshrink.train.loop import lr_factor, steps_per_epoch
+from netshrink.train.loop import batches_per_epoch, lr_factor
 
 
 def fresh_init(model: nn.Module, seed: int) -> nn.Module:
@@ -107,10 +107,11 @@ class _ScheduleSlice:
             raise _Stop
 
 
-def fit_slice(fit, model: nn.Module, cfg, n_data: int, start: int, stop: int) -> None:
+def fit_slice(fit, model: nn.Module, cfg, batches, start: int, stop: int) -> None:
     """Train `model` on steps [start, stop) of the schedule of `cfg` (T = epochs x
-    steps per epoch), with a fresh optimiser: `fit(model, cfg, hooks)` is the trainer."""
-    spe = steps_per_epoch(n_data, cfg.batch_size)
+    steps per epoch of `batches`, a core.batches.Batches), with a fresh optimiser:
+    `fit(model, cfg, hooks)` is the trainer."""
+    spe = batches_per_epoch(batches, cfg.batch_size)
     total = spe * cfg.epochs
     stop = min(stop, total)
     if stop <= start:
@@ -195,14 +196,14 @@ class Lottery(MaskPruning):
             ctx.fit(model, cfg.replace(lr=cfg.lr * self.finetune_lr_scale, schedule="constant"))
             return
         k = self.rewind_step if self.rewind in ("step", "lr") else 0
-        fit_slice(ctx.fit, model, cfg, len(ctx.data), k, 10 ** 18)
+        fit_slice(ctx.fit, model, cfg, ctx.batches, k, 10 ** 18)
 
     def _theta_k(self, model: nn.Module, ctx: PrepareContext) -> nn.Module:
         """theta_0, or theta_k: theta_0 trained on the first `rewind_step` steps of the
         round's schedule (the same schedule the rounds then continue from step k)."""
         theta = fresh_init(model, self.seed)
         if self.rewind == "step":
-            fit_slice(ctx.fit, theta, ctx.finetune, len(ctx.data), 0, self.rewind_step)
+            fit_slice(ctx.fit, theta, ctx.finetune, ctx.batches, 0, self.rewind_step)
         return theta
 
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
@@ -277,7 +278,7 @@ class EarlyBird(MaskPruning):
         search = fresh_init(model, self.seed)
         sites = [Site(s.module_name, s.param_name, search.get_submodule(s.module_name)) for s in self.sites_]
         cfg = ctx.finetune.replace(epochs=self.max_epochs, lr=self.lr)
-        spe = steps_per_epoch(len(ctx.data), cfg.batch_size)
+        spe = batches_per_epoch(ctx.batches, cfg.batch_size)
         self.distances_, masks = [], {}
         outer = self
 

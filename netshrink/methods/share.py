@@ -153,7 +153,7 @@ class SoftSharing(Method):
                                    gamma_other=tuple(self.gamma_other))
         for site in self.sites_:
             attach(site, SoftShare(self.prior_))
-        n = self.dataset_size or (len(ctx.data) if ctx.data is not None else 0)
+        n = self.dataset_size or ctx.num_samples()
         self.scale_ = self.tau / max(n, 1)
         if ctx.fit is not None and ctx.data is not None and ctx.finetune is not None and ctx.finetune.epochs > 0:
             cfg = ctx.finetune

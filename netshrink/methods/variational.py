@@ -53,7 +53,7 @@ class VariationalDropout(Method):
         bad = [s.name for s in self.sites_ if s.kind not in VD_KINDS]
         if bad or not self.sites_:
             raise TargetError(f"{self.name}: needs Linear, Conv, LSTM/GRU or Embedding weights; got {bad or 'none'}")
-        n = self.dataset_size or (len(ctx.data) if ctx.data is not None else 0)
+        n = self.dataset_size or ctx.num_samples()
         if n <= 0:
             raise RecipeError(f"{self.name}: dataset_size must be set when there is no training data to count")
         self.n_ = n

@@ -64,7 +64,7 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *, hooks=None, optimizer=None,
     params = [p for p in model.parameters() if p.requires_grad]
     opt = optimizer or make_optimizer(params, cfg)
     base_lrs = [g["lr"] for g in opt.param_groups]
-    spe = _steps_per_epoch(b, cfg.batch_size)
+    spe = batches_per_epoch(b, cfg.batch_size)
     steps_total = spe * cfg.epochs
     start_epoch, history = 0, {"loss": float("nan"), "epochs": cfg.epochs}
     if checkpoint and Path(checkpoint).exists():
@@ -159,7 +159,7 @@ class LossGuard:
                              "check the loss against the model's outputs and targets")
 
 
-def _steps_per_epoch(b, batch_size: int) -> int:
+def batches_per_epoch(b, batch_size: int) -> int:
     """Optimiser steps in one pass; data that cannot say its length is counted once."""
     n = b.num_batches(batch_size)
     if n is None:
