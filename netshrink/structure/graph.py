@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_leaves
 
+from netshrink.core.reparam import Reparam
 from netshrink.errors import NetshrinkError
 from netshrink.structure.blocks import block_groups, block_producer_dims
 from netshrink.structure.exported import AtenLabelInterpreter, export_graph
@@ -53,9 +54,20 @@ def analyze(model: nn.Module, example) -> DependencyGraph:
     >>> g = analyze(bert, {"input_ids": ids, "attention_mask": mask})
     """
     for name, m in model.named_modules():
-        if hasattr(m, "parametrizations") and len(m.parametrizations):
+        if hasattr(m, "parametrizations") and any(isinstance(p, Reparam) for ps in m.parametrizations.values()
+                                                  for p in ps):
             raise NetshrinkError(f"structure: module {name!r} still has re-parametrisations "
                                  f"({', '.join(m.parametrizations.keys())}); bake them before a structural shrink")
+    graph = _analyze(model, example)
+    # the model's own parametrisations (torch's weight_norm ...): a computed tensor cannot be sliced
+    fixed = {(n, p) for n, m in model.named_modules() if hasattr(m, "parametrizations") for p in m.parametrizations}
+    if fixed:
+        graph.groups = [g for g in graph.groups
+                        if not any((s[0], s[1]) in fixed for c in g.components for s, _ in c.slots)]
+    return graph
+
+
+def _analyze(model: nn.Module, example) -> DependencyGraph:
     args, kwargs = example_inputs(example)
     why_fx = ""
     try:

@@ -1,7 +1,7 @@
 """Hugging Face `transformers` layers analysed by rule: attention heads and FFN neurons
 of the families whose submodules sit at known relative paths (BERT-style layers are
 in blocks.py; this table adds DistilBERT, ViT, LLaMA / Mistral / Qwen2, Phi, OPT,
-BART / Marian / Whisper, GPT-2 / GPT-Neo, Falcon / Bloom, T5, ALBERT).
+BART / Marian / Whisper, wav2vec 2.0 / HuBERT, GPT-2 / GPT-Neo, Falcon / Bloom, T5, ALBERT).
 
 Only modules defined by `transformers` match (a user's module with `fc1` / `fc2` is
 traced as usual). A matched module is opaque to the tracer; its groups are closed:
@@ -26,6 +26,7 @@ from netshrink.structure.groups import Component, Group
 ATTENTION = [
     ("attention", ("q_lin", "k_lin", "v_lin", "out_lin")),          # DistilBERT
     ("attention", ("q_proj", "k_proj", "v_proj", "o_proj")),        # ViT, DeiT
+    ("attention", ("q_proj", "k_proj", "v_proj", "out_proj")),      # wav2vec 2.0, HuBERT
     ("self_attn", ("q_proj", "k_proj", "v_proj", "o_proj")),        # LLaMA, Mistral, Qwen2
     ("self_attn", ("q_proj", "k_proj", "v_proj", "out_proj")),      # OPT, BART, Marian, Whisper
     ("encoder_attn", ("q_proj", "k_proj", "v_proj", "out_proj")),   # their decoders' cross-attention
@@ -42,6 +43,7 @@ FFN = [
     (("mlp.dense_h_to_4h",), "mlp.dense_4h_to_h"),          # Falcon, Bloom
     (("DenseReluDense.wi",), "DenseReluDense.wo"),          # T5 (its feed-forward sublayer)
     (("ffn",), "ffn_output"),                               # ALBERT
+    (("feed_forward.intermediate_dense",), "feed_forward.output_dense"),  # wav2vec 2.0, HuBERT
     (("intermediate.dense",), "output.dense"),              # MPNet, DeBERTa (BERT itself: blocks.py)
 ]
 _HEAD_COUNTS = ("num_heads", "n_heads", "num_attention_heads")
