@@ -47,7 +47,7 @@ def test_kmeans_keeps_zeros_and_centroid_gradient_is_sum_of_members():
 
 def test_soft_sharing_penalty_is_tau_over_n_times_neg_log_prior():
     model = _mlp(1)
-    data = [(torch.zeros(64), 0)] * 200
+    data = torch.utils.data.TensorDataset(torch.zeros(200, 64), torch.zeros(200, dtype=torch.long))   # N = 200 samples (a list would be batches)
     m = ns.create("soft_sharing", tau=0.05, components=5)
     m.prepare(model, PrepareContext(data=data))               # no fit: the user's loop
     prior = m.prior_

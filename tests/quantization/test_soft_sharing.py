@@ -127,7 +127,7 @@ def test_retraining_uses_the_papers_learning_rates_and_tau_over_n():
     def fake_fit(model, cfg, hooks=None, optimizer=None, **kw):
         seen["groups"] = [(len(g["params"]), g["lr"], g["weight_decay"]) for g in optimizer.param_groups]
 
-    data = [(torch.zeros(64), 0)] * 500
+    data = torch.utils.data.TensorDataset(torch.zeros(500, 64), torch.zeros(500, dtype=torch.long))   # N = 500 samples (a list would be batches)
     m = ns.create("soft_sharing")
     assert (m.tau, m.components, m.pi_zero, m.lr_means, m.lr_prior, m.init_std) == (0.005, 17, 0.999, 1e-4, 3e-3, 0.25)
     m.prepare(model, PrepareContext(data=data, finetune=ns.TrainConfig(epochs=1, lr=5e-4, weight_decay=1e-4),
