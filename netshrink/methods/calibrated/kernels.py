@@ -1,9 +1,11 @@
-"""Kernel choice for int8 layers: measured once at compress time, recorded in the module.
+"""Kernel choice for int8 layers, recorded in the module's config (loading never re-measures).
 
-An int8 layer keeps fbgemm only where it was measured faster than the fp32 product of
-its dequantized weight at the shapes the model runs: one sequence (batch 1) and a full
-batch (64 sequences) of the calibration data's mean length; otherwise it computes in
-fp32. The choice is written into the module's config, so loading never re-measures.
+policy "auto" (the default) is a rule from shapes, so the same command writes the same
+file (issue 14): fbgemm where one call at batch 64 of the calibration data's mean length
+does at least 2^20 multiply-adds (the threshold runtime.sparsify uses too: below it the
+int8 quantize / dequantize overhead dominates), fp32 on the dequantized weight otherwise.
+"measure" times both kernels at batch 1 and 64 on this machine and keeps fbgemm only
+where it is faster: the user's machine decides, but the file then depends on the timing.
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import torch
 import torch.utils.benchmark as benchmark
 
 from netshrink.runtime.int8_dynamic import Int8DynamicLinear
+
+MIN_MACS = 2 ** 20
 
 
 def _ms(module, x) -> float:
@@ -20,12 +24,17 @@ def _ms(module, x) -> float:
 
 @torch.no_grad()
 def choose_kernel(module: Int8DynamicLinear, tokens_per_sample: int, policy: str = "auto") -> dict:
-    """Set module.kernel (policy 'auto': measured; 'fbgemm' / 'fp32': as asked). Returns the
-    measurement {kernel, ms_int8_b1, ms_fp32_b1, ms_int8_b64, ms_fp32_b64} for the report."""
-    if policy != "auto":
+    """Set module.kernel (policy 'auto': the shape rule; 'measure': timed; 'fbgemm' / 'fp32':
+    as asked). Returns what decided it, for the report (with 'measure': {kernel, ms_int8_b1,
+    ms_fp32_b1, ms_int8_b64, ms_fp32_b64})."""
+    t = max(1, int(tokens_per_sample))
+    if policy == "auto":
+        macs = 64 * t * module.in_features * module.out_features
+        module.set_kernel("fbgemm" if macs >= MIN_MACS else "fp32")
+        return {"kernel": module.kernel, "rule": f"{macs} MACs per batch-64 call vs {MIN_MACS}"}
+    if policy != "measure":
         module.set_kernel(policy)
         return {"kernel": policy}
-    t = max(1, int(tokens_per_sample))
     out = {}
     for tag, rows in (("b1", t), ("b64", 64 * t)):
         x = torch.randn(rows, module.in_features)
