@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from pathlib import Path
 
@@ -28,12 +29,14 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
     # FalconLinear (an nn.Linear subclass) is not a type an artifact rebuilds; its shrunk size is refused
     ("falcon", "channel_prune"): r"cannot save: attribute\(s\) \['out_features'\] of module "
                                  r"'transformer\.h\.0\.mlp\.dense_h_to_4h'",
-    # torch weight_norm on the positional conv: structure analysis refuses parametrised modules
-    **{(a, "channel_prune"): r"'\w+\.encoder\.pos_conv_embed\.conv' still has re-parametrisations"
-       for a in ["wav2vec2", "hubert"]},
 }
 
 CELLS = [(a.name, p) for a in ARCH_LIST for p in PIPELINES]
+# `make test` runs one pipeline per architecture, rotating (every pipeline meets every family
+# over the table), with ONNX on each; the full grid is `netshrink bench architectures`, whose
+# table the last test checks against UNSUPPORTED. NETSHRINK_FULL_GRID=1 runs all of it here.
+FULL = os.environ.get("NETSHRINK_FULL_GRID") == "1"
+RUN = CELLS if FULL else [(a.name, PIPELINES[i % len(PIPELINES)]) for i, a in enumerate(ARCH_LIST)]
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +45,8 @@ def grid():
     torch.set_num_threads(1)   # tiny models: one thread is fastest, and the 2 cores are shared
     try:
         n = len(PIPELINES)
-        return {(a.name, p): run_cell(a, p, onnx=(j == i % n))
-                for i, a in enumerate(ARCH_LIST) for j, p in enumerate(PIPELINES)}
+        return {(a.name, p): run_cell(a, p, onnx=(not FULL or j == i % n))
+                for i, a in enumerate(ARCH_LIST) for j, p in enumerate(PIPELINES) if (a.name, p) in RUN}
     finally:
         torch.set_num_threads(threads)
 
@@ -66,7 +69,7 @@ def test_the_table_covers_every_family():
     assert set(UNSUPPORTED) <= set(CELLS)
 
 
-@pytest.mark.parametrize("arch,pipeline", CELLS, ids=[f"{a}-{p}" for a, p in CELLS])
+@pytest.mark.parametrize("arch,pipeline", RUN, ids=[f"{a}-{p}" for a, p in RUN])
 def test_cell(grid, arch, pipeline):
     c = grid[arch, pipeline]
     _check(c)
