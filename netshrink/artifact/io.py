@@ -37,7 +37,10 @@ from netshrink.errors import ArtifactError, NetshrinkError
 FORMAT = "netshrink-model"
 FORMAT_VERSION = 1
 _BASES = ("factory", "transformers", "user")
-_KEYS = {"format", "version", "edits", "meta"}
+_KEYS = {"format", "version", "edits", "meta", "dtype"}
+# A model whose floating tensors all share one dtype other than float32 (a float64 or bf16
+# user model) records it; load converts the rebuilt architecture to it before the tensor check.
+_MODEL_DTYPES = {"float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def _check_savable(model: nn.Module) -> None:
@@ -95,6 +98,12 @@ def save(model: nn.Module, path: str | os.PathLike, *, meta: dict | None = None,
     desc, edits = describe_base(model, base)
     header = {"format": FORMAT, "version": FORMAT_VERSION, **desc, "edits": edits, "meta": meta or {}}
     tensors = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    floating = {t.dtype for t in tensors.values() if t.is_floating_point()}
+    if len(floating) == 1 and (dt := next(iter(floating))) != torch.float32:
+        name = next((k for k, v in _MODEL_DTYPES.items() if v == dt), None)
+        if name is None:
+            raise ArtifactError(f"cannot save a model whose tensors are {dt}")
+        header["dtype"] = name
     return write_archive(path, header, tensors, hints=hints)
 
 
@@ -144,6 +153,11 @@ def _build(kind: str, header: dict, base: nn.Module | None, meta: bool) -> nn.Mo
             raise ArtifactError(f"this file holds a {user['class']}, the base given is a {type(base).__name__}")
         model = _meta_copy(base) if meta else base
     apply_edits(model, header.get("edits", []))
+    if "dtype" in header:
+        if header["dtype"] not in _MODEL_DTYPES:
+            raise ArtifactError(f"malformed model dtype {str(header['dtype'])[:40]!r} "
+                                f"(one of {', '.join(_MODEL_DTYPES)})")
+        model.to(_MODEL_DTYPES[header["dtype"]])
     return model
 
 

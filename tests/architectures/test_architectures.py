@@ -36,7 +36,7 @@ CELLS = [(a.name, p) for a in ARCH_LIST for p in PIPELINES]
 # over the table), with ONNX on each; the full grid is `netshrink bench architectures`, whose
 # table the last test checks against UNSUPPORTED. NETSHRINK_FULL_GRID=1 runs all of it here.
 FULL = os.environ.get("NETSHRINK_FULL_GRID") == "1"
-RUN = CELLS if FULL else [(a.name, PIPELINES[i % len(PIPELINES)]) for i, a in enumerate(ARCH_LIST)]
+RUN = CELLS if FULL else [(a.name, list(PIPELINES)[i % len(PIPELINES)]) for i, a in enumerate(ARCH_LIST)]
 
 
 @pytest.fixture(scope="module")

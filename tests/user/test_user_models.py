@@ -148,7 +148,7 @@ def test_bad_losses_stop_with_a_clear_message():
         ns.Recipe.from_toml("[finetune]\nloss = 'hinge'\n[[step]]\nmethod = 'magnitude'\n")
 
 
-def test_float64_and_bf16_models_compress_or_name_what_is_unsupported():
+def test_float64_and_bf16_models_compress_or_name_what_is_unsupported(tmp_path):
     from netshrink.errors import NetshrinkError
     train = M.digits_train()
     for dtype in (torch.float64, torch.bfloat16):
@@ -157,6 +157,9 @@ def test_float64_and_bf16_models_compress_or_name_what_is_unsupported():
                                     epochs=1), data=train, progress=False)
         out = model(train[:4][0].to(dtype))
         assert out.dtype == dtype and torch.isfinite(out.float()).all() and model.conv2.out_channels == 12
+        ns.save(model, tmp_path / "m.nshr", base=M.cnn())          # the base in float32, as its class builds it
+        back = ns.load(tmp_path / "m.nshr", base=M.cnn())
+        assert back.conv1.weight.dtype == dtype and torch.equal(back(train[:4][0].to(dtype)), out)
         with pytest.raises(NetshrinkError, match=f"kmeans does not support {dtype}"):
             ns.compress_(M.cnn().to(dtype), _recipe(ns.create("kmeans", bits=4), epochs=0), data=train,
                          progress=False)
