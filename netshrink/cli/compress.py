@@ -64,7 +64,8 @@ def compress(recipe: str = typer.Option(..., help="recipe TOML file"),
         return
     with run_folder(out, force) as d:
         # The baseline is timed as the reference inside the second measure.
-        before = measure(base, test, latency=False, metric=metric_fn)
+        # the baseline against itself: a fidelity metric needs a reference (it is 1 / 0 there)
+        before = measure(base, test, reference=base, latency=False, metric=metric_fn)
         after = measure(net, test, reference=base, onnx=onnx, metric=metric_fn, latency=latency)
         print_table(f"compressed in {seconds:.1f} s", ["figure", "before", "after"], comparison_rows(before, after),
                     console)

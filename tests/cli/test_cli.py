@@ -44,6 +44,16 @@ def test_compress_writes_a_run_folder(tmp_path, tiny_model_file):
     assert param_counts(loaded) == (report["compressed"]["params"], report["compressed"]["nonzeros"])
 
 
+def test_a_fidelity_metric_is_measured_before_and_after(tmp_path, tiny_model_file):
+    # the baseline's fidelity is measured against itself: 1 before, below 1 after pruning 80 %
+    out = tmp_path / "run"
+    assert _compress(tmp_path, tiny_model_file, out, "--metric", "fidelity_cosine", "--no-latency") == 0
+    report = json.loads((out / "report.json").read_text())
+    before, after = report["baseline"], report["compressed"]
+    assert before["metric"] == after["metric"] == "fidelity_cosine"
+    assert before["metric_value"] == pytest.approx(1.0) and after["metric_value"] < 0.9999
+
+
 def test_same_recipe_twice_gives_the_same_accuracy(tmp_path, tiny_model_file):
     accs = []
     for name in ("a", "b"):
