@@ -52,15 +52,8 @@ class Int8DynamicLinear(nn.Module):
         """weight (out, in) fp32 (already multiplied by diag(s) when smoothing)."""
         w = weight.detach().float()
         s, z = calibrate(w, bits=8, symmetric=True, method="minmax")              # (out, 1)
-        m = cls(w.shape[1], w.shape[0], bias is not None, input_scale is not None, act, kernel)
-        m.qweight.copy_(quantize_codes(w, scale=s, zero_point=z, bits=8, symmetric=True).to(torch.int8))
-        m.scale.copy_(s.reshape(-1))
-        if bias is not None:
-            m.bias.copy_(bias.detach())
-        if input_scale is not None:
-            m.input_scale.copy_(input_scale)
-        m.ns_after_load()
-        return m
+        codes = quantize_codes(w, scale=s, zero_point=z, bits=8, symmetric=True)
+        return cls.from_codes(codes, s, bias, input_scale=input_scale, act=act, kernel=kernel)
 
     @classmethod
     @torch.no_grad()
