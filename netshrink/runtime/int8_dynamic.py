@@ -23,13 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from netshrink.functional.quantize import calibrate, quantize_codes
-from netshrink.runtime.int8_linear import quantized_engine
+from netshrink.runtime.int8_linear import Int8Figures, quantized_engine
 
 KERNELS = ("fbgemm", "fp32")
 ACTS = ("token", "tensor")
 
 
-class Int8DynamicLinear(nn.Module):
+class Int8DynamicLinear(Int8Figures, nn.Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, smooth: bool = False,
                  act: str = "token", kernel: str = "fbgemm"):
         super().__init__()
@@ -103,14 +103,6 @@ class Int8DynamicLinear(nn.Module):
                 b = self.bias.float() if (self.bias is not None and self.act == "tensor") else None
                 self._packed = torch.ops.quantized.linear_prepack(qw, b)
 
-    def ns_counts(self) -> tuple[int, int]:
-        dense = self.in_features * self.out_features + (self.out_features if self.bias is not None else 0)
-        nz = int((self.qweight != 0).sum()) + (int((self.bias != 0).sum()) if self.bias is not None else 0)
-        return dense, nz
-
-    def ns_flops(self, batch: int) -> tuple[int, int]:
-        f = 2 * batch * self.in_features * self.out_features
-        return f, f
 
     def set_kernel(self, kernel: str) -> None:
         if kernel not in KERNELS:

@@ -30,7 +30,21 @@ def quantized_engine() -> str:
     raise RuntimeError("this torch build has no quantized CPU engine (fbgemm / x86 / qnnpack)")
 
 
-class Int8Linear(nn.Module):
+class Int8Figures:
+    """The honest figures of a layer holding (out, in) int8 `qweight` and an optional bias:
+    shared by Int8Linear and runtime.int8_dynamic.Int8DynamicLinear."""
+
+    def ns_counts(self) -> tuple[int, int]:
+        dense = self.in_features * self.out_features + (self.out_features if self.bias is not None else 0)
+        nz = int((self.qweight != 0).sum()) + (int((self.bias != 0).sum()) if self.bias is not None else 0)
+        return dense, nz
+
+    def ns_flops(self, batch: int) -> tuple[int, int]:
+        f = 2 * batch * self.in_features * self.out_features
+        return f, f
+
+
+class Int8Linear(Int8Figures, nn.Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
@@ -76,14 +90,6 @@ class Int8Linear(nn.Module):
             qw = torch._make_per_channel_quantized_tensor(self.qweight.cpu(), self.scale.double().cpu(), zero, 0)
             self._packed = torch.ops.quantized.linear_prepack(qw, None if self.bias is None else self.bias.float())
 
-    def ns_counts(self) -> tuple[int, int]:
-        dense = self.in_features * self.out_features + (self.out_features if self.bias is not None else 0)
-        nz = int((self.qweight != 0).sum()) + (int((self.bias != 0).sum()) if self.bias is not None else 0)
-        return dense, nz
-
-    def ns_flops(self, batch: int) -> tuple[int, int]:
-        f = 2 * batch * self.in_features * self.out_features
-        return f, f
 
     # -- compute ----------------------------------------------------------------------
     def dequantized_weight(self) -> torch.Tensor:

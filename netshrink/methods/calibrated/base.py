@@ -32,8 +32,8 @@ class OneShot(Method):
     calib_batch: int = 16       # batch size of the calibration passes
 
     def validate(self):
-        self.check(isinstance(self.samples, int) and self.samples >= 1, "samples", "an integer >= 1")
-        self.check(isinstance(self.calib_batch, int) and self.calib_batch >= 1, "calib_batch", "an integer >= 1")
+        self.check(self.samples >= 1, "samples", "an integer >= 1")
+        self.check(self.calib_batch >= 1, "calib_batch", "an integer >= 1")
 
     def target_modules(self, model: nn.Module) -> dict[str, nn.Module]:
         if not (self.targets.include or self.targets.exclude):   # default: every Linear (plain or rescaled)

@@ -46,12 +46,12 @@ class GPTQ(OneShot):
 
     def validate(self):
         super().validate()
-        self.check(isinstance(self.bits, int) and 2 <= self.bits <= 8, "bits", "an integer in 2..8")
+        self.check(2 <= self.bits <= 8, "bits", "an integer in 2..8")
         self.check(all(isinstance(v, int) and 2 <= v <= 8 for _, v in self.per_layer.items()), "per_layer",
                    "bits in 2..8 for every pattern")
-        self.check(isinstance(self.group_size, int) and self.group_size >= 1, "group_size", "an integer >= 1")
+        self.check(self.group_size >= 1, "group_size", "an integer >= 1")
         self.check(0.0 <= self.damp < 1.0, "damp", "in [0, 1)")
-        self.check(isinstance(self.block_size, int) and self.block_size >= 1, "block_size", "an integer >= 1")
+        self.check(self.block_size >= 1, "block_size", "an integer >= 1")
         if self.execute == "int8":
             self.check(self.granularity == "channel", "granularity", "'channel' when execute = 'int8'")
             self.check(self.symmetric, "symmetric", "true when execute = 'int8'")

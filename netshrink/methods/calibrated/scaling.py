@@ -47,9 +47,9 @@ class AWQ(OneShot):
 
     def validate(self):
         super().validate()
-        self.check(isinstance(self.bits, int) and 2 <= self.bits <= 8, "bits", "an integer in 2..8")
-        self.check(isinstance(self.group_size, int) and self.group_size >= 1, "group_size", "an integer >= 1")
-        self.check(isinstance(self.grid, int) and self.grid >= 1, "grid", "an integer >= 1")
+        self.check(2 <= self.bits <= 8, "bits", "an integer in 2..8")
+        self.check(self.group_size >= 1, "group_size", "an integer >= 1")
+        self.check(self.grid >= 1, "grid", "an integer >= 1")
 
     def _quant(self, cols: int):
         g = self.group_size if self.granularity == "group" and cols % self.group_size == 0 else 0

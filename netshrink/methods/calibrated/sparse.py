@@ -31,8 +31,8 @@ class _Sparse(OneShot):
         super().validate()
         self.check(0.0 <= self.sparsity < 1.0, "sparsity", "in [0, 1)")
         self.check(all(0.0 <= v < 1.0 for _, v in self.per_layer.items()), "per_layer", "sparsities in [0, 1)")
-        self.check(isinstance(self.m, int) and self.m >= 0, "m", "an integer >= 0 (0: unstructured)")
-        self.check(isinstance(self.n, int) and (self.m == 0 or 0 < self.n <= self.m), "n",
+        self.check(self.m >= 0, "m", "an integer >= 0 (0: unstructured)")
+        self.check((self.m == 0 or 0 < self.n <= self.m), "n",
                    f"an integer in [1, m = {self.m}]")
 
 
@@ -47,7 +47,7 @@ class SparseGPT(_Sparse):
     def validate(self):
         super().validate()
         self.check(0.0 <= self.damp < 1.0, "damp", "in [0, 1)")
-        self.check(isinstance(self.block_size, int) and self.block_size >= 1, "block_size", "an integer >= 1")
+        self.check(self.block_size >= 1, "block_size", "an integer >= 1")
 
     def process(self, model: nn.Module, group: list[tuple[str, nn.Module]], stats: HessianAccumulator) -> None:
         for name, mod in group:
