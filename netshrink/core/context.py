@@ -21,6 +21,10 @@ class PrepareContext:
     fit: `fit(model, config, hooks=None)` runs the trainer on `data`; methods that
          own several training rounds (lottery tickets, sensitivity) call it.
     steps_total: optimiser steps the coming fine-tuning phase will take (None if unknown).
+    teacher: the model before compression (distillation losses, unlabelled data).
+    loss: the run's loss, `compress_(..., loss=...)` (a name or a callable `loss(outputs,
+          target)`); None: `finetune.loss`. Methods that score with a loss (taylor, OBD,
+          loss-ranked depth pruning) use it through `train.losses.BatchLoss.of_context(ctx)`.
     """
 
     data: Any = None
@@ -30,6 +34,7 @@ class PrepareContext:
     teacher: nn.Module | None = None
     extras: dict = field(default_factory=dict)
     batches: Any = None      # core.batches.Batches over `data` (None without data): iter / call / take
+    loss: Any = None
 
     def __post_init__(self):
         if self.batches is None and self.data is not None:

@@ -1,9 +1,12 @@
 """Data-driven saliency pruning: Optimal Brain Damage (LeCun et al. 1990) and the
 first-order Taylor criterion (Molchanov et al. 2016/2019).
 
-Both score every weight on `samples` training examples (the model in eval mode,
-cross-entropy loss), then prune the lowest scores like magnitude pruning does
-(layer-wise, global, sparsity maps) and retrain in the fine-tuning phase.
+Both score every weight on `samples` training examples (the model in eval mode, the
+run's loss: `compress_(loss=...)` / `[finetune] loss`, auto = cross-entropy for class
+targets, MSE for float targets, distillation toward the model before compression for
+unlabelled data; batches of any shape, through the batch adapter), then prune the
+lowest scores like magnitude pruning does (layer-wise, global, sparsity maps) and
+retrain in the fine-tuning phase.
 """
 from __future__ import annotations
 
@@ -11,37 +14,27 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from netshrink.core.batches import as_batches
-from netshrink.errors import NetshrinkError, RecipeError
+from netshrink.errors import RecipeError
 from netshrink.functional.saliency import batch_grads, fisher_diag, hutchinson_diag, obd_saliency
 from netshrink.methods.pruning import ScorePruning
+from netshrink.structure.importance import zero_gradient_check
+from netshrink.train.losses import BatchLoss
 
 
-def _batches(data, samples: int, batch_size: int, seed: int, name: str):
-    """(x, y) mini-batches of `samples` examples: a fixed random subset of a map-style
-    Dataset, else the first `samples` of the data (core.batches). The scores slice
-    samples out of x and need a target y: one-tensor inputs with targets only."""
+def _batches(data, samples: int, batch_size: int, seed: int):
+    """Mini-batches of `samples` examples, as the data's own batches: a fixed random subset
+    of a map-style Dataset, else the first `samples` of the data (core.batches)."""
     b = as_batches(data)
     n = b.num_samples()
-    if n is not None and not isinstance(data, DataLoader) and b.forward is None:
+    if n is not None and not isinstance(b.data, DataLoader) and b.forward is None:
         g = torch.Generator().manual_seed(seed)
         idx = torch.randperm(n, generator=g)[:samples].tolist()
-        raw = as_batches(Subset(b.data, idx), collate=b.collate).iter(batch_size)
-    else:
-        raw = b.take(samples, batch_size)
-    out = []
-    for batch in raw:
-        inputs, y = b.split(batch)
-        if inputs is None or inputs.kwargs or len(inputs.args) != 1 or y is None:
-            raise NetshrinkError(f"{name}: its scores need batches of one input tensor with targets; "
-                                 "these are dicts, several tensors or unlabelled (use magnitude or taylor "
-                                 "channel pruning instead)")
-        out.append((inputs.args[0], y))
-    return out
+        return b, list(as_batches(Subset(b.data, idx), collate=b.collate).iter(batch_size))
+    return b, b.take(samples, batch_size)
 
 
 @dataclass
@@ -61,16 +54,16 @@ class SaliencyPruning(ScorePruning):
         if ctx.data is None:
             raise RecipeError(f"{self.name}: needs data to score weights (compress_ with data=...)")
         params = [site.tensor for site in sites]   # plain parameters at prepare time
+        loss = BatchLoss.of_context(ctx, self.name)
+        b, batches = _batches(ctx.data, self.samples, self.calib_batch, self.seed)
         was = model.training
         model.eval()   # dropout / batch-norm statistics fixed while scoring
-
-        def loss_of(x, y):
-            return F.cross_entropy(model(x), y)
-
-        with torch.enable_grad():
-            out = self.raw_scores(loss_of, params,
-                                  _batches(ctx.data, self.samples, self.calib_batch, self.seed, self.name))
-        model.train(was)
+        try:
+            with torch.enable_grad():
+                out = self.raw_scores(lambda batch: loss(b, model, batch), params, [(x,) for x in batches])
+        finally:
+            model.train(was)
+        zero_gradient_check(loss, float(sum(float(o.abs().sum()) for o in out)), self.name)
         return out
 
 

@@ -31,6 +31,7 @@ from netshrink.structure.importance import scores as importance_scores
 from netshrink.structure.select import plan, search
 from netshrink.structure.shrink import check_runs, dead_components, output_shapes, remove_components
 from netshrink.structure.tracer import example_inputs
+from netshrink.train.losses import BatchLoss
 
 
 def example_input(model: nn.Module, ctx: PrepareContext, batch: int = 2):
@@ -125,7 +126,7 @@ class ChannelPrune(Method):
                 p = dead_components(model, graph)
             else:
                 s = importance_scores(model, graph, self.importance, data=ctx.data, batches=self.batches,
-                                      seed=self.seed)
+                                      seed=self.seed, loss=BatchLoss.of_context(ctx, f"{self.name} ({self.importance})"))
                 if self.target == "channels":
                     # fraction of the original count, expressed on the current (smaller) graph
                     now = count_units(graph)
@@ -172,6 +173,7 @@ class DepthPrune(Method):
         if len(cands) < self.blocks:
             raise RecipeError(f"{self.name}: blocks = {self.blocks} but the model has only {len(cands)} removable "
                               f"block(s) ({', '.join(cands) or 'none'})")
-        self.scores_ = block_scores(model, cands, ctx.data, criterion=self.criterion, batches=self.batches)
+        self.scores_ = block_scores(model, cands, ctx.data, criterion=self.criterion, batches=self.batches,
+                                    loss=BatchLoss.of_context(ctx, self.name))
         self.removed_ = sorted(cands, key=lambda p: self.scores_[p])[: self.blocks]
         remove_blocks(model, self.removed_)

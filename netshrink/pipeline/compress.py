@@ -79,7 +79,7 @@ def run_recipe(model: nn.Module, recipe: Recipe, data=None, *, teacher: nn.Modul
         if isinstance(loss, str):
             cfg = cfg.replace(loss=loss)
         steps_total = (data.num_batches(cfg.batch_size) or 0) * cfg.epochs if data is not None else 0
-        ctx = PrepareContext(data=data, finetune=cfg, steps_total=steps_total, teacher=teacher,
+        ctx = PrepareContext(data=data, finetune=cfg, steps_total=steps_total, teacher=teacher, loss=loss,
                              fit=functools.partial(_fit_on, data=data, progress=progress,
                                                    teacher=teacher, loss_fn=_callable(loss)),
                              extras=dict(extras or {}))

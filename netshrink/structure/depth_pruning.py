@@ -4,8 +4,10 @@ A candidate is a child of an nn.Sequential / nn.ModuleList that has children of 
 own (a block, not a lone activation), whose output has the shape of its input (a
 residual block with an identity shortcut), and that can be replaced by nn.Identity
 with the model still running and giving outputs of the same shape. Ranking:
-- "loss": the increase in cross-entropy on calibration batches when the block alone
-  is bypassed (the lesion study of Veit et al. 2016: residual networks behave like
+- "loss": the increase of the run's loss (`loss=`: a train.losses.BatchLoss, a name or a
+  callable; default auto: cross-entropy for class targets, MSE for float targets; a
+  distillation loss toward the unpruned model for unlabelled data) on calibration
+  batches when the block alone is bypassed (the lesion study of Veit et al. 2016: residual networks behave like
   ensembles of shallow paths, many blocks can go with little loss).
 - "cosine": the Block Influence of ShortGPT (Men et al. 2024): 1 - cos(x_in, x_out)
   of the block, averaged over tokens / positions; a block that barely changes its
@@ -20,8 +22,9 @@ from torch import nn
 from torch.utils._pytree import tree_leaves
 
 from netshrink.core.submodules import set_submodule
-from netshrink.structure.importance import batch_loss, calibration_batches
+from netshrink.structure.importance import calibration_batches
 from netshrink.structure.tracer import example_inputs
+from netshrink.train.losses import as_batch_loss
 
 
 def _shapes(out) -> list:
@@ -70,8 +73,9 @@ def candidates(model: nn.Module, example) -> list[str]:
 
 @torch.no_grad()
 def block_scores(model: nn.Module, blocks: list[str], data, *, criterion: str = "loss",
-                 batches: int = 8) -> dict[str, float]:
+                 batches: int = 8, loss=None) -> dict[str, float]:
     """How much each block contributes (higher = keep)."""
+    batch_loss = as_batch_loss(loss, "depth_prune")
     was = model.training
     model.eval()
     adapter, data_batches = calibration_batches(data, batches)

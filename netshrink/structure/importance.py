@@ -7,12 +7,14 @@ Every criterion returns {group name: (n_components,) tensor}, higher = keep.
   a group with no BatchNorm falls back to the l2 norm.
 - taylor: first-order Taylor (Molchanov et al. 2019): per batch (sum_s g_s w_s)^2 over
   the unit's parameters s (producer rows, biases, BatchNorm scale/shift), summed over
-  batches: the squared change of the loss if the unit were removed.
+  batches: the squared change of the loss if the unit were removed. The loss is the
+  run's (`loss=`: a train.losses.BatchLoss, a name or a callable; default auto: cross-
+  entropy for class targets, MSE for float targets), read through the batch adapter.
 - activation: mean |output| of the unit on data (what the unit actually emits; for an
   attention head, of its value projection, as for BERT's value layer).
 - random: the baseline.
 
-Criteria are callables in a registry, `fn(model, graph, *, data, batches, seed)`;
+Criteria are callables in a registry, `fn(model, graph, *, data, batches, seed, loss)`;
 `register_importance(name, fn)` adds a user's, and channel_prune's `importance`
 field accepts every registered name.
 
@@ -28,12 +30,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, IterableDataset, default_collate
 
-from netshrink.core.batches import as_batches, output_tensor
+from netshrink.core.batches import as_batches
 from netshrink.errors import NetshrinkError
 from netshrink.structure.blocks import MHA_TYPES
 from netshrink.structure.groups import DependencyGraph
+from netshrink.train.losses import as_batch_loss
 
-Importance = Callable[..., dict]  # fn(model, graph, *, data, batches, seed) -> {group name: (n,) tensor}
+Importance = Callable[..., dict]  # fn(model, graph, *, data, batches, seed, loss) -> {group name: (n,) tensor}
 
 
 def _param(model, mod, param):
@@ -85,34 +88,43 @@ def calibration_batches(data, n: int, batch_size: int = 64, seed: int = 0):
     return b, list(itertools.islice(b.iter(batch_size=batch_size), n))
 
 
-def batch_loss(b, model: nn.Module, batch) -> torch.Tensor:
-    """Cross-entropy of the model's output (HF logits included) on a labelled batch."""
-    _, y = b.split(batch)
-    if y is None:
-        raise NetshrinkError("structure: taylor importance and loss-ranked depth pruning need labelled data "
-                             "(batches with a target)")
-    return F.cross_entropy(output_tensor(b.call(model, batch)), y)
+def zero_gradient_check(loss, total: float, what: str) -> None:
+    """A distillation loss (unlabelled data) at a model that still equals its teacher has a
+    zero gradient: scores from it would all be 0, so say so instead of ranking by ties."""
+    if loss.distills and total == 0.0:
+        raise NetshrinkError(f"{what}: the {loss.name} loss (the data has no targets) has a zero gradient while "
+                             "the model still equals its teacher, so every score would be 0; give labelled data "
+                             "or a task loss (loss = 'mse' ...), or a criterion without gradients "
+                             "(importance = 'activation' or 'l2')")
 
 
-def _taylor_scores(model, graph, data, batches):
+def _taylor_scores(model, graph, data, batches, loss=None):
     acc = {g.name: torch.zeros(len(g)) for g in graph.groups}
+    loss = as_batch_loss(loss, "taylor importance")
     was = model.training
     model.eval()  # BatchNorm statistics stay as trained
     b, data_batches = calibration_batches(data, batches)
-    for batch in data_batches:
+    grad_mass = 0.0
+    try:
+        for batch in data_batches:
+            model.zero_grad(set_to_none=True)
+            with torch.enable_grad():
+                loss(b, model, batch).backward()
+            with torch.no_grad():
+                for g in graph.groups:
+                    for k, c in enumerate(g.components):
+                        s = 0.0
+                        for m, n, d, i in _weight_slots(c, ("out", "norm"), None):
+                            p = _param(model, m, n)
+                            if isinstance(p, nn.Parameter) and p.grad is not None:
+                                gs = p.grad.select(d, i)
+                                s += float((gs * p.detach().select(d, i)).sum())
+                                grad_mass += float(gs.abs().sum())
+                        acc[g.name][k] += s * s
+    finally:
         model.zero_grad(set_to_none=True)
-        batch_loss(b, model, batch).backward()
-        with torch.no_grad():
-            for g in graph.groups:
-                for k, c in enumerate(g.components):
-                    s = 0.0
-                    for m, n, d, i in _weight_slots(c, ("out", "norm"), None):
-                        p = _param(model, m, n)
-                        if isinstance(p, nn.Parameter) and p.grad is not None:
-                            s += float((p.grad.select(d, i) * p.detach().select(d, i)).sum())
-                    acc[g.name][k] += s * s
-    model.zero_grad(set_to_none=True)
-    model.train(was)
+        model.train(was)
+    zero_gradient_check(loss, grad_mass, "taylor importance")
     return acc
 
 
@@ -171,7 +183,8 @@ IMPORTANCE: dict[str, Importance] = {
     "l1": lambda model, graph, **_: _norm_scores(model, graph, 1),
     "l2": lambda model, graph, **_: _norm_scores(model, graph, 2),
     "bn_scale": lambda model, graph, **_: _bn_scores(model, graph),
-    "taylor": lambda model, graph, *, data=None, batches=8, **_: _taylor_scores(model, graph, data, batches),
+    "taylor": lambda model, graph, *, data=None, batches=8, loss=None, **_: _taylor_scores(model, graph, data,
+                                                                                           batches, loss),
     "activation": lambda model, graph, *, data=None, batches=8, **_: _activation_scores(model, graph, data,
                                                                                          batches),
     "random": _random_scores,
@@ -179,7 +192,7 @@ IMPORTANCE: dict[str, Importance] = {
 
 
 def register_importance(name: str, fn: Importance, *, replace: bool = False) -> None:
-    """Add an importance criterion: `fn(model, graph, *, data, batches, seed)` returns
+    """Add an importance criterion: `fn(model, graph, *, data, batches, seed, loss)` returns
     {group name: (len(group),) tensor}, higher = keep (take **kwargs for what it ignores)."""
     if not isinstance(name, str) or not name.isidentifier():
         raise NetshrinkError(f"register_importance: name must be an identifier, not {name!r}")
@@ -195,15 +208,17 @@ def importance_names() -> tuple[str, ...]:
 
 
 def scores(model: nn.Module, graph: DependencyGraph, criterion: str, *, data=None, batches: int = 8,
-           seed: int = 0) -> dict[str, torch.Tensor]:
-    """Importance of every component of every group (higher = keep).
+           seed: int = 0, loss=None) -> dict[str, torch.Tensor]:
+    """Importance of every component of every group (higher = keep). `loss`: what
+    gradient criteria differentiate (a train.losses.BatchLoss, a loss name or a callable
+    `loss(outputs, target)`; None: auto, from the targets).
 
     >>> s = scores(model, analyze(model, x), "l1")
     """
     fn = IMPORTANCE.get(criterion)
     if fn is None:
         raise NetshrinkError(f"unknown importance {criterion!r}; valid: {', '.join(IMPORTANCE)}")
-    out = fn(model, graph, data=data, batches=batches, seed=seed)
+    out = fn(model, graph, data=data, batches=batches, seed=seed, loss=loss)
     missing = [g.name for g in graph.groups if g.name not in out or len(out[g.name]) != len(g)]
     if missing:
         raise NetshrinkError(f"importance {criterion!r} gave no score of the right length for group {missing[0]!r}")

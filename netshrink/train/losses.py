@@ -14,6 +14,12 @@ Names (TOML `[finetune] loss = ...`, CLI `--loss`):
   `distill_mse` (MSE relative to the teacher's mean square, so 1.0 = as far as zeros).
 From Python, `loss` may also be a callable `loss(outputs, target) -> scalar Tensor`
 (`outputs` as the model returns them; `target` None for unlabelled data).
+
+Outside the training loop (importance scores, saliency, loss-ranked depth pruning), the
+same loss on one batch through the adapter, resolved the same way on the first batch:
+
+    loss = BatchLoss.of_context(ctx)      # compress_(loss=...) / [finetune] loss, ctx.teacher
+    loss(b, model, batch).backward()      # b: the core.batches.Batches reading `batch`
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from netshrink.core.batches import output_tensor
+from netshrink.core.batches import Batches, output_tensor
 from netshrink.errors import NetshrinkError
 
 TASK = ("cross_entropy", "bce", "mse", "l1", "smooth_l1")
@@ -71,6 +77,58 @@ def resolve(spec, outputs, target, *, has_teacher: bool) -> TaskLoss:
                              "(no labels: use loss = 'distill', the default for unlabelled data)")
     _check_target(spec, out, target)
     return TaskLoss(spec, _TASK_FNS[spec])
+
+
+class BatchLoss:
+    """The run's loss of a model on one batch, read through the batch adapter: `spec` (a
+    name from LOSSES or a callable) resolved by `resolve` on the first batch it sees, as
+    `fit` does; a distillation loss calls `teacher` on the same batch.
+
+    owner: named in the message when the loss cannot be resolved (a method, a criterion).
+    """
+
+    def __init__(self, spec="auto", teacher=None, owner: str = "loss"):
+        self.spec, self.teacher, self.owner = spec, teacher, owner
+        self.task: TaskLoss | None = None
+
+    @classmethod
+    def of_context(cls, ctx, owner: str = "loss") -> "BatchLoss":
+        """The loss of a recipe step's PrepareContext: `ctx.loss` (compress_(loss=...)), else
+        `ctx.finetune.loss`, else auto; toward `ctx.teacher` where it distils."""
+        spec = getattr(ctx, "loss", None)
+        if spec is None:
+            spec = getattr(getattr(ctx, "finetune", None), "loss", None) or "auto"
+        return cls(spec, getattr(ctx, "teacher", None), owner)
+
+    @property
+    def name(self) -> str | None:
+        return self.task.name if self.task is not None else None
+
+    @property
+    def distills(self) -> bool:
+        return self.task is not None and self.task.distills
+
+    def __call__(self, b: Batches, model, batch) -> torch.Tensor:
+        outputs = b.call(model, batch)
+        _, y = b.split(batch)
+        if self.task is None:
+            try:
+                self.task = resolve(self.spec, outputs, y, has_teacher=self.teacher is not None)
+            except NetshrinkError as e:
+                raise NetshrinkError(f"{self.owner}: {e}") from None
+        t_out = None
+        if self.task.distills:
+            with torch.no_grad():
+                t_out = b.call(self.teacher, batch)
+        return self.task(outputs, y, t_out)
+
+
+def as_batch_loss(loss, owner: str = "loss") -> BatchLoss:
+    """`loss` as a BatchLoss: one already (kept), a name or a callable (no teacher), or None
+    (auto)."""
+    if isinstance(loss, BatchLoss):
+        return loss
+    return BatchLoss("auto" if loss is None else loss, None, owner)
 
 
 def _distill_kind(outputs, target) -> str:
