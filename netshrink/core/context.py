@@ -71,6 +71,10 @@ class StepContext:
     batch: Any = None        # the raw batch (x is its first positional input, None for dict batches)
     batches: Any = None      # the Batches that read it: ctx.run(module) calls a module on it
     outputs: Any = None      # the model's raw output (logits is its main tensor)
+    # the trainer's loss against the targets on this step (its resolved task loss: cross-entropy,
+    # MSE, the user's ...); 0 where the trainer's loss distils (it has no target term); None: a
+    # user's own loop that does not say (session.loss(..., task_loss=loss) does)
+    task_loss: torch.Tensor | None = None
 
     def run(self, module: nn.Module):
         """`module`'s raw output on this step's batch (a teacher, a probe), through the adapter."""

@@ -8,10 +8,13 @@ The teacher is, by default, `ctx.teacher`: the frozen copy of the model taken by
 `compress_(student, recipe, data, teacher=big)` or `teacher = "big.nshr"` give another.
 
 Every one has the same two weights: `weight`, of the method's own loss term (soft
-targets, logit regression, hint), and `label_weight`, of the hard-label
-cross-entropy. The trainer (and the loop in DESIGN.md) always adds CE(logits, y) with
-weight 1; these terms re-weight it to `label_weight` by adding (label_weight − 1)·CE
-on the same logits, which changes the gradient exactly as intended.
+targets, logit regression, hint), and `label_weight`, of the hard-label task loss.
+The trainer (and the loop in DESIGN.md) always adds its task loss L(outputs, y) with
+weight 1 (the run's loss: cross-entropy for class targets, MSE for float targets, the
+user's); these terms re-weight it to `label_weight` by adding (label_weight − 1)·L,
+which changes the gradient exactly as intended. L is the trainer's own value
+(`StepContext.task_loss`); in a user's loop without it, the auto loss of the targets
+(train/losses.py: cross-entropy for integer classes, MSE for floats).
 
     >>> student = ns.zoo.derive_student(teacher, width=0.1, drop_layers=1)   # 784-30-10
     >>> ns.compress_(student, ns.Recipe.of(ns.create("distill", temperature=4.0)), data=train, teacher=teacher)
@@ -32,6 +35,7 @@ from netshrink.core.context import PrepareContext, StepContext
 from netshrink.core.method import Method
 from netshrink.errors import NetshrinkError, TargetError
 from netshrink.functional.distill import hint_loss, kd_loss, mimic_loss
+from netshrink.train.losses import resolve
 
 __all__ = ["Distill", "Mimic", "Hints"]
 
@@ -71,14 +75,17 @@ class _TeacherLoss(Method):
         return output_tensor(ctx.run(self.teacher_))
 
     @staticmethod
-    def _reweight_hard(logits: torch.Tensor, y: torch.Tensor | None, hard_weight: float):
-        """(hard_weight − 1)·CE: turns the trainer's CE (weight 1) into hard_weight·CE."""
-        if y is None or hard_weight == 1.0:
+    def _reweight_hard(ctx: StepContext, logits: torch.Tensor, hard_weight: float):
+        """(hard_weight − 1)·L: turns the trainer's task loss L (weight 1) into hard_weight·L."""
+        if ctx.y is None or hard_weight == 1.0:
             return None
-        return (hard_weight - 1.0) * F.cross_entropy(logits, y)
+        task = ctx.task_loss
+        if task is None:   # a user's own loop: the auto loss of these targets
+            task = resolve("auto", logits, ctx.y, has_teacher=False)(logits, ctx.y)
+        return (hard_weight - 1.0) * task
 
-    def _total(self, main: torch.Tensor, logits, y, hard_weight: float) -> torch.Tensor:
-        fix = self._reweight_hard(logits, y, hard_weight)
+    def _total(self, main: torch.Tensor, logits, ctx: StepContext, hard_weight: float) -> torch.Tensor:
+        fix = self._reweight_hard(ctx, logits, hard_weight)
         return main if fix is None else main + fix
 
 
@@ -106,7 +113,7 @@ class Distill(_TeacherLoss):
         s = self._student_logits(ctx)
         t = self._teacher_logits(ctx)
         soft = self.weight * kd_loss(s, t, temperature=self.temperature)
-        return self._total(soft, s, ctx.y, self.label_weight)
+        return self._total(soft, s, ctx, self.label_weight)
 
 
 @dataclass
@@ -126,7 +133,7 @@ class Mimic(_TeacherLoss):
     def loss(self, ctx: StepContext) -> torch.Tensor:
         s = self._student_logits(ctx)
         main = self.weight * mimic_loss(s, self._teacher_logits(ctx))
-        return self._total(main, s, ctx.y, self.label_weight)
+        return self._total(main, s, ctx, self.label_weight)
 
 
 def _adapter(student: torch.Tensor, teacher: torch.Tensor) -> nn.Module:
@@ -202,7 +209,7 @@ class Hints(_TeacherLoss):
         self.last_loss_ = float(loss.detach())
         if getattr(self, "first_loss_", None) is None:
             self.first_loss_ = self.last_loss_
-        return self._total(loss, logits, ctx.y, self.label_weight)
+        return self._total(loss, logits, ctx, self.label_weight)
 
     def finalize(self, model: nn.Module) -> None:
         for h in getattr(self, "_handles", []):

@@ -100,7 +100,8 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *, hooks=None, optimizer=None,
                     x = inputs.args[0] if inputs is not None and inputs.args else None
                     ctx = StepContext(model=model, x=x, y=y, logits=_main_tensor(outputs), step=step,
                                       steps_total=steps_total, epoch=epoch, optimizer=opt,
-                                      batch=batch, batches=b, outputs=outputs)
+                                      batch=batch, batches=b, outputs=outputs,
+                                      task_loss=loss.new_zeros(()) if task.distills else loss)
                     if hooks is not None:
                         extra = hooks.loss(ctx)
                         if extra is not None:

@@ -1,6 +1,6 @@
 """The run's loss, not a hard-wired cross-entropy, wherever a method differentiates or
 ranks by a loss: taylor channel importance, OBD / Taylor weight saliency, loss-ranked depth
-pruning; batches of any shape (dicts, two tensors)."""
+pruning, the hard-label term of distillation; batches of any shape (dicts, two tensors)."""
 import copy
 
 import pytest
@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 import netshrink as ns
-from netshrink.core.context import PrepareContext
+from netshrink.core.context import PrepareContext, StepContext
 from netshrink.functional.saliency import fisher_diag
 from netshrink.structure import analyze
 from netshrink.structure.depth_pruning import block_scores
@@ -139,3 +139,32 @@ def test_depth_pruning_ranks_blocks_by_the_runs_loss():
             want = float(F.mse_loss(m(x), y)) - base
             m.blocks[k] = blk
             assert got[f"blocks.{k}"] == pytest.approx(want, rel=1e-5, abs=1e-7)
+
+
+def test_distill_hard_label_term_reweights_the_task_loss():
+    d = ns.create("mimic", label_weight=0.25)
+    out = torch.randn(8, 1)
+    y = torch.randn(8)
+    # in fit: the trainer's own task loss is re-weighted
+    task = F.mse_loss(out, y.reshape(-1, 1))
+    fix = d._reweight_hard(StepContext(model=nn.Identity(), y=y, task_loss=task), out, 0.25)
+    assert torch.equal(fix, -0.75 * task)
+    # in a user's loop that does not say: the auto loss of float targets, MSE
+    fix = d._reweight_hard(StepContext(model=nn.Identity(), y=y), out, 0.25)
+    torch.testing.assert_close(fix, -0.75 * task)
+    # the trainer distils (no target term): nothing to re-weight
+    fix = d._reweight_hard(StepContext(model=nn.Identity(), y=y, task_loss=torch.zeros(())), out, 0.25)
+    assert float(fix) == 0.0
+
+
+def test_mimic_with_labels_trains_a_regressor():
+    train, test = M.diabetes_train(), M.diabetes_test()
+    teacher = M.regressor()
+    ns.fit(teacher, train, ns.TrainConfig(epochs=5, lr=3e-3, batch_size=32), progress=False)
+    student = copy.deepcopy(teacher)
+    ns.compress_(student, ns.Recipe.of(ns.create("magnitude", sparsity=0.5, runtime="dense"),
+                                       ns.create("mimic", label_weight=0.5),
+                                       finetune=ns.TrainConfig(epochs=2, lr=1e-3, batch_size=32)),
+                 data=train, progress=False)
+    r = ns.measure(student, test, latency=False, size=False)
+    assert r.metric == "mse" and 0 < r.metric_value < 2
