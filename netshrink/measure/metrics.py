@@ -4,8 +4,9 @@ metric or fidelity to the reference model, each named as what it is.
 `metric` (measure(..., metric=...), CLI `--metric`):
 - `auto` (default): `accuracy` where the data has integer class targets and the model
   several outputs; `mse` where the targets are floats; with no targets, fidelity to the
-  reference: `fidelity_top1` for logits (HF `logits`, or a 2-d output), `fidelity_cosine`
-  for embeddings / hidden states; no reference and no targets: no metric (a note says so).
+  reference: `fidelity_top1` for logits (HF `logits`, or a 2-d output of several columns),
+  `fidelity_cosine` for embeddings / hidden states, `fidelity_relative_error` for a single
+  output (a regression); no reference and no targets: no metric (a note says so).
 - `accuracy`, `mse`, `mae`: against the data's targets.
 - `fidelity_top1` (the model's argmax equals the reference's), `fidelity_top5` (share of
   the reference's top-5 classes in the model's top-5), `fidelity_cosine` (mean cosine of
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from netshrink.core.batches import as_batches
 from netshrink.errors import NetshrinkError
 
 LOWER_IS_BETTER = {"mse", "mae", "fidelity_relative_error", "fidelity_kl"}
@@ -38,7 +40,36 @@ class MetricValue:
     @property
     def is_fraction(self) -> bool:
         """Shown as a percentage (accuracy, agreement)."""
-        return self.name in ("accuracy", "fidelity_top1", "fidelity_top5", "fidelity")
+        return is_fraction(self.name)
+
+
+def is_fraction(name: str) -> bool:
+    """Shown as a percentage (accuracy, agreement)."""
+    return name in ("accuracy", "fidelity_top1", "fidelity_top5", "fidelity")
+
+
+def higher_is_better(name: str, metric=None) -> bool | None:
+    """Which way is better for metric `name`; for a user's callable, its own
+    `higher_is_better` attribute, else None (unknown)."""
+    if callable(metric):
+        v = getattr(metric, "higher_is_better", None)
+        return None if v is None else bool(v)
+    return name not in LOWER_IS_BETTER
+
+
+def is_hidden_state(model, data) -> bool:
+    """True when the model returns hidden states / embeddings rather than logits (HF
+    outputs with `last_hidden_state` / `pooler_output` and no `logits`), on data's first batch."""
+    b = as_batches(data)
+    with torch.no_grad():
+        was = model.training
+        model.eval()
+        out = b.call(model, b.first())
+        model.train(was)
+    if isinstance(out, torch.Tensor):
+        return False
+    get = out.get if hasattr(out, "get") else (lambda k: getattr(out, k, None))
+    return get("logits") is None and (get("last_hidden_state") is not None or get("pooler_output") is not None)
 
 
 def choose(metric, outputs: torch.Tensor, targets, *, has_reference: bool, hidden: bool = False) -> str | None:
@@ -62,7 +93,11 @@ def choose(metric, outputs: torch.Tensor, targets, *, has_reference: bool, hidde
         return "accuracy" if outputs.dim() >= 2 and outputs.shape[-1] > 1 else "mse"
     if not has_reference:
         return None
-    return "fidelity_cosine" if hidden or outputs.dim() > 2 else "fidelity_top1"
+    if hidden or outputs.dim() > 2:
+        return "fidelity_cosine"
+    if outputs.dim() < 2 or outputs.shape[-1] == 1:   # one output: top-1 agreement would always be 1
+        return "fidelity_relative_error"
+    return "fidelity_top1"
 
 
 def compute(name: str, metric, outputs: torch.Tensor, targets, ref_outputs: torch.Tensor | None) -> float:

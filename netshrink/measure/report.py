@@ -147,7 +147,7 @@ def _example(data, batch: int):
 def _task_metric(r: Report, model, reference, data, metric) -> None:
     """r.metric / metric_value (and accuracy for fractions) of model and reference."""
     out, y = predict(model, data)
-    hidden = _is_hidden_state(model, data)
+    hidden = metrics.is_hidden_state(model, data)
     ref_out = predict(reference, data)[0] if reference is not None else None
     name = metrics.choose(metric, out, y, has_reference=reference is not None, hidden=hidden)
     if name is None:
@@ -162,19 +162,6 @@ def _task_metric(r: Report, model, reference, data, metric) -> None:
         r.accuracy = r.metric_value
         if r.reference_metric_value is not None:
             r.reference_accuracy = r.reference_metric_value
-
-
-def _is_hidden_state(model, data) -> bool:
-    """True when the model returns hidden states / embeddings rather than logits."""
-    with torch.no_grad():
-        was = model.training
-        model.eval()
-        out = data.call(model, data.first())
-        model.train(was)
-    if isinstance(out, torch.Tensor):
-        return False
-    get = out.get if hasattr(out, "get") else (lambda k: getattr(out, k, None))
-    return get("logits") is None and (get("last_hidden_state") is not None or get("pooler_output") is not None)
 
 
 def measure(model: nn.Module, data, *, reference: nn.Module | None = None, batch_sizes=(1, 64),
