@@ -78,10 +78,10 @@ class Budget:
     def parse(cls, *, size=None, latency=None, batch: int = 1, max_drop: float = 0.5) -> "Budget":
         return cls(bytes=size, latency_ms=latency, batch=batch, max_drop=max_drop)
 
-    def describe(self) -> str:
+    def describe(self, unit: str = "pp") -> str:
         parts = []
         if self.bytes is not None:
             parts.append(f"<= {self.bytes:,} bytes")
         if self.latency_ms is not None:
             parts.append(f"<= {self.latency_ms:g} ms at batch {self.batch}")
-        return ", ".join(parts) + f", drop <= {self.max_drop:g} pp"
+        return ", ".join(parts) + f", drop <= {self.max_drop:g} {unit}"

@@ -27,6 +27,7 @@ from netshrink.codec.encodings import encode_bits
 from netshrink.functional.kmeans1d import kmeans1d, linear_init
 from netshrink.functional.prune import keep_count
 from netshrink.measure.latency import latency_ms
+from netshrink.core.batches import example_inputs
 from netshrink.core.factories import factory_of
 
 
@@ -100,29 +101,31 @@ def overhead_bytes(model: nn.Module, weights: dict[str, torch.Tensor]) -> int:
     return file_bytes(model) - sum(tensor_bytes(w) for w in weights.values())
 
 
-@torch.no_grad()
-def measured_latency(model: nn.Module, example: torch.Tensor, *, rounds: int = 5, budget_s: float = 0.05) -> float:
-    """Milliseconds of one forward pass on `example` (batch included): the median of
-    `rounds` rounds. With one intra-op thread the clock is the process's CPU time, which
-    on a shared machine counts only this model's work (wall time also counts the waits
-    for a core); with more threads, torch.utils.benchmark's wall-clock median."""
+def measured_latency(model: nn.Module, example, *, rounds: int = 5, budget_s: float = 0.05) -> float:
+    """Milliseconds of one forward pass on `example` (a tensor or a core.batches.Inputs,
+    batch included): the median of `rounds` rounds. With one intra-op thread the clock is
+    the process's CPU time, which on a shared machine counts only this model's work (wall
+    time also counts the waits for a core); with more threads, torch.utils.benchmark's
+    wall-clock median."""
     if torch.get_num_threads() > 1:
         return latency_ms(model, example, min_run_time=0.3)
+    ex = example_inputs(example)
     was = model.training
     model.eval()
-    model(example)   # warm-up
-    times = []
-    for _ in range(rounds):
-        n, t0 = 0, time.process_time()
-        while time.process_time() - t0 < budget_s:
-            model(example)
-            n += 1
-        times.append(1e3 * (time.process_time() - t0) / n)
+    with torch.no_grad():
+        ex.call(model)   # warm-up
+        times = []
+        for _ in range(rounds):
+            n, t0 = 0, time.process_time()
+            while time.process_time() - t0 < budget_s:
+                ex.call(model)
+                n += 1
+            times.append(1e3 * (time.process_time() - t0) / n)
     model.train(was)
     return sorted(times)[len(times) // 2]
 
 
-def relative_latency(model: nn.Module, reference: nn.Module, example: torch.Tensor, *, rounds: int = 3,
+def relative_latency(model: nn.Module, reference: nn.Module, example, *, rounds: int = 3,
                      reference_ms: float | None = None) -> float:
     """`model`'s ms, measured interleaved with `reference` and expressed at the machine speed
     of the moment `reference_ms` was measured: ms(model) x reference_ms / ms(reference),

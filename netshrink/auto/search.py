@@ -28,23 +28,26 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset, IterableDataset
 
 from netshrink.auto import allocate
 from netshrink.auto.budget import Budget
-from netshrink.auto.outputs import write_outputs
 from netshrink.auto.cost import (Choice, candidate, file_bytes, measured_latency, relative_latency, share_like,
                                  tensor_bytes)
+from netshrink.auto.outputs import write_outputs
 from netshrink.auto.sensitivity import (BITS, SPARSITIES, LayerTable, calibration, choices_for,
                                         default_targets, mean_loss, probe, set_weight,
                                         site_choices)
-from netshrink.pipeline.compress import compress_
+from netshrink.core.batches import Batches, as_batches
 from netshrink.core.context import PrepareContext
-from netshrink.pipeline.recipe import Recipe, Step
-from netshrink.pipeline.registry import create
 from netshrink.core.targets import Targets, select
 from netshrink.errors import NetshrinkError
+from netshrink.measure.metrics import LOWER_IS_BETTER, MetricValue, choose, compute
+from netshrink.pipeline.compress import compress_
+from netshrink.pipeline.recipe import Recipe, Step
+from netshrink.pipeline.registry import create
 from netshrink.train.config import TrainConfig
-from netshrink.train.loop import evaluate
+from netshrink.train.loop import predict
 
 METHODS = ("prune", "kmeans", "channels")
 FINETUNE = TrainConfig(epochs=10, lr=1e-3)
@@ -91,6 +94,8 @@ class AutoResult:
     tables: list[LayerTable]
     seconds: float
     message: str = ""
+    metric: str = "accuracy"         # what acc / drop_pp are measured in (Quality)
+    unit: str = "pp"                 # of the drop: points for accuracy, the metric's units otherwise
 
     @property
     def met(self) -> bool:
@@ -114,11 +119,18 @@ def auto(model: nn.Module, data, budget: Budget, *, eval_data=None, methods=("pr
          finetune: TrainConfig | None = None, centroid_finetune: dict | None = None, proxy: str = "loss",
          sparsities=SPARSITIES, bits=BITS, targets: Targets | None = None, calib_size: int = 1024,
          compare_uniform: bool = False, explore: int = 1, distill: bool = False, progress: bool = True,
-         cache: bool = True, log=None) -> AutoResult:
+         cache: bool = True, loss=None, metric="auto", log=None) -> AutoResult:
     """Search per-layer choices under `budget`, compress a copy of `model` (fine-tuned on
     `data`), verify on `eval_data` (default: 10 % of `data`, held out of fine-tuning).
-    distill: fine-tune with Hinton's soft targets of the model as given (a `distill`
-    step first in the recipe, with no phase of its own). The model passed in is not changed."""
+    data / eval_data: anything core.batches reads (a Dataset, a DataLoader, a list of
+    batches of tensors, tuples or dicts, a Batches with the user's forward / target rules).
+    loss: the fine-tuning loss (a name of train/losses.py or a callable
+    `loss(outputs, target)`; default `finetune.loss`, "auto"); the sensitivity probes
+    measure the same loss. metric: what the drop is measured in (measure/metrics.py;
+    "auto": accuracy in points for class targets, MSE for float targets, agreement with
+    the model as given for unlabelled data). distill: fine-tune with Hinton's soft targets
+    of the model as given (a `distill` step first in the recipe, with no phase of its
+    own). The model passed in is not changed."""
     t0 = time.perf_counter()
     log = log or (lambda msg: None)
     methods = tuple(methods) + (("channels",) if budget.latency_ms is not None and "channels" not in methods else ())
@@ -132,10 +144,11 @@ def auto(model: nn.Module, data, budget: Budget, *, eval_data=None, methods=("pr
     cfg = finetune or FINETUNE
     cent = dict(centroid_finetune or CENTROIDS)
     base = copy.deepcopy(model).eval()
-    base_acc = evaluate(base, eval_data)
+    quality = Quality(eval_data, base, metric)
+    base_acc = quality.baseline
     dense = 4 * sum(p.numel() for p in base.parameters())
-    calib = calibration(data, calib_size)
-    example = _example(calib[0], budget.batch)
+    calib = calibration(data, base, calib_size, loss=loss if loss is not None else cfg.loss)
+    example = calib.example(budget.batch)
     base_lat = measured_latency(base, example) if budget.latency_ms is not None else None
 
     models: dict[int, nn.Module] = {}
@@ -147,7 +160,7 @@ def auto(model: nn.Module, data, budget: Budget, *, eval_data=None, methods=("pr
     def runner(b: Budget) -> _Runner:
         start, pre = base, []
         if b.latency_ms is not None:
-            start, pre = _structured(base, data, b, cfg, example, base_lat, log)
+            start, pre = _structured(base, data, b, cfg, example, base_lat, log, loss)
         tables = []
         tg = targets or default_targets(start)
         if b.bytes is not None and ("prune" in methods or "kmeans" in methods):
@@ -155,8 +168,8 @@ def auto(model: nn.Module, data, budget: Budget, *, eval_data=None, methods=("pr
             bt = bits if "kmeans" in methods else (None,)
             _feasible(start, b.bytes, sp, bt, tg)
             tables = probe(start, calib, choices_for(sp, bt), targets=tg, cache=cache, progress=progress)
-        return _Runner(start, pre, data, eval_data, calib, b, cfg, cent, proxy, tables, tg, base_acc,
-                       example, "kmeans" in methods, progress, log, models, teacher, base, base_lat)
+        return _Runner(start, pre, data, quality, calib, b, cfg, cent, proxy, tables, tg, base_acc,
+                       example, "kmeans" in methods, progress, log, models, teacher, base, base_lat, loss)
 
     run = runner(budget)
     points = [run.point("auto", budget.bytes)]
@@ -173,21 +186,56 @@ def auto(model: nn.Module, data, budget: Budget, *, eval_data=None, methods=("pr
         points.append(p)
     best = points[0]
     res = AutoResult(budget, base_acc, dense, base_lat, points, best, models[id(best)], run.tables,
-                     time.perf_counter() - t0)
+                     time.perf_counter() - t0, metric=quality.name, unit=quality.unit)
     res.message = _message(res)
     return res
 
 
 def _split(data, frac: float = 0.1, seed: int = 0):
+    """(fine-tuning part, held-out part) of a map-style Dataset (or a Batches over one,
+    its rules kept on both parts)."""
+    b = as_batches(data)
+    inner = b.data
+    if not (isinstance(inner, Dataset) and not isinstance(inner, IterableDataset) and hasattr(inner, "__len__")):
+        raise NetshrinkError("auto: without eval_data the search holds out 10 % of data, which needs a "
+                             f"map-style Dataset (got {type(inner).__name__}): pass eval_data=...")
+    if len(inner) < 2:
+        raise NetshrinkError(f"auto: data holds {len(inner)} sample(s), too few to hold any out: pass eval_data=...")
     g = torch.Generator().manual_seed(seed)
-    n_eval = max(1, int(len(data) * frac))
-    rest, held = torch.utils.data.random_split(data, [len(data) - n_eval, n_eval], generator=g)
-    return rest, held
+    n_eval = max(1, int(len(inner) * frac))
+    rest, held = torch.utils.data.random_split(inner, [len(inner) - n_eval, n_eval], generator=g)
+    if b is data:
+        return rest, held
+    rules = dict(forward=b.forward, target=b.target, n_inputs=b.n_inputs, collate=b.collate)
+    return Batches(rest, **rules), Batches(held, **rules)
 
 
-def _example(x: torch.Tensor, batch: int) -> torch.Tensor:
-    reps = -(-batch // len(x))
-    return torch.cat([x] * reps)[:batch].contiguous()
+class Quality:
+    """The metric the drop is measured in, on `eval_data`, against `reference` (the model
+    as given): accuracy (a drop in points) for class targets, else measure/metrics.py's
+    choice (MSE for float targets; agreement with the reference for unlabelled data) or
+    the user's `metric`. drop(value) is how much worse than the reference, in the budget's
+    units: points for a fraction (accuracy, agreement), the metric's own units otherwise."""
+
+    def __init__(self, eval_data, reference: nn.Module, metric="auto"):
+        self.data, self.metric = eval_data, metric
+        self.ref_out, y = predict(reference, eval_data)
+        self.name = choose(metric, self.ref_out, y, has_reference=True)
+        probe_value = MetricValue(self.name, 0.0, self.name not in LOWER_IS_BETTER)
+        self.higher, self.points = probe_value.higher_is_better, probe_value.is_fraction
+        self.baseline = self(reference)
+
+    def __call__(self, model: nn.Module) -> float:
+        out, y = predict(model, self.data)
+        return compute(self.name, self.metric, out, y, self.ref_out)
+
+    def drop(self, value: float) -> float:
+        d = (self.baseline - value) if self.higher else (value - self.baseline)
+        return 100 * d if self.points else d
+
+    @property
+    def unit(self) -> str:
+        return "pp" if self.points else f"({self.name})"
 
 
 def _feasible(model, budget_bytes: int, sparsities, bits, targets) -> None:
@@ -204,7 +252,7 @@ def _feasible(model, budget_bytes: int, sparsities, bits, targets) -> None:
                              f"every layer {smallest.label}); allow a larger --size or higher sparsities")
 
 
-def _structured(base, data, budget: Budget, cfg, example, base_lat, log):
+def _structured(base, data, budget: Budget, cfg, example, base_lat, log, loss=None):
     """(model shrunk by channel_prune to the latency budget, [its recipe step])."""
     if base_lat <= budget.latency_ms:
         return base, []
@@ -226,15 +274,15 @@ def _structured(base, data, budget: Budget, cfg, example, base_lat, log):
                              f"(the model takes {base_lat:.3f} ms)")
     step = Step(create("channel_prune", sparsity=best[0], target="flops", scope="global", importance="l1"))
     net = copy.deepcopy(base)
-    compress_(net, Recipe([step], cfg), data=data, progress=False)
+    compress_(net, Recipe([step], cfg), data=data, progress=False, loss=loss)
     return net, [step]
 
 
 class _Runner:
     """Builds one point: allocation -> stage 1 (prune) -> stage 2 (bits) -> verify."""
 
-    def __init__(self, start, pre_steps, data, eval_data, calib, budget, cfg, cent, proxy, tables, targets,
-                 base_acc, example, kmeans, progress, log, models, teacher, reference, reference_ms):
+    def __init__(self, start, pre_steps, data, quality, calib, budget, cfg, cent, proxy, tables, targets,
+                 base_acc, example, kmeans, progress, log, models, teacher, reference, reference_ms, loss):
         self.__dict__.update(locals())
         del self.__dict__["self"]
 
@@ -259,27 +307,29 @@ class _Runner:
                 step1 = Step(create("gradual_magnitude", runtime="dense", sparsity=max(smap.values()),
                                     per_layer=smap, frequency=20, targets=Targets(include=list(smap))))
                 compress_(net, Recipe(kd + [step1], self.cfg), data=self.data, teacher=self.teacher,
-                          progress=self.progress)
+                          progress=self.progress, loss=self.loss)
                 steps.append(step1)
+                self.log(f"{label}: after stage 1 {file_bytes(net):,} B, drop {self.quality.drop(self.quality(net)):.2f} "
+                         f"{self.quality.unit} (a diagnostic: nothing is chosen on it)")
             bmap = self._bits(net, uniform) if self.kmeans else {}
             if bmap:
                 step2 = Step(create("kmeans", bits=max(bmap.values()), per_layer=bmap,
                                     targets=Targets(include=list(bmap))), dict(self.cent))
                 compress_(net, Recipe(kd + [step2], self.cfg), data=self.data, teacher=self.teacher,
-                          progress=self.progress)
+                          progress=self.progress, loss=self.loss)
                 steps.append(step2)
             choices = {t.name: Choice(smap.get(t.name, 0.0), bmap.get(t.name)) for t in self.tables}
         size = file_bytes(net)
-        acc = evaluate(net, self.eval_data)
+        acc = self.quality(net)
         lat = (relative_latency(net, self.reference, self.example, reference_ms=self.reference_ms)
                if self.budget.latency_ms is not None else None)
-        drop = 100 * (self.base_acc - acc)
+        drop = self.quality.drop(acc)
         met = ((self.budget.bytes is None or size <= self.budget.bytes)
                and (lat is None or lat <= self.budget.latency_ms) and drop <= self.budget.max_drop + 1e-9)
         layer_bytes = {s.name: tensor_bytes(s.tensor.detach()) for s in select(net, self.targets)} if choices else {}
         p = Point(label, target, size, acc, drop, lat, time.perf_counter() - t0, Recipe(steps, self.cfg),
                   choices, layer_bytes, met)
-        self.log(f"{label}: {size:,} B, acc {100 * acc:.2f} % (drop {drop:.2f} pp)"
+        self.log(f"{label}: {size:,} B, {self.quality.name} {acc:.4f} (drop {drop:.2f} {self.quality.unit})"
                  + (f", {lat:.3f} ms" if lat is not None else "") + f", {p.seconds:.0f} s")
         self.models[id(p)] = net
         return p
@@ -315,9 +365,8 @@ class _Runner:
         """Bits per tensor (or none: float32) by the knapsack on the pruned weights'
         exact codec bytes and loss probes."""
         sites = select(net, self.targets)
-        x, y = self.calib
         net.eval()
-        base = mean_loss(net, x, y)
+        base = mean_loss(net, self.calib)
         costs, damage, opts = [], [], []
         for s, t in zip(sites, self.tables):
             w = s.tensor.detach().clone()
@@ -327,7 +376,7 @@ class _Runner:
                 q = share_like(w, b)          # the kmeans method's own clustering (linear init, 100 iters)
                 c.append(tensor_bytes(q))
                 set_weight(s, q)
-                d.append(mean_loss(net, x, y) - base)
+                d.append(mean_loss(net, self.calib) - base)
             set_weight(s, w)
             costs.append(c)
             damage.append(d)
@@ -356,8 +405,9 @@ def _message(res: AutoResult) -> str:
     b = res.budget
     if res.met:
         p = res.best
-        return (f"met {b.describe()}: {p.bytes:,} bytes ({res.dense_bytes / p.bytes:.1f}x), drop {p.drop_pp:.2f} pp"
+        return (f"met {b.describe(res.unit)}: {p.bytes:,} bytes ({res.dense_bytes / p.bytes:.1f}x), "
+                f"drop {p.drop_pp:.2f} {res.unit}"
                 + (f", {p.latency_ms:.3f} ms" if p.latency_ms is not None else ""))
-    near = "; ".join(f"{p.label}: {p.bytes:,} B, drop {p.drop_pp:.2f} pp"
+    near = "; ".join(f"{p.label}: {p.bytes:,} B, drop {p.drop_pp:.2f} {res.unit}"
                      + (f", {p.latency_ms:.3f} ms" if p.latency_ms is not None else "") for p in res.points)
-    return f"budget {b.describe()} not met; nearest points found: {near}"
+    return f"budget {b.describe(res.unit)} not met; nearest points found: {near}"

@@ -3,8 +3,11 @@
 For every searched weight and every `Choice` (sparsity x bits), the layer alone is
 replaced by its candidate (magnitude-pruned, then k-means-shared) and we record
 - `bytes`:  what the codec stores for the candidate (cost.tensor_bytes),
-- `loss`:   the increase of the mean cross-entropy on the calibration batch (a direct
-            loss probe, the other layers left as they are),
+- `loss`:   the increase of the run's loss (the fine-tuning loss, resolved as the
+            trainer resolves it: cross-entropy for classes, MSE for float targets, the
+            user's callable, distillation for unlabelled data) over the calibration
+            batches, read through the batch adapter (a direct loss probe, the other
+            layers left as they are),
 - `fisher`: the cheap proxy 1/2 sum_i F_ii (w_i - q_i)^2 with F the empirical Fisher
             diagonal (mean squared per-batch gradient), as HAWQ / AutoQuantize use
             second-order information; additive over layers by construction.
@@ -19,17 +22,20 @@ import json
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Dataset, IterableDataset, Subset
 
 from netshrink.auto.cost import Choice, prune_like, share_like, tensor_bytes
+from netshrink.core.batches import Batches, Inputs, as_batches, batch_len
 from netshrink.core.targets import Site, Targets, select
+from netshrink.errors import NetshrinkError
+from netshrink.train.losses import TaskLoss, resolve
 from netshrink.train.progress import progress_bar
 from netshrink.zoo.baseline import cache_dir
 
 SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998)
 BITS = (2, 3, 4, 5, 6, 8)
-VERSION = 1
+VERSION = 2
 
 
 @dataclass
@@ -77,12 +83,63 @@ def default_targets(model: nn.Module) -> Targets:
     return Targets(include=names)
 
 
-def calibration(data, n: int = 1024, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x, y) of up to `n` samples of `data`, a fixed random subset."""
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(data), generator=g)[: min(n, len(data))].tolist()
-    xs, ys = zip(*(data[i] for i in idx))
-    return torch.stack(xs), torch.as_tensor(ys)
+@dataclass
+class Calib:
+    """Calibration batches of the user's data, read through the batch adapter
+    (core/batches.py: tensors, tuples, dicts, the user's forward / target rules), and the
+    run's fine-tuning loss resolved on them (train/losses.py: cross-entropy for classes,
+    MSE for float targets, the user's callable, distillation toward `reference` where the
+    data has no targets). `reference_out`: the reference model's outputs per batch, kept
+    for distillation losses (None otherwise)."""
+
+    batches: Batches
+    items: list
+    loss: TaskLoss
+    reference_out: list | None
+    samples: int
+
+    def example(self, n: int) -> Inputs:
+        """Model inputs of `n` samples (repeated when the calibration holds fewer): the
+        latency example at the budget's batch size."""
+        parts = [self.batches.split(batch)[0] for batch in self.items]
+        if any(p is None for p in parts):
+            raise NetshrinkError("the latency example needs the model's inputs, but only the given forward() "
+                                 "knows how to read a batch: pass data whose batches are tensors, tuples or dicts")
+        have = sum(batch_len(p.tensors()) or 0 for p in parts)
+        reps = -(-n // max(have, 1))
+
+        def cat(values):
+            return torch.cat(list(values) * reps)[:n] if torch.is_tensor(values[0]) else values[0]
+
+        return Inputs(tuple(cat([p.args[i] for p in parts]) for i in range(len(parts[0].args))),
+                      {k: cat([p.kwargs[k] for p in parts]) for k in parts[0].kwargs})
+
+
+def calibration(data, model: nn.Module, n: int = 1024, seed: int = 0, *, loss="auto",
+                batch_size: int = 64) -> Calib:
+    """Up to `n` samples of `data` (a fixed random subset where the data is a map-style
+    Dataset; else its first `n` samples), in batches, with the loss `loss` (a name or a
+    callable, as TrainConfig.loss) resolved on `model`'s outputs. `model` is also the
+    reference of a distillation loss."""
+    b = as_batches(data)
+    inner = b.data
+    if isinstance(inner, Dataset) and not isinstance(inner, IterableDataset) and hasattr(inner, "__len__"):
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(inner), generator=g)[: min(n, len(inner))].tolist()
+        b = Batches(Subset(inner, idx), forward=b.forward, target=b.target, n_inputs=b.n_inputs,
+                    collate=b.collate)      # the same rules over the subset
+    items = b.take(n, batch_size)
+    if not items:
+        raise NetshrinkError("the calibration data is empty")
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        first = b.call(model, items[0])
+        task = resolve(loss, first, b.split(items[0])[1], has_teacher=True)
+        ref = [b.call(model, batch) for batch in items] if task.distills else None
+    model.train(was)
+    samples = sum(batch_len(batch) or 1 for batch in items)
+    return Calib(b, items, task, ref, samples)
 
 
 def set_weight(site: Site, value: torch.Tensor) -> None:
@@ -92,59 +149,80 @@ def set_weight(site: Site, value: torch.Tensor) -> None:
         site.module._init_flat_weights()
 
 
+def batch_loss(model: nn.Module, calib: Calib, i: int) -> torch.Tensor:
+    """The run's loss of `model` on calibration batch `i` (mean over its samples)."""
+    batch = calib.items[i]
+    out = calib.batches.call(model, batch)
+    return calib.loss(out, calib.batches.split(batch)[1],
+                      calib.reference_out[i] if calib.reference_out is not None else None)
+
+
 @torch.no_grad()
-def mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 512) -> float:
+def mean_loss(model: nn.Module, calib: Calib) -> float:
+    """The run's loss of `model` over the calibration samples (eval mode)."""
+    was = model.training
+    model.eval()
     total = 0.0
-    for i in range(0, len(x), batch):
-        total += float(F.cross_entropy(model(x[i:i + batch]), y[i:i + batch], reduction="sum"))
-    return total / len(x)
+    for i, batch in enumerate(calib.items):
+        total += float(batch_loss(model, calib, i)) * (batch_len(batch) or 1)
+    model.train(was)
+    return total / max(calib.samples, 1)
 
 
-def fisher_diagonal(model: nn.Module, sites: list[Site], x, y, batch: int = 64) -> dict[str, torch.Tensor]:
-    """Mean over mini-batches of the squared gradient of the mean loss, per weight."""
+def fisher_diagonal(model: nn.Module, sites: list[Site], calib: Calib) -> dict[str, torch.Tensor]:
+    """Mean over the calibration mini-batches of the squared gradient of the run's loss,
+    per weight (the empirical Fisher diagonal)."""
     out = {s.name: torch.zeros_like(s.tensor) for s in sites}
     was = model.training
     model.eval()
-    n = 0
-    for i in range(0, len(x), batch):
+    for i in range(len(calib.items)):
         model.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x[i:i + batch]), y[i:i + batch]).backward()
+        batch_loss(model, calib, i).backward()
         for s in sites:
             g = getattr(s.module, s.param_name).grad
             if g is not None:
                 out[s.name] += g.detach() ** 2
-        n += 1
     model.zero_grad(set_to_none=True)
     model.train(was)
-    return {k: v / max(n, 1) for k, v in out.items()}
+    return {k: v / max(len(calib.items), 1) for k, v in out.items()}
 
 
-def _key(model: nn.Module, sites: list[Site], x, y, choices: list[Choice]) -> str:
-    h = hashlib.sha256(json.dumps({"v": VERSION, "sites": [s.name for s in sites],
+def _tensors(obj):
+    if torch.is_tensor(obj):
+        yield obj
+    elif isinstance(obj, dict):
+        for k in sorted(obj, key=str):
+            yield from _tensors(obj[k])
+    elif isinstance(obj, (tuple, list)):
+        for v in obj:
+            yield from _tensors(v)
+
+
+def _key(model: nn.Module, sites: list[Site], calib: Calib, choices: list[Choice]) -> str:
+    h = hashlib.sha256(json.dumps({"v": VERSION, "sites": [s.name for s in sites], "loss": calib.loss.name,
                                    "choices": [[c.sparsity, c.bits] for c in choices]}).encode())
     for s in sites:
         h.update(s.tensor.detach().cpu().contiguous().numpy().tobytes())
     for k, v in sorted(model.state_dict().items()):
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    h.update(x.numpy().tobytes())
-    h.update(y.numpy().tobytes())
+    for t in _tensors(calib.items):
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:20]
 
 
-def probe(model: nn.Module, calib: tuple[torch.Tensor, torch.Tensor], choices: list[Choice], *,
+def probe(model: nn.Module, calib: Calib, choices: list[Choice], *,
           targets: Targets | None = None, cache: bool = True, progress: bool = True,
           kmeans_iters: int = 20) -> list[LayerTable]:
     """Sensitivity tables of every selected weight (module order). The model is left as it was."""
-    x, y = calib
     sites = select(model, targets or default_targets(model))
-    path = cache_dir() / "auto" / f"probe-{_key(model, sites, x, y, choices)}.json"
+    path = cache_dir() / "auto" / f"probe-{_key(model, sites, calib, choices)}.json"
     if cache and path.exists():
         return [LayerTable.from_dict(d) for d in json.loads(path.read_text())]
     was = model.training
     model.eval()
-    fisher = fisher_diagonal(model, sites, x, y)
-    base = mean_loss(model, x, y)
+    fisher = fisher_diagonal(model, sites, calib)
+    base = mean_loss(model, calib)
     tables = []
     with progress_bar(total=len(sites) * len(choices), desc="sensitivity", enabled=progress) as bar:
         for site in sites:
@@ -159,7 +237,7 @@ def probe(model: nn.Module, calib: tuple[torch.Tensor, torch.Tensor], choices: l
                 t.bytes.append(tensor_bytes(q))
                 t.fisher.append(float(0.5 * (fisher[site.name] * (w - q) ** 2).sum()))
                 set_weight(site, q)
-                t.loss.append(mean_loss(model, x, y) - base)
+                t.loss.append(mean_loss(model, calib) - base)
                 bar.advance(1)
             set_weight(site, w)
             tables.append(t)

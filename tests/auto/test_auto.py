@@ -76,3 +76,48 @@ def test_cli_impossible_budget_exits_2_with_one_line(trained, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "cannot be met" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+class _DictRegressor(torch.nn.Module):
+    """A user's model that reads keyword inputs and predicts a float."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(8, 32)
+        self.fc2 = torch.nn.Linear(32, 1)
+
+    def forward(self, features):
+        return self.fc2(torch.relu(self.fc1(features))).squeeze(-1)
+
+
+def test_dict_batches_of_a_regression_model_probe_its_own_loss_and_metric():
+    # Batches are dicts ({"features", "labels"}), the target a float: the probes measure
+    # MSE through the batch adapter, the drop is the rise of MSE on the held-out batches.
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(8, generator=g)
+
+    def batches(n):
+        out = []
+        for _ in range(n):
+            x = torch.randn(32, 8, generator=g)
+            out.append({"features": x, "labels": x @ w + 0.05 * torch.randn(32, generator=g)})
+        return out
+
+    train, test = batches(12), batches(4)
+    torch.manual_seed(0)
+    net = _DictRegressor()
+    fit(net, train, TrainConfig(epochs=30, lr=1e-2), progress=False)
+    budget = Budget(bytes=_dense(net) // 3, max_drop=1.0)
+    res = auto(net, train, budget, eval_data=test, **FAST)
+    assert res.metric == "mse" and res.unit == "(mse)"
+    assert res.best.bytes <= budget.bytes
+    assert all(d == d for t in res.tables for d in t.loss)          # finite probes of the MSE loss
+    assert max(res.tables[0].loss) > 0                               # pruning fc1 hurts the MSE
+    assert "(mse)" in res.message
+
+
+def test_batches_without_eval_data_is_one_clear_error(trained):
+    net, train, _ = trained
+    loader = torch.utils.data.DataLoader(train, batch_size=64)
+    with pytest.raises(NetshrinkError, match="pass eval_data"):
+        auto(net, loader, Budget(bytes=_dense(net) // 4), **FAST)
