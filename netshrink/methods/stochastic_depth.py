@@ -9,12 +9,13 @@ last BatchNorm (f's output), so the module tree is unchanged; finalize folds p_l
 that BatchNorm's affine weights (exact) and removes the hooks.
 
 Compression: with `blocks = k`, finalize then greedily replaces by nn.Identity the k
-blocks whose removal costs least accuracy on (up to `samples` samples of) the training
-data, among blocks whose shortcut is the identity (same shape in and out; their input
+blocks whose removal costs least of the task metric (measure/metrics.py, auto: accuracy
+for classification, MSE for float targets, fidelity to the model before removal for
+unlabelled data) on (up to `samples` samples of) the training data, among blocks whose shortcut is the identity (same shape in and out; their input
 is post-ReLU, so Identity is exactly "the block dropped"). With `recalibrate`, each
 candidate is also tried with BatchNorm statistics re-estimated on the same samples
 (the layers after a removed block see inputs of another scale than their running
-statistics), keeping whichever is more accurate there.
+statistics), keeping whichever scores better there.
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ from netshrink.core.context import PrepareContext
 from netshrink.core.method import Method
 from netshrink.core.submodules import set_submodule
 from netshrink.errors import RecipeError, TargetError
-from netshrink.train.loop import evaluate
+from netshrink.measure import metrics
+from netshrink.train.loop import predict
 
 
 def survival_probs(n_blocks: int, *, p_last: float) -> list[float]:
@@ -78,31 +80,40 @@ def recalibrate_bn(model: nn.Module, data, *, batch_size: int = 250) -> None:
 
 
 @torch.no_grad()
-def removal_order(model: nn.Module, data, *, limit: int | None = None, recalibrate: bool = True
-                  ) -> list[tuple[str, float]]:
-    """Greedy: repeatedly remove the removable block whose absence keeps the highest
-    accuracy on `data`. With `recalibrate`, each candidate is also tried with its
-    BatchNorm statistics re-estimated on `data`, and the better of the two is kept.
-    Returns [(path, accuracy on `data` after removing it and all before)]; `model` is
+def removal_order(model: nn.Module, data, *, limit: int | None = None, recalibrate: bool = True,
+                  metric="auto") -> list[tuple[str, float]]:
+    """Greedy: repeatedly remove the removable block whose absence keeps the best `metric`
+    on `data` (measure/metrics.py; fidelity metrics compare with the model as it was before
+    any removal). With `recalibrate`, each candidate is also tried with its BatchNorm
+    statistics re-estimated on `data`, and the better of the two is kept.
+    Returns [(path, the metric on `data` after removing it and all before)]; `model` is
     modified in place (blocks replaced by nn.Identity)."""
+    b = as_batches(data)
+    dense, y = predict(model, b)
+    name = metrics.choose(metric, dense, y, has_reference=True, hidden=metrics.is_hidden_state(model, b))
+    sign = 1.0 if metrics.higher_is_better(name, metric) is not False else -1.0
+
+    def value(m: nn.Module) -> float:
+        return metrics.compute(name, metric, predict(m, b)[0], y, dense)
+
     out = []
     while limit is None or len(out) < limit:
-        cands = [p for p, b in residual_blocks(model) if removable(b)]
+        cands = [p for p, blk in residual_blocks(model) if removable(blk)]
         if not cands:
             break
         best = None
         for path in cands:
             trial = copy.deepcopy(model)
             set_submodule(trial, path, nn.Identity())
-            acc = evaluate(trial, data)
+            v = value(trial)
             if recalibrate:
                 recal = copy.deepcopy(trial)
-                recalibrate_bn(recal, data)
-                acc_r = evaluate(recal, data)
-                if acc_r > acc:
-                    trial, acc = recal, acc_r
-            if best is None or acc > best[1]:
-                best = (path, acc, trial)
+                recalibrate_bn(recal, b)
+                v_r = value(recal)
+                if sign * v_r > sign * v:
+                    trial, v = recal, v_r
+            if best is None or sign * v > sign * best[1]:
+                best = (path, v, trial)
         set_submodule(model, best[0], nn.Identity())
         model.load_state_dict(best[2].state_dict())
         out.append(best[:2])

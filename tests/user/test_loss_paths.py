@@ -168,3 +168,31 @@ def test_mimic_with_labels_trains_a_regressor():
                  data=train, progress=False)
     r = ns.measure(student, test, latency=False, size=False)
     assert r.metric == "mse" and 0 < r.metric_value < 2
+
+
+def test_stochastic_depth_removes_blocks_by_the_task_metric():
+    from netshrink.methods.stochastic_depth import removal_order
+    from netshrink.core.submodules import set_submodule
+    torch.manual_seed(0)
+    model = ns.zoo.models.create("resnet_small", widths=[4, 8, 8], blocks=[2, 1, 1], num_classes=1).eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(24, 1, 12, 12, generator=g)
+    data = TensorDataset(x, torch.randn(24, generator=g))        # float targets: MSE, lower is better
+    ref = copy.deepcopy(model)
+    (path, v), = removal_order(model, data, limit=1, recalibrate=False)
+    want = {}
+    for p in ("stages.0.0", "stages.0.1"):
+        t = copy.deepcopy(ref)
+        set_submodule(t, p, nn.Identity())
+        with torch.no_grad():
+            want[p] = float(F.mse_loss(t(x), data.tensors[1].reshape(-1, 1)))
+    assert path == min(want, key=want.get) and v == pytest.approx(want[path], rel=1e-5)
+    # unlabelled, one output: relative error to the model before removal (lower is better)
+    (path, v), = removal_order(copy.deepcopy(ref), [x[:12], x[12:]], limit=1, recalibrate=False)
+    rel = {}
+    with torch.no_grad():
+        for p in want:
+            t = copy.deepcopy(ref)
+            set_submodule(t, p, nn.Identity())
+            rel[p] = float((t(x) - ref(x)).norm() / ref(x).norm())
+    assert path == min(rel, key=rel.get) and v == pytest.approx(rel[path], rel=1e-5) and v > 0
