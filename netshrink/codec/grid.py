@@ -51,7 +51,10 @@ def find(x: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 k = np.rint(rows / s[:, None])
                 exact = (decode(k, s).view(np.uint32) == rows.view(np.uint32)).all(axis=1)
-            hit = open_ & exact & (s > 0) & np.isfinite(s)
+                # A finer grid (s / 15 for a 5-bit group, say) can reproduce every float
+                # too, but spans more than one 8-bit symbol: keep looking for the coarse one.
+                narrow = (k.max(axis=1) - k.min(axis=1)) < MAX_SPAN
+            hit = open_ & exact & narrow & (s > 0) & np.isfinite(s)
             scales[hit], codes[hit] = s[hit], k[hit]
             open_ &= ~hit
             if not open_.any():

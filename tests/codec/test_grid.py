@@ -85,3 +85,17 @@ def test_negative_zero_grid_tensor_round_trips(tmp_path):
     write_archive(tmp_path / "z.nshr", {}, {"w": w})
     _, got = read_archive(tmp_path / "z.nshr")
     assert_bit_exact({"w": w}, got)
+
+
+def test_a_finer_exact_grid_does_not_hide_the_coarse_one(tmp_path):
+    # A GPTQ group (5 bits, codes -17..12 after the error updates, so neither its range nor
+    # |w|max names the scale) that fl(k * s / 15) also reproduces bit for bit: that finer
+    # grid spans 436 symbols, which once made the whole tensor fall back to dense floats.
+    s = np.float32(0.010338962)
+    k = np.arange(-17, 13)
+    row = grid.decode(np.resize(k, 128)[None], np.array([s]))
+    assert grid.find(row.reshape(-1), 1) is not None
+    scales = np.concatenate([[s], np.linspace(0.005, 0.02, 63, dtype=np.float32)]).astype(np.float32)
+    w = torch.from_numpy(grid.decode(np.resize(k, (64, 128)), scales))      # > 256 distinct floats
+    stored = _save(tmp_path, {"w": w})["w"]
+    assert stored["encoding"].startswith("grid") and stored["bytes"] < w.numel() * 5 / 8 + 6 * 64 + 200, stored
