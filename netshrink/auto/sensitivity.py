@@ -17,6 +17,7 @@ $NETSHRINK_CACHE/auto/, so a second search on the same model starts at the knaps
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from netshrink.auto.cost import Choice, prune_like, share_like, tensor_bytes
 from netshrink.core.batches import Batches, Inputs, as_batches, batch_len
 from netshrink.core.targets import Site, Targets, select
 from netshrink.errors import NetshrinkError
-from netshrink.train.losses import TaskLoss, resolve
+from netshrink.train.losses import BatchLoss, resolve
 from netshrink.train.progress import progress_bar
 from netshrink.zoo.baseline import cache_dir
 
@@ -87,15 +88,14 @@ def default_targets(model: nn.Module) -> Targets:
 class Calib:
     """Calibration batches of the user's data, read through the batch adapter
     (core/batches.py: tensors, tuples, dicts, the user's forward / target rules), and the
-    run's fine-tuning loss resolved on them (train/losses.py: cross-entropy for classes,
-    MSE for float targets, the user's callable, distillation toward `reference` where the
-    data has no targets). `reference_out`: the reference model's outputs per batch, kept
-    for distillation losses (None otherwise)."""
+    run's fine-tuning loss on them (train/losses.BatchLoss, resolved on the first batch
+    as the trainer resolves it: cross-entropy for classes, MSE for float targets, the
+    user's callable, distillation toward the model as given where the data has no
+    targets)."""
 
     batches: Batches
     items: list
-    loss: TaskLoss
-    reference_out: list | None
+    loss: BatchLoss
     samples: int
 
     def example(self, n: int) -> Inputs:
@@ -133,13 +133,16 @@ def calibration(data, model: nn.Module, n: int = 1024, seed: int = 0, *, loss="a
         raise NetshrinkError("the calibration data is empty")
     was = model.training
     model.eval()
-    with torch.no_grad():
-        first = b.call(model, items[0])
-        task = resolve(loss, first, b.split(items[0])[1], has_teacher=True)
-        ref = [b.call(model, batch) for batch in items] if task.distills else None
+    with torch.no_grad():   # resolved here: a loss that cannot apply is one message before any probe
+        try:
+            distills = resolve(loss, b.call(model, items[0]), b.split(items[0])[1], has_teacher=True).distills
+        except NetshrinkError as e:
+            raise NetshrinkError(f"auto (sensitivity): {e}") from None
     model.train(was)
-    samples = sum(batch_len(batch) or 1 for batch in items)
-    return Calib(b, items, task, ref, samples)
+    # The reference of a distillation loss is a frozen copy: the probes change the model's weights.
+    reference = copy.deepcopy(model).eval().requires_grad_(False) if distills else None
+    task = BatchLoss(loss, reference, owner="auto (sensitivity)")
+    return Calib(b, items, task, sum(batch_len(batch) or 1 for batch in items))
 
 
 def set_weight(site: Site, value: torch.Tensor) -> None:
@@ -151,10 +154,7 @@ def set_weight(site: Site, value: torch.Tensor) -> None:
 
 def batch_loss(model: nn.Module, calib: Calib, i: int) -> torch.Tensor:
     """The run's loss of `model` on calibration batch `i` (mean over its samples)."""
-    batch = calib.items[i]
-    out = calib.batches.call(model, batch)
-    return calib.loss(out, calib.batches.split(batch)[1],
-                      calib.reference_out[i] if calib.reference_out is not None else None)
+    return calib.loss(calib.batches, model, calib.items[i])
 
 
 @torch.no_grad()

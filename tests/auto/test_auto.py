@@ -121,3 +121,14 @@ def test_batches_without_eval_data_is_one_clear_error(trained):
     loader = torch.utils.data.DataLoader(train, batch_size=64)
     with pytest.raises(NetshrinkError, match="pass eval_data"):
         auto(net, loader, Budget(bytes=_dense(net) // 4), **FAST)
+
+
+def test_unlabelled_batches_probe_distillation_toward_the_model_as_given(trained):
+    # Batches of inputs only: the probes and the fine-tuning distil toward the model as
+    # given, and the drop is its agreement with it (fidelity_top1, in points).
+    net, train, test = trained
+    xs = [torch.stack([train[i][0] for i in range(j, j + 64)]) for j in range(0, 640, 64)]
+    held = [torch.stack([test[i][0] for i in range(j, j + 64)]) for j in range(0, 192, 64)]
+    res = auto(net, xs, Budget(bytes=_dense(net) // 6, max_drop=100.0), eval_data=held, **FAST)
+    assert res.metric == "fidelity_top1" and res.unit == "pp" and res.baseline_acc == 1.0
+    assert res.best.bytes <= res.budget.bytes and max(res.tables[0].loss) > 0
