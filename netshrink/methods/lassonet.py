@@ -7,7 +7,10 @@ first-layer weights W_j only while ||W_j||_inf <= M ||theta_j||. Walking lambda 
 x1.02 per point with warm starts drives features out one by one: the *path*. As in the
 authors' package, a dense phase (lambda = 0, Adam) comes first, the path starts at the
 dense model's validation loss, and every point trains until the validation objective
-(cross-entropy + lambda sum_j ||theta_j||) stops improving by 1 % for `patience` epochs.
+(the task loss + lambda sum_j ||theta_j||) stops improving by 1 % for `patience` epochs.
+The task loss is the run's (train/losses.py: auto = cross-entropy for class targets, MSE
+for float targets, as the paper's regression experiments use); each point records the
+validation metric of measure/metrics.py (accuracy for classification, MSE for a regression).
 
     >>> cfg = ns.TrainConfig(epochs=100, optimizer="sgd", schedule="constant")   # <= 100 epochs a point
     >>> path = lassonet_path(model, train, val, cfg=cfg, patience=10, dense_epochs=100, dense_patience=10)
@@ -30,15 +33,18 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from netshrink.core.batches import as_batches
 from netshrink.core.context import PrepareContext, StepContext
 from netshrink.core.method import Method
 from netshrink.core.reparam import attach, bake, original
 from netshrink.core.targets import Site
-from netshrink.errors import RecipeError, TargetError
+from netshrink.errors import NetshrinkError, RecipeError, TargetError
 from netshrink.functional.prox import hier_prox
+from netshrink.measure import metrics
 from netshrink.measure.plots import line_plot
 from netshrink.reparams.mask import Mask
 from netshrink.train.config import TrainConfig
+from netshrink.train.losses import resolve
 from netshrink.train.loop import fit, make_optimizer, predict
 
 SKIP = "lassonet_skip"
@@ -48,11 +54,17 @@ SKIP = "lassonet_skip"
 class PathPoint:
     lam: float
     n_features: int
-    accuracy: float | None          # on the validation data, with the skip layer
+    accuracy: float | None          # on the validation data, with the skip layer (None: not a classification)
     kept: torch.Tensor              # (d,) bool
     theta_norm: torch.Tensor        # (d,) ||theta_j||, to rank features dropped at the same lambda
-    val_loss: float | None = None   # mean cross-entropy on the validation data
+    val_loss: float | None = None   # the task loss (cross-entropy, MSE ...) on the validation data
     epochs: int = 0                 # epochs this point trained (early stopping)
+    metric: str = "accuracy"        # the validation metric (measure/metrics.py) `score` holds
+    score: float | None = None      # its value (= accuracy for a classification)
+
+    @property
+    def value(self) -> float | None:
+        return self.score if self.score is not None else self.accuracy
 
 
 def first_linear(model: nn.Module, name: str | None = None) -> tuple[str, nn.Linear]:
@@ -119,42 +131,57 @@ def _kept(theta: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _val_scores(model: nn.Module, val) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) on `val`, in eval mode."""
-    logits, y = predict(model, val)
-    return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
+def _val_scores(model: nn.Module, val, loss="auto") -> tuple[float, float, str]:
+    """(the task loss `loss` resolves to, the validation metric, its name) on `val`, in eval mode."""
+    out, y = predict(model, val)
+    if y is None:
+        raise RecipeError("lassonet: its validation objective needs targets, and the data has none "
+                          "(LassoNet selects features for a supervised task)")
+    try:
+        task = resolve(loss, out, y, has_teacher=False)
+    except NetshrinkError as e:
+        raise RecipeError(f"lassonet: {e}") from None
+    name = metrics.choose("auto", out, y, has_reference=False)
+    return float(task(out, y)), metrics.compute(name, "auto", out, y, None), name
 
 
 def train_to_convergence(model: nn.Module, train, val, *, cfg: TrainConfig, optimizer, hooks, lam: float,
                          theta: torch.Tensor, patience: int | None, tol: float = 0.99,
-                         seed: int = 0, desc: str = "lassonet", progress: bool = False) -> tuple[int, float | None, float | None]:
+                         seed: int = 0, desc: str = "lassonet", progress: bool = False,
+                         loss=None) -> tuple[int, float | None, float | None]:
     """At most cfg.epochs epochs (one shared optimiser: warm starts keep its momentum),
     stopped early as the authors' package does: after `patience` epochs in which the
-    validation objective, val cross-entropy + lam x sum_j ||theta_j||_2, did not fall
-    below `tol` x its best. Returns (epochs run, val loss, val accuracy)."""
-    def objective():
-        loss, acc = _val_scores(model, val)
-        return loss + lam * float(theta.detach().norm(dim=0).sum()), loss, acc
+    validation objective, the val task loss + lam x sum_j ||theta_j||_2, did not fall
+    below `tol` x its best. `loss`: a name or a callable (None: cfg.loss). Returns
+    (epochs run, val loss, val metric: accuracy for a classification, MSE for a regression ...)."""
+    spec = cfg.loss if loss is None else loss
+    fn = spec if callable(spec) else None
+    if isinstance(spec, str):
+        cfg = cfg.replace(loss=spec)
 
-    best, loss, acc = objective() if (val is not None and patience is not None) else (float("inf"), None, None)
+    def objective():
+        vl, value, _ = _val_scores(model, val, spec)
+        return vl + lam * float(theta.detach().norm(dim=0).sum()), vl, value
+
+    best, v_loss, score = objective() if (val is not None and patience is not None) else (float("inf"), None, None)
     since, epochs = 0, 0
     for epoch in range(cfg.epochs):
         # a different shuffle every epoch of the path
         fit(model, train, cfg.replace(epochs=1, seed=seed + epoch), optimizer=optimizer, hooks=hooks,
-            progress=progress, desc=desc)
+            progress=progress, desc=desc, loss_fn=fn)
         epochs += 1
         if val is None or patience is None:
             continue
-        obj, loss, acc = objective()
+        obj, v_loss, score = objective()
         if obj < tol * best:
             best, since = obj, 0
         else:
             since += 1
         if since >= patience:
             break
-    if val is not None and loss is None:
-        loss, acc = _val_scores(model, val)
-    return epochs, loss, acc
+    if val is not None and v_loss is None:
+        v_loss, score, _ = _val_scores(model, val, spec)
+    return epochs, v_loss, score
 
 
 def lassonet_path(model: nn.Module, train, val=None, *, cfg: TrainConfig | None = None, M: float = 10.0,
@@ -162,7 +189,7 @@ def lassonet_path(model: nn.Module, train, val=None, *, cfg: TrainConfig | None 
                   dense_epochs: int = 1, dense_cfg: TrainConfig | None = None, patience: int | None = None,
                   dense_patience: int | None = None, tol: float = 0.99, min_features: int = 0,
                   idle_multiplier: float | None = None, max_points: int = 2000, layer: str | None = None,
-                  progress: bool = False) -> list[PathPoint]:
+                  progress: bool = False, loss=None) -> list[PathPoint]:
     """Train `model` (in place) along a path of growing lambda with warm starts.
 
     As the authors' package: a dense phase (lambda = 0, Hier-Prox enforcing only the
@@ -175,8 +202,11 @@ def lassonet_path(model: nn.Module, train, val=None, *, cfg: TrainConfig | None 
     idle_multiplier: lambda's factor while no feature has left the path since its first
     point (the dense stretch, whose points all keep every feature); None = `multiplier`.
     cfg default: SGD lr 1e-3 momentum 0.9 (the package's path optimiser), 1 epoch per
-    point. Returns one PathPoint per lambda. The skip layer is removed at the end.
+    point. `loss`: the task loss, a name or a callable `loss(outputs, target)` (None:
+    cfg.loss, auto by default). Returns one PathPoint per lambda. The skip layer is
+    removed at the end.
     """
+    task = loss   # the task loss spec; `loss` below is each point's validation loss
     cfg = cfg or TrainConfig(epochs=1, lr=1e-3, optimizer="sgd", momentum=0.9, schedule="constant")
     dense_cfg = dense_cfg or cfg.replace(optimizer="adam")
     if lam_start is None and val is None:
@@ -185,31 +215,34 @@ def lassonet_path(model: nn.Module, train, val=None, *, cfg: TrainConfig | None 
     was = model.training
     model.eval()
     with torch.no_grad():
-        k = model(train[0][0].unsqueeze(0)).shape[-1]
+        k = as_batches(train).example_inputs(1).call(model).shape[-1]
     model.train(was)
     skip = _Skip(model, lin.in_features, k)
     params = lambda: [p for p in model.parameters() if p.requires_grad]  # noqa: E731
     points = []
     try:
+        metric = _val_scores(model, val, cfg.loss if task is None else task)[2] if val is not None else "accuracy"
         dense_loss = None
         if dense_epochs:
             _, dense_loss, _ = train_to_convergence(
                 model, train, val, cfg=dense_cfg.replace(epochs=dense_epochs), optimizer=make_optimizer(params(), dense_cfg),
                 hooks=_HierProxHooks(skip.theta, lin, 0.0, M), lam=0.0, theta=skip.theta, patience=dense_patience,
-                tol=tol, seed=dense_cfg.seed, desc="lassonet dense", progress=progress)
+                tol=tol, seed=dense_cfg.seed, desc="lassonet dense", progress=progress, loss=task)
         if lam_start is None:
-            lam_start = eps_start * (dense_loss if dense_loss is not None else _val_scores(model, val)[0])
+            lam_start = eps_start * (dense_loss if dense_loss is not None else
+                                     _val_scores(model, val, cfg.loss if task is None else task)[0])
         opt = make_optimizer(params(), cfg)
         lam, seed, moving = lam_start, cfg.seed + 1000, False
         while len(points) < max_points:
-            epochs, loss, acc = train_to_convergence(
+            epochs, loss, score = train_to_convergence(
                 model, train, val, cfg=cfg, optimizer=opt, hooks=_HierProxHooks(skip.theta, lin, lam, M), lam=lam,
                 theta=skip.theta, patience=patience, tol=tol, seed=seed, desc=f"lassonet lambda {lam:.3g}",
-                progress=progress)
+                progress=progress, loss=task)
             seed += epochs
             theta, W = skip.theta.detach(), _weight(lin).detach()
             kept = _kept(theta, W)
-            points.append(PathPoint(lam, int(kept.sum()), acc, kept.clone(), theta.norm(dim=0).clone(), loss, epochs))
+            points.append(PathPoint(lam, int(kept.sum()), score if metric == "accuracy" else None, kept.clone(),
+                                    theta.norm(dim=0).clone(), loss, epochs, metric=metric, score=score))
             if int(kept.sum()) <= min_features:
                 break
             moving = moving or (len(points) >= 2 and points[-1].n_features < points[-2].n_features)
@@ -302,7 +335,9 @@ class LassoNet(Method):
                                    multiplier=self.multiplier, dense_epochs=self.dense_epochs,
                                    dense_cfg=cfg.replace(optimizer="adam"), patience=self.patience,
                                    dense_patience=self.patience, tol=self.tol, min_features=self.features,
-                                   max_points=max_points, layer=name, progress=False)
+                                   max_points=max_points, layer=name, progress=False,
+                                   loss=ctx.loss if ctx.loss is not None else (ctx.finetune.loss if ctx.finetune
+                                                                                else None))
         self.keep_ = select_features(self.path_, self.features)
         self.layer_ = name
         restrict(model, self.keep_, layer=name, inplace=True)
@@ -315,8 +350,11 @@ class LassoNet(Method):
 
 
 def plot_path(path: list[PathPoint], out, *, title: str = "LassoNet path", baseline: float | None = None) -> None:
-    """Validation accuracy against features kept, one point per lambda (log-scaled x)."""
-    pts = [p for p in path if p.accuracy is not None and p.n_features > 0]
-    line_plot(out, {"LassoNet path": ([p.n_features for p in pts], [100 * p.accuracy for p in pts])},
-              xlabel="input features kept", ylabel="validation accuracy (%)", title=title, logx=True,
-              baseline=None if baseline is None else 100 * baseline)
+    """The validation metric (accuracy, MSE ...) against features kept, one point per lambda
+    (log-scaled x)."""
+    pts = [p for p in path if p.value is not None and p.n_features > 0]
+    name = pts[0].metric if pts else "accuracy"
+    scale = 100 if metrics.is_fraction(name) else 1
+    line_plot(out, {"LassoNet path": ([p.n_features for p in pts], [scale * p.value for p in pts])},
+              xlabel="input features kept", ylabel=f"validation {name}" + (" (%)" if scale == 100 else ""),
+              title=title, logx=True, baseline=None if baseline is None else scale * baseline)

@@ -196,3 +196,21 @@ def test_stochastic_depth_removes_blocks_by_the_task_metric():
             set_submodule(t, p, nn.Identity())
             rel[p] = float((t(x) - ref(x)).norm() / ref(x).norm())
     assert path == min(rel, key=rel.get) and v == pytest.approx(rel[path], rel=1e-5) and v > 0
+
+
+def test_lassonet_selects_the_features_of_a_regression_by_its_mse(tmp_path):
+    from netshrink.methods.lassonet import lassonet_path, plot_path, select_features
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 6, generator=g)
+    data = TensorDataset(x, 2 * x[:, 0] - x[:, 1] + 0.05 * torch.randn(300, generator=g))   # float targets
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 1))
+    cfg = ns.TrainConfig(epochs=1, lr=0.05, optimizer="sgd", schedule="constant")
+    path = lassonet_path(model, data, data, cfg=cfg, lam_start=1.0, multiplier=2.0, min_features=1, M=2.0,
+                         dense_epochs=3)
+    assert all(p.metric == "mse" and p.accuracy is None and p.score is not None for p in path)
+    assert all(p.val_loss == pytest.approx(p.score, rel=1e-6) for p in path)    # auto loss = MSE = the metric
+    assert path[-1].n_features <= 1 < path[0].n_features
+    assert select_features(path, 2).nonzero().flatten().tolist() == [0, 1]
+    plot_path(path, tmp_path / "path.png")
+    assert (tmp_path / "path.png").stat().st_size > 0
