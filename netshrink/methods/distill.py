@@ -112,6 +112,9 @@ class Distill(_TeacherLoss):
     def loss(self, ctx: StepContext) -> torch.Tensor:
         s = self._student_logits(ctx)
         t = self._teacher_logits(ctx)
+        if s.dim() == 0 or s.shape[-1] == 1:
+            raise NetshrinkError("distill: soft targets over a single output are identically 1, so the term is 0 "
+                                 "(a regression?): use mimic, which regresses on the teacher's outputs")
         soft = self.weight * kd_loss(s, t, temperature=self.temperature)
         return self._total(soft, s, ctx, self.label_weight)
 

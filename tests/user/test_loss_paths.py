@@ -168,6 +168,9 @@ def test_mimic_with_labels_trains_a_regressor():
                  data=train, progress=False)
     r = ns.measure(student, test, latency=False, size=False)
     assert r.metric == "mse" and 0 < r.metric_value < 2
+    with pytest.raises(ns.NetshrinkError, match="single output.*use mimic"):    # soft targets of one output: 0
+        ns.compress_(copy.deepcopy(teacher), ns.Recipe.of(ns.create("distill"), finetune=ns.TrainConfig(epochs=1)),
+                     data=train, progress=False)
 
 
 def test_stochastic_depth_removes_blocks_by_the_task_metric():
