@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from netshrink.core.method import Method
 from netshrink.core.registry import all_methods, create, get, register, unregister
+from netshrink.methods.calibrated.embedding import EmbeddingBits
 from netshrink.methods.calibrated.gptq import GPTQ
 from netshrink.methods.calibrated.scaling import AWQ, SmoothQuant
 from netshrink.methods.calibrated.sparse import SparseGPT, Wanda
@@ -46,7 +47,7 @@ BUILTIN: list[type[Method]] = [
     # generated weights (issue 8)
     Hashing, FrequencyPack, Hypernetwork, Tie, StochasticDepth,
     # one-shot calibrated (issue 15)
-    GPTQ, AWQ, SmoothQuant, SparseGPT, Wanda,
+    GPTQ, AWQ, SmoothQuant, SparseGPT, Wanda, EmbeddingBits,
 ]
 
 for _cls in BUILTIN:
