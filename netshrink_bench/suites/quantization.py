@@ -123,26 +123,6 @@ def _ptq(ctx: BenchContext, fold: int, rows: list) -> None:
                 rows.append(row)
 
 
-@torch.no_grad()
-def _cpu_compare(model, reference, x, *, rounds: int, budget_s: float = 0.05) -> tuple[float, float]:
-    """(model, reference) CPU milliseconds per call (time.process_time, one thread), the
-    median over interleaved rounds: on a shared, overloaded machine wall-clock time also
-    counts the time the process waited for a core; CPU time counts only its own work."""
-    a, b = [], []
-    model.eval()
-    reference.eval()
-    for m in (model, reference):   # warm-up
-        m(x)
-    for _ in range(rounds):
-        for m, out in ((reference, b), (model, a)):
-            n, t0 = 0, time.process_time()
-            while time.process_time() - t0 < budget_s:
-                m(x)
-                n += 1
-            out.append(1e3 * (time.process_time() - t0) / n)
-    return sorted(a)[len(a) // 2], sorted(b)[len(b) // 2]
-
-
 def _int8(ctx: BenchContext) -> list:
     """Int8Linear vs fp32: speedup (same process, interleaved) and output error."""
     out = []
@@ -159,7 +139,7 @@ def _int8(ctx: BenchContext) -> list:
         for batch in (64, 1):
             x = example(batch)
             q_ms, ref_ms = compare_latency(q, fp32, x, rounds=15 if not ctx.quick else 3, min_run_time=0.05)
-            q_cpu, ref_cpu = _cpu_compare(q, fp32, x, rounds=15 if not ctx.quick else 3)
+            q_cpu, ref_cpu = compare_latency(q, fp32, x, rounds=15 if not ctx.quick else 3, min_run_time=0.05, clock="cpu")
             with torch.no_grad():
                 y, y_ref = q(x), fp32(x)
             row = dict(model=name, method="int8 linear", batch=batch, fp32_ms=ref_ms, int8_ms=q_ms,
