@@ -13,9 +13,11 @@ centroids fine-tuned -> verification: the saved file's bytes, accuracy on held-o
 `eval_data`. The two stages are the two steps of one recipe (`recipe`), which
 `netshrink compress` replays to the same weights.
 
-Latency: `channel_prune` (global l1 ranking of channels / neurons) with the amount
-found by bisection on the latency measured at the budget's batch size, then fine-tuned,
-before the storage stage; the final model's latency is measured again. Every latency is
+Latency (widths.py): per-group channel widths chosen by the same knapsack, on the
+latency measured at the budget's batch size with each group pruned alone (l1) and the
+loss probe of each; one `channel_prune` step per group, fine-tuned, before the storage
+stage; the shrunk model's latency is measured before fine-tuning (the knapsack re-run
+with less room if it is over) and the final model's again. Every latency is
 timed interleaved with the uncompressed model and expressed at the machine speed of the
 moment that model was first timed (`cost.relative_latency`): a shared machine drifts.
 """
@@ -35,11 +37,11 @@ from netshrink.auto.budget import Budget
 from netshrink.auto.cost import (Choice, candidate, file_bytes, measured_latency, relative_latency, share_like,
                                  tensor_bytes)
 from netshrink.auto.outputs import write_outputs
+from netshrink.auto.widths import FRACTIONS, structured_to_latency
 from netshrink.auto.sensitivity import (BITS, SPARSITIES, LayerTable, calibration, choices_for,
                                         default_targets, mean_loss, probe, set_weight,
                                         site_choices)
 from netshrink.core.batches import Batches, as_batches
-from netshrink.core.context import PrepareContext
 from netshrink.core.targets import Targets, select
 from netshrink.errors import NetshrinkError
 from netshrink.measure.metrics import LOWER_IS_BETTER, MetricValue, choose, compute
@@ -75,11 +77,12 @@ class Point:
     choices: dict = field(default_factory=dict)        # layer -> Choice
     layer_bytes: dict = field(default_factory=dict)    # layer -> codec bytes of the final weight
     met: bool = False
+    widths: dict = field(default_factory=dict)         # group (producer module) -> fraction of units removed
 
     def row(self) -> dict:
         return {"label": self.label, "target_bytes": self.target_bytes, "bytes": self.bytes, "acc": self.acc,
                 "drop_pp": self.drop_pp, "latency_ms": self.latency_ms, "seconds": self.seconds, "met": self.met,
-                "choices": {k: [c.sparsity, c.bits] for k, c in self.choices.items()}}
+                "choices": {k: [c.sparsity, c.bits] for k, c in self.choices.items()}, "widths": self.widths}
 
 
 @dataclass
@@ -119,7 +122,7 @@ def auto(model: nn.Module, data, budget: Budget, *, eval_data=None, methods=("pr
          finetune: TrainConfig | None = None, centroid_finetune: dict | None = None, proxy: str = "loss",
          sparsities=SPARSITIES, bits=BITS, targets: Targets | None = None, calib_size: int = 1024,
          compare_uniform: bool = False, explore: int = 1, distill: bool = False, progress: bool = True,
-         cache: bool = True, loss=None, metric="auto", log=None) -> AutoResult:
+         cache: bool = True, loss=None, metric="auto", widths=FRACTIONS, log=None) -> AutoResult:
     """Search per-layer choices under `budget`, compress a copy of `model` (fine-tuned on
     `data`), verify on `eval_data` (default: 10 % of `data`, held out of fine-tuning).
     data / eval_data: anything core.batches reads (a Dataset, a DataLoader, a list of
@@ -130,7 +133,8 @@ def auto(model: nn.Module, data, budget: Budget, *, eval_data=None, methods=("pr
     "auto": accuracy in points for class targets, MSE for float targets, agreement with
     the model as given for unlabelled data). distill: fine-tune with Hinton's soft targets
     of the model as given (a `distill` step first in the recipe, with no phase of its
-    own). The model passed in is not changed."""
+    own). widths: the fractions of a group's units a latency budget may remove
+    (widths.FRACTIONS). The model passed in is not changed."""
     t0 = time.perf_counter()
     log = log or (lambda msg: None)
     methods = tuple(methods) + (("channels",) if budget.latency_ms is not None and "channels" not in methods else ())
@@ -158,9 +162,10 @@ def auto(model: nn.Module, data, budget: Budget, *, eval_data=None, methods=("pr
         teacher.requires_grad_(False)
 
     def runner(b: Budget) -> _Runner:
-        start, pre = base, []
-        if b.latency_ms is not None:
-            start, pre = _structured(base, data, b, cfg, example, base_lat, log, loss)
+        start, pre, chosen = base, [], {}
+        if b.latency_ms is not None and base_lat > b.latency_ms:
+            start, pre, chosen = structured_to_latency(base, data, calib, example, base_lat, b.latency_ms,
+                                                       LATENCY_AIM, cfg, loss, widths, log)
         tables = []
         tg = targets or default_targets(start)
         if b.bytes is not None and ("prune" in methods or "kmeans" in methods):
@@ -169,7 +174,8 @@ def auto(model: nn.Module, data, budget: Budget, *, eval_data=None, methods=("pr
             _feasible(start, b.bytes, sp, bt, tg)
             tables = probe(start, calib, choices_for(sp, bt), targets=tg, cache=cache, progress=progress)
         return _Runner(start, pre, data, quality, calib, b, cfg, cent, proxy, tables, tg, base_acc,
-                       example, "kmeans" in methods, progress, log, models, teacher, base, base_lat, loss)
+                       example, "kmeans" in methods, progress, log, models, teacher, base, base_lat, loss,
+                       chosen)
 
     run = runner(budget)
     points = [run.point("auto", budget.bytes)]
@@ -252,37 +258,12 @@ def _feasible(model, budget_bytes: int, sparsities, bits, targets) -> None:
                              f"every layer {smallest.label}); allow a larger --size or higher sparsities")
 
 
-def _structured(base, data, budget: Budget, cfg, example, base_lat, log, loss=None):
-    """(model shrunk by channel_prune to the latency budget, [its recipe step])."""
-    if base_lat <= budget.latency_ms:
-        return base, []
-    lo, hi, best = 0.0, 0.95, None
-    for _ in range(7):                     # bisection on the amount of FLOPs removed
-        mid = (lo + hi) / 2
-        net = copy.deepcopy(base)
-        m = create("channel_prune", sparsity=round(mid, 4), target="flops", scope="global", importance="l1")
-        m.prepare(net, PrepareContext(data=data, finetune=cfg))
-        lat = relative_latency(net, base, example, reference_ms=base_lat)
-        log(f"channel_prune amount {mid:.3f}: {lat:.3f} ms (budget {budget.latency_ms:.3f} ms)")
-        if lat <= LATENCY_AIM * budget.latency_ms:
-            hi, best = mid, (round(mid, 4), lat)
-        else:
-            lo = mid
-    if best is None:
-        raise NetshrinkError(f"latency budget {budget.latency_ms:g} ms at batch {budget.batch} cannot be met: "
-                             f"removing 95 % of the FLOPs by channel pruning still takes longer "
-                             f"(the model takes {base_lat:.3f} ms)")
-    step = Step(create("channel_prune", sparsity=best[0], target="flops", scope="global", importance="l1"))
-    net = copy.deepcopy(base)
-    compress_(net, Recipe([step], cfg), data=data, progress=False, loss=loss)
-    return net, [step]
-
-
 class _Runner:
     """Builds one point: allocation -> stage 1 (prune) -> stage 2 (bits) -> verify."""
 
     def __init__(self, start, pre_steps, data, quality, calib, budget, cfg, cent, proxy, tables, targets,
-                 base_acc, example, kmeans, progress, log, models, teacher, reference, reference_ms, loss):
+                 base_acc, example, kmeans, progress, log, models, teacher, reference, reference_ms, loss,
+                 widths):
         self.__dict__.update(locals())
         del self.__dict__["self"]
 
@@ -328,7 +309,7 @@ class _Runner:
                and (lat is None or lat <= self.budget.latency_ms) and drop <= self.budget.max_drop + 1e-9)
         layer_bytes = {s.name: tensor_bytes(s.tensor.detach()) for s in select(net, self.targets)} if choices else {}
         p = Point(label, target, size, acc, drop, lat, time.perf_counter() - t0, Recipe(steps, self.cfg),
-                  choices, layer_bytes, met)
+                  choices, layer_bytes, met, dict(self.widths))
         self.log(f"{label}: {size:,} B, {self.quality.name} {acc:.4f} (drop {drop:.2f} {self.quality.unit})"
                  + (f", {lat:.3f} ms" if lat is not None else "") + f", {p.seconds:.0f} s")
         self.models[id(p)] = net

@@ -132,3 +132,37 @@ def test_unlabelled_batches_probe_distillation_toward_the_model_as_given(trained
     res = auto(net, xs, Budget(bytes=_dense(net) // 6, max_drop=100.0), eval_data=held, **FAST)
     assert res.metric == "fidelity_top1" and res.unit == "pp" and res.baseline_acc == 1.0
     assert res.best.bytes <= res.budget.bytes and max(res.tables[0].loss) > 0
+
+
+def test_latency_budget_picks_per_group_widths_and_the_recipe_replays(tmp_path, monkeypatch):
+    # A model whose batch-256 forward is compute-bound: each hidden layer's neurons are a
+    # group; the widths come from the knapsack on measured per-group latency.
+    import functools
+
+    from netshrink.auto import cost, search
+    from netshrink.zoo import data
+
+    quick = functools.partial(cost.measured_latency, rounds=3, budget_s=0.01)   # shorter timings, same clock
+    monkeypatch.setattr(cost, "measured_latency", quick)
+    monkeypatch.setattr(search, "measured_latency", quick)
+
+    train, test = data.load("digits", fold=0)
+    torch.manual_seed(0)
+    net = models.create("mlp", in_features=64, hidden=[256, 256], num_classes=10)
+    fit(net, train, TrainConfig(epochs=1, lr=3e-3), progress=False)
+    x = torch.stack([train[i][0] for i in range(256)])
+    budget = Budget(latency_ms=0.75 * quick(net, x), batch=256, max_drop=100.0)
+    fast = dict(FAST, widths=(0.0, 0.5, 0.75))
+    res = auto(net, train, budget, eval_data=test, methods=["channels"], **fast)
+    p = res.best
+    assert p.widths and set(p.widths) <= {"hidden.0", "hidden.1"} and set(p.widths.values()) <= {0.5, 0.75}
+    assert [s.method.name for s in p.recipe.steps] == ["channel_prune"] * len(p.widths)
+    assert p.latency_ms <= budget.latency_ms
+    res.write(tmp_path / "run")
+    again = copy.deepcopy(net)
+    compress_(again, Recipe.from_toml(tmp_path / "run" / "recipe.toml"), data=train, progress=False)
+    got, want = again.state_dict(), res.model.state_dict()
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
+    with pytest.raises(NetshrinkError, match="cannot be met by channel pruning"):
+        auto(net, train, Budget(latency_ms=budget.latency_ms / 1000, batch=256), eval_data=test,
+             methods=["channels"], **fast)
