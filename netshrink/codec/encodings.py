@@ -173,8 +173,29 @@ def _grid(u: np.ndarray, shape: tuple[int, ...]) -> list[Plan]:
             st = encode_stream(sym, a)
             return Encoded({"k": "gr", "G": groups, "A": a, "i": st.desc},
                            [_le(scales).tobytes(), _le(offsets).tobytes(), st.payload])
-        return [Plan(est, build)]
+        return [Plan(est, build), _grid_by_width(scales, offsets, sym.reshape(groups, -1))]
     return []
+
+
+def _grid_by_width(scales: np.ndarray, offsets: np.ndarray, sym: np.ndarray) -> Plan:
+    """The grid with one code stream per group width: groups quantized at different bit
+    widths (embedding rows by token frequency, mixed-precision channels) have codes of
+    different spreads, and one histogram over all of them costs up to log2(#widths) bits a
+    code more. Each group's width (bits of its largest code) is itself a stream."""
+    groups = sym.shape[0]
+    widths = np.array([raw_width(int(m) + 1) for m in sym.max(axis=1)], dtype=np.uint8)   # (G,) 0..8
+    classes = [int(w) for w in np.unique(widths)]
+    est = groups * 6 + estimate_bytes(np.bincount(widths, minlength=9), 9) + 60 + 30 * len(classes)
+    for w in classes:
+        est += estimate_bytes(np.bincount(sym[widths == w].reshape(-1), minlength=1 << w), 1 << w)
+
+    def build() -> Encoded:
+        ws = encode_stream(widths, 9)
+        streams = [encode_stream(sym[widths == w].reshape(-1), 1 << w) for w in classes]
+        return Encoded({"k": "gr", "G": groups, "A": int(sym.max()) + 1, "w": ws.desc,
+                        "i": [[w, st.desc] for w, st in zip(classes, streams)]},
+                       [_le(scales).tobytes(), _le(offsets).tobytes(), ws.payload] + [st.payload for st in streams])
+    return Plan(est, build)
 
 
 def _planes(u: np.ndarray) -> Plan:
@@ -279,8 +300,23 @@ def decode_bits(desc: object, rd: Reader, n: int, s: int, stats: list | None = N
         a = get_int(desc, "A", 1, grid.MAX_SPAN)
         scales = np.frombuffer(rd.take(groups * 4), dtype="<f4").astype(np.float32)
         offsets = np.frombuffer(rd.take(groups * 2), dtype="<i2").astype(np.int64)
-        k = _stream(desc.get("i"), rd, n, a, stats, "grid").reshape(groups, -1) + offsets[:, None]
-        return grid.decode(k, scales).reshape(n).view(np.uint32).astype(le.newbyteorder("="))
+        if "w" not in desc:
+            k = _stream(desc.get("i"), rd, n, a, stats, "grid").reshape(groups, -1)
+        else:   # one stream per group width (_grid_by_width)
+            widths = _stream(desc["w"], rd, groups, 9, stats, "grid widths")
+            classes = desc.get("i")
+            need(isinstance(classes, list) and all(isinstance(c, list) and len(c) == 2 for c in classes),
+                 "grid width streams malformed")
+            ws = [c[0] for c in classes]
+            need(all(isinstance(w, int) and not isinstance(w, bool) for w in ws) and ws == sorted(set(ws))
+                 and set(ws) == set(np.unique(widths).tolist()), "grid width streams do not match the widths")
+            k = np.empty((groups, n // groups), dtype=np.int64)
+            for w, d in classes:
+                rows = widths == w
+                k[rows] = _stream(d, rd, int(rows.sum()) * (n // groups), 1 << w, stats,
+                                  f"grid{w}").reshape(-1, n // groups)
+            need(int(k.max(initial=0)) < a, "grid codes run past the alphabet")
+        return grid.decode(k + offsets[:, None], scales).reshape(n).view(np.uint32).astype(le.newbyteorder("="))
     b = get_int(desc, "F", 1, 8)
     f = (1 << b) - 1
     m = get_int(desc, "m", 1, n)  # every symbol advances >= 1 position, so m <= n
@@ -321,5 +357,7 @@ def describe(desc: dict, dtype_label: str) -> str:
             return "const"
         return f"codebook{raw_width(desc['K'])}+{desc['i']['c']}"
     if kind == "gr":
+        if "w" in desc:
+            return f"grid{raw_width(desc['A'])}x{desc['G']}+" + "/".join(f"{w}:{d['c']}" for w, d in desc["i"])
         return f"grid{raw_width(desc['A'])}x{desc['G']}+{desc['i']['c']}"
     return f"sparse-gaps{desc['F']}+{desc['g']['c']}/" + describe(desc["v"], dtype_label)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from netshrink.codec import archive, read_archive, write_archive
 from netshrink.errors import ArtifactError
 from netshrink.functional.quantize import quantize_weight
+from netshrink.functional.row_bits import quantize_rows
 from tests.codec.helpers import assert_bit_exact, pruned, put, rebuild, sparse_codebook, split
 
 
@@ -31,6 +32,9 @@ def small_tensors():
         "step": torch.tensor(7),
         "pruned": pruned(3000, 0.1, g),  # sparse
         "grid": quantize_weight(torch.randn(24, 48, generator=g), bits=8, granularity="channel")[0],
+        # rows at 2 and 8 bits: the grid with a code stream per width
+        "widths": quantize_rows(torch.randn(24, 16, generator=g), torch.tensor([2] * 6 + [8] * 18),
+                                symmetric=False, calibration="minmax"),
     }
 
 
@@ -69,7 +73,7 @@ def test_valid_archive_exercises_every_coder(valid, tmp_path):
     path.write_bytes(valid)
     assert_bit_exact(small_tensors(), read_archive(path)[1])
     encodings = " ".join(r["encoding"] for r in archive.inspect_archive(path))
-    for word in ("sparse", "codebook", "planes", "dense", "grid", "ans", "huffman"):
+    for word in ("sparse", "codebook", "planes", "dense", "grid", "ans", "huffman", "+2:"):
         assert word in encodings, (word, encodings)
 
 
@@ -95,7 +99,7 @@ def test_clear_messages(valid, tmp_path):
     check_fails(tmp_path, rebuild(meta, sections, version=2), "unsupported format version 2")
     bad = bytearray(valid)
     bad[-1] ^= 1
-    check_fails(tmp_path, bytes(bad), "checksum mismatch in tensor 'grid'")  # the last section
+    check_fails(tmp_path, bytes(bad), "checksum mismatch in tensor 'widths'")  # the last section
     with pytest.raises(ArtifactError, match="cannot read"):
         read_archive(tmp_path / "missing.nshr")
     with pytest.raises(ArtifactError, match="cannot read"):
@@ -136,6 +140,9 @@ HOSTILE = {
     "planes": (lambda m: m["tensors"][3]["enc"]["s"].pop(), "planes"),
     "grid groups": (lambda m: m["tensors"][7]["enc"].update(G=7), "grid groups"),
     "grid alphabet": (lambda m: m["tensors"][7]["enc"].update(A=300), "out of range"),
+    "grid widths": (lambda m: m["tensors"][8]["enc"].update(i={"c": "raw"}), "grid width streams malformed"),
+    "grid width set": (lambda m: m["tensors"][8]["enc"]["i"].pop(), "do not match the widths"),
+    "grid width alphabet": (lambda m: m["tensors"][8]["enc"].update(A=2), "past the alphabet"),
     "grid in sparse": (lambda m: m["tensors"][6]["enc"].update(v=copy.deepcopy(m["tensors"][7]["enc"])),
                        "not one of"),
     "duplicate": (lambda m: m["tensors"][2].update(name="cb"), "duplicate"),

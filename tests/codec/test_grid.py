@@ -99,3 +99,17 @@ def test_a_finer_exact_grid_does_not_hide_the_coarse_one(tmp_path):
     w = torch.from_numpy(grid.decode(np.resize(k, (64, 128)), scales))      # > 256 distinct floats
     stored = _save(tmp_path, {"w": w})["w"]
     assert stored["encoding"].startswith("grid") and stored["bytes"] < w.numel() * 5 / 8 + 6 * 64 + 200, stored
+
+
+def test_groups_of_different_widths_get_a_stream_each(tmp_path):
+    # Rows at 2, 4 and 8 bits (as embedding_bits leaves a table): one histogram over all
+    # codes would pay for the mixture; a stream per width does not.
+    from netshrink.functional.row_bits import quantize_rows
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(300, 64, generator=g)
+    bits = torch.tensor([2] * 200 + [4] * 80 + [8] * 20)
+    q = quantize_rows(w, bits, symmetric=False, calibration="minmax")
+    row = _save(tmp_path, {"w": q})["w"]            # _save checks the round trip bit for bit
+    assert row["encoding"].startswith("grid") and "2:" in row["encoding"] and "8:" in row["encoding"], row
+    assert row["bytes"] < (200 * 2 + 80 * 4 + 20 * 8) * 64 / 8 + 6 * 300 + 300, row
