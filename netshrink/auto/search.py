@@ -365,6 +365,9 @@ class _Runner:
         ws = [s.tensor.detach().clone() for s in sites]
         picks = self._fit(net, costs, damage, _uniform_options(opts) if uniform else None,
                           lambda li, i: share_like(ws[li], opts[li][i].bits))
+        for s, o, c, d, i in zip(sites, opts, costs, damage, picks):
+            self.log(f"stage 2 {s.name}: " + ", ".join(f"{'*' if j == i else ''}{x.bits or 'fp32'}: {b} B / {v:+.4f}"
+                                                      for j, (x, b, v) in enumerate(zip(o, c, d))))
         return {s.name: o[i].bits for s, o, i in zip(sites, opts, picks) if o[i].bits is not None}
 
 

@@ -138,10 +138,11 @@ def calibration(data, model: nn.Module, n: int = 1024, seed: int = 0, *, loss="a
             distills = resolve(loss, b.call(model, items[0]), b.split(items[0])[1], has_teacher=True).distills
         except NetshrinkError as e:
             raise NetshrinkError(f"auto (sensitivity): {e}") from None
+        # The reference of a distillation loss is a frozen copy: the probes change the model's weights.
+        reference = copy.deepcopy(model).eval().requires_grad_(False) if distills else None
+        task = BatchLoss(loss, reference, owner="auto (sensitivity)")
+        task(b, model, items[0])           # resolves it (its name keys the probe cache)
     model.train(was)
-    # The reference of a distillation loss is a frozen copy: the probes change the model's weights.
-    reference = copy.deepcopy(model).eval().requires_grad_(False) if distills else None
-    task = BatchLoss(loss, reference, owner="auto (sensitivity)")
     return Calib(b, items, task, sum(batch_len(batch) or 1 for batch in items))
 
 

@@ -166,3 +166,11 @@ def test_latency_budget_picks_per_group_widths_and_the_recipe_replays(tmp_path, 
     with pytest.raises(NetshrinkError, match="cannot be met by channel pruning"):
         auto(net, train, Budget(latency_ms=budget.latency_ms / 1000, batch=256), eval_data=test,
              methods=["channels"], **fast)
+
+
+def test_the_probe_cache_is_keyed_by_the_resolved_loss(trained):
+    from netshrink.auto.sensitivity import calibration
+
+    net, train, _ = trained
+    assert calibration(train, net, 128).loss.name == "cross_entropy"
+    assert calibration(train, net, 128, loss="distill").loss.name == "distill_kl"
