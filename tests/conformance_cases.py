@@ -182,4 +182,9 @@ CASES: dict[str, list[Case]] = {
     "awq": [Case({"bits": 4, "granularity": "channel", "samples": 64},
                  check=_q4.scaled_per_channel_distinct_at_most(16, 3))],
     "smoothquant": [Case({"samples": 64}, check=_q4.runs_int8_kernels(3))],
+    # issue 15: recovery by hidden-state distillation (the MLP has no block list: end to end on its output)
+    "recover": [Case({"samples": 128, "epochs": 1, "lr": 1e-4}, check=_d6.recovered,
+                     vacuous="it distils toward the model before the run: on the uncompressed model, its own "
+                             "teacher, nothing can tell the two apart (tests/distill/test_recover.py measures "
+                             "recovery of a pruned BERT)")],
 }

@@ -22,6 +22,7 @@ from netshrink.methods.lassonet import LassoNet
 from netshrink.methods.lottery import EarlyBird, Lottery
 from netshrink.methods.patterns import BlockPrune, NMPrune
 from netshrink.methods.pruning import GradualMagnitude, Magnitude, RandomPrune
+from netshrink.methods.recover import Recover
 from netshrink.methods.quantize import QAT, Binary, Quantize, Ternary
 from netshrink.methods.regularize import L1, DropNeuron, GroupLasso
 from netshrink.methods.saliency import OBD, Taylor
@@ -48,6 +49,8 @@ BUILTIN: list[type[Method]] = [
     Hashing, FrequencyPack, Hypernetwork, Tie, StochasticDepth,
     # one-shot calibrated (issue 15)
     GPTQ, AWQ, SmoothQuant, SparseGPT, Wanda, EmbeddingBits,
+    # recovery by hidden-state distillation (issue 15)
+    Recover,
 ]
 
 for _cls in BUILTIN:

@@ -22,3 +22,12 @@ def hint_learnt(model, method):
         f"hint loss {method.first_loss_} -> {method.last_loss_} did not fall"
     left = [n for n, _ in model.named_children() if n.startswith("ns_hint_adapter")]
     assert not left, f"adapters left in the model: {left}"
+
+
+def recovered(model, method):
+    """`recover` trained (steps were taken) and its hidden-state loss did not rise."""
+    report = getattr(method, "report_", None)
+    assert report, "recover left no report"
+    for name, r in report.items():
+        assert r["steps"] > 0, f"{name}: no optimiser step was taken"
+        assert r["loss_after"] <= r["loss_before"] + 1e-6, f"{name}: loss {r['loss_before']} -> {r['loss_after']}"
