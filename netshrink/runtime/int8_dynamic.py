@@ -10,7 +10,9 @@ fbgemm needs 7-bit activations (reduce_range) on CPUs without VNNI: 8-bit u8*s8 
 sums saturate int16 there (measured: max error 26 vs 0.7 on a 1536-wide layer).
 `act = "tensor"` is the plain per-tensor dynamic kernel (torch.ao's); `kernel = "fp32"`
 computes with the dequantized weight and unquantized activations, for layers where int8
-was measured slower. The kernel is part of the module's config: loading never re-measures.
+was measured slower; `kernel = "by_size"` does the same for calls under FBGEMM_MIN_MACS
+multiply-adds (one short sentence) and runs fbgemm above, so batch 1 is not slowed by the
+int8 overheads. The dequantized fp32 weight is kept in memory for those two. The kernel is part of the module's config: loading never re-measures.
 
     >>> q = Int8DynamicLinear.from_linear(nn.Linear(384, 1536), act="token")
 """
@@ -25,7 +27,12 @@ from torch import nn
 from netshrink.functional.quantize import calibrate, quantize_codes
 from netshrink.runtime.int8_linear import Int8Figures, quantized_engine
 
-KERNELS = ("fbgemm", "fp32")
+KERNELS = ("fbgemm", "fp32", "by_size")
+# kernel "by_size": a call of fewer multiply-adds runs in fp32 on the dequantized weight,
+# a larger one through fbgemm: quantizing each token and rescaling the output cost more than the int8
+# GEMM saves there (one-thread CPU time, 384x384 at 30 tokens: int8 0.52x of fp32;
+# 384x1536 at 1,920 tokens: faster). A batch-1 sentence is under it, batch 64 over it.
+FBGEMM_MIN_MACS = 2 ** 25
 ACTS = ("token", "tensor")
 
 
@@ -93,8 +100,8 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
             return
         wdeq = self.qweight.float() * self.scale[:, None]                          # (out, in)
         self._wsum = wdeq.sum(1)                                                   # (out,)
-        self._wdeq = wdeq if self.kernel == "fp32" else None
-        if self.kernel == "fbgemm":
+        self._wdeq = wdeq if self.kernel != "fbgemm" else None      # fp32, and by_size's small calls
+        if self.kernel != "fp32":
             torch.backends.quantized.engine = quantized_engine()
             zero = torch.zeros(self.out_features, dtype=torch.int64)
             with warnings.catch_warnings():
@@ -115,7 +122,8 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
         x = x.float()
         if self.smooth:
             x = x * self.input_scale
-        if self.kernel == "fp32":
+        if self.kernel == "fp32" or (self.kernel == "by_size"
+                                     and x.numel() * self.out_features < FBGEMM_MIN_MACS):   # MACs: rows * in * out
             return F.linear(x, self._wdeq, self.bias)
         shape = x.shape
         x = x.reshape(-1, self.in_features).contiguous()                          # (M, in)

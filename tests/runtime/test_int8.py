@@ -54,3 +54,21 @@ def test_qat_activation_emulation_matches_int8_kernel():
     emulated = nn.functional.linear(fake_quantize_activation(x), q.dequantized_weight(), q.bias)
     assert torch.allclose(q(x), emulated, atol=1e-3 * float(emulated.abs().max()))
     assert torch.allclose(emulated, _emulate(x, q), atol=1e-6)
+
+
+def test_int8_dynamic_by_size_runs_small_calls_in_fp32_and_large_ones_in_int8():
+    import torch.nn.functional as F
+
+    from netshrink.runtime.int8_dynamic import FBGEMM_MIN_MACS, Int8DynamicLinear
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(256, 512)
+    small = torch.randn(3, 256)
+    large = torch.randn(FBGEMM_MIN_MACS // (256 * 512) + 1, 256)
+    by_size = Int8DynamicLinear.from_linear(lin, kernel="by_size")
+    fbgemm = Int8DynamicLinear.from_linear(lin, kernel="fbgemm")
+    deq = by_size.qweight.float() * by_size.scale[:, None]
+    with torch.no_grad():
+        assert torch.equal(by_size(small), F.linear(small, deq, lin.bias))        # fp32 on the int8 weight
+        assert not torch.equal(fbgemm(small), F.linear(small, deq, lin.bias))     # int8 activations
+        assert torch.equal(by_size(large), fbgemm(large))

@@ -1,11 +1,13 @@
 """Kernel choice for int8 layers, recorded in the module's config (loading never re-measures).
 
 policy "auto" (the default) is a rule from shapes, so the same command writes the same
-file (issue 14): fbgemm where one call at batch 64 of the calibration data's mean length
-does at least 2^20 multiply-adds (the threshold runtime.sparsify uses too: below it the
-int8 quantize / dequantize overhead dominates), fp32 on the dequantized weight otherwise.
-"measure" times both kernels at batch 1 and 64 on this machine and keeps fbgemm only
-where it is faster: the user's machine decides, but the file then depends on the timing.
+file (issue 14): "by_size" (fbgemm for calls of >= runtime.int8_dynamic.FBGEMM_MIN_MACS
+multiply-adds, fp32 below) where one call at batch 64 of the calibration data's mean
+length does at least 2^20 multiply-adds (the threshold runtime.sparsify uses too: below it
+the int8 quantize / dequantize overhead dominates), fp32 on the dequantized weight otherwise.
+"measure" times both kernels at batch 1 and 64 on this machine: fp32 where int8 is not
+faster at batch 64, fbgemm where it is faster and not slower at batch 1, by_size between:
+the user's machine decides, but the file then depends on the timing.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ def choose_kernel(module: Int8DynamicLinear, tokens_per_sample: int, policy: str
     t = max(1, int(tokens_per_sample))
     if policy == "auto":
         macs = 64 * t * module.in_features * module.out_features
-        module.set_kernel("fbgemm" if macs >= MIN_MACS else "fp32")
+        module.set_kernel("by_size" if macs >= MIN_MACS else "fp32")
         return {"kernel": module.kernel, "rule": f"{macs} MACs per batch-64 call vs {MIN_MACS}"}
     if policy != "measure":
         module.set_kernel(policy)
@@ -41,7 +43,9 @@ def choose_kernel(module: Int8DynamicLinear, tokens_per_sample: int, policy: str
         for kernel in ("fbgemm", "fp32"):
             module.set_kernel(kernel)
             out[f"ms_{'int8' if kernel == 'fbgemm' else 'fp32'}_{tag}"] = round(_ms(module, x), 4)
-    faster = out["ms_int8_b64"] < out["ms_fp32_b64"] and out["ms_int8_b1"] <= 1.05 * out["ms_fp32_b1"]
-    module.set_kernel("fbgemm" if faster else "fp32")
+    if out["ms_int8_b64"] >= out["ms_fp32_b64"]:
+        module.set_kernel("fp32")
+    else:   # faster at batch 64; at batch 1 too, or only above the size where by_size switches
+        module.set_kernel("fbgemm" if out["ms_int8_b1"] <= 1.05 * out["ms_fp32_b1"] else "by_size")
     out["kernel"] = module.kernel
     return out

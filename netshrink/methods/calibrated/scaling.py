@@ -81,7 +81,7 @@ class SmoothQuant(OneShot):
     # "float": only the scaling (ScaledLinear), for a later `gptq` with execute = "int8".
     execute: Literal["int8", "float"] = "int8"
     act: Literal["token", "tensor"] = "token"
-    kernel: Literal["auto", "measure", "fbgemm", "fp32"] = "auto"
+    kernel: Literal["auto", "measure", "fbgemm", "fp32", "by_size"] = "auto"
 
     def validate(self):
         super().validate()
