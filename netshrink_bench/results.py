@@ -60,9 +60,12 @@ class BenchContext:
                        plots: list[str] = (), notes: str = "") -> Path:
         """sections: (heading, headers, rows). Plots are file names inside the out folder."""
         minutes = (time.time() - self.started) / 60
+        # The folds the rows actually hold (a run cut short, or a suite without folds).
+        folds = sorted({r["fold"] for r in self.rows if isinstance(r.get("fold"), int)})
+        fold_note = f"{len(folds)} fold(s), " if folds else ""
         lines = [f"## {title}", "", "```", self.command, "```", "",
                  f"_{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-                 f"{len(self.folds)} fold(s), {minutes:.1f} min, written {time.strftime('%Y-%m-%d')}._", ""]
+                 f"{fold_note}{minutes:.1f} min, written {time.strftime('%Y-%m-%d')}._", ""]
         if notes:
             lines += [notes.strip(), ""]
         for heading, headers, rows in sections:
