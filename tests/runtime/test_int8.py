@@ -72,3 +72,22 @@ def test_int8_dynamic_by_size_runs_small_calls_in_fp32_and_large_ones_in_int8():
         assert torch.equal(by_size(small), F.linear(small, deq, lin.bias))        # fp32 on the int8 weight
         assert not torch.equal(fbgemm(small), F.linear(small, deq, lin.bias))     # int8 activations
         assert torch.equal(by_size(large), fbgemm(large))
+
+
+def test_int8_dynamic_token_scale_follows_each_tokens_range():
+    # Tokens of very different magnitudes (as BERT's [SEP] / punctuation rows): one grid
+    # for the whole tensor ("tensor") drowns the small rows; per-token scaling does not.
+    from netshrink.runtime.int8_dynamic import Int8DynamicLinear
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(128, 64)
+    x = torch.randn(40, 128) * torch.logspace(-2, 1, 40)[:, None]          # row scales 0.01 .. 10
+    deq = Int8DynamicLinear.from_linear(lin, kernel="fbgemm")
+    ref = torch.nn.functional.linear(x, deq.qweight.float() * deq.scale[:, None], lin.bias)
+    err = {}
+    with torch.no_grad():
+        for act in ("tensor", "token_scale", "token"):
+            q = Int8DynamicLinear.from_linear(lin, act=act, kernel="fbgemm")
+            err[act] = float(((q(x) - ref) / ref.abs().amax(1, keepdim=True)).abs().max())   # worst row, relative
+    assert err["token_scale"] < 0.1 * err["tensor"] and err["token"] < 0.1 * err["tensor"], err
+    assert err["token_scale"] < 0.05, err

@@ -41,7 +41,7 @@ class GPTQ(OneShot):
     block_size: int = 128         # columns per lazy batch update
     calibration: Literal["minmax", "mse"] = "minmax"   # how each group's scale is chosen
     execute: Literal["float", "int8"] = "float"
-    act: Literal["token", "tensor"] = "token"          # execute = "int8": activation quantization
+    act: Literal["token", "tensor", "token_scale"] = "token"          # execute = "int8": activation quantization
     kernel: Literal["auto", "measure", "fbgemm", "fp32", "by_size"] = "auto"  # execute = "int8": "auto" a shape rule (reproducible), "measure" timed here, or forced
 
     def validate(self):

@@ -80,7 +80,7 @@ class SmoothQuant(OneShot):
     # "int8": Int8DynamicLinear (int8 weights per channel, per-token int8 activations);
     # "float": only the scaling (ScaledLinear), for a later `gptq` with execute = "int8".
     execute: Literal["int8", "float"] = "int8"
-    act: Literal["token", "tensor"] = "token"
+    act: Literal["token", "tensor", "token_scale"] = "token"
     kernel: Literal["auto", "measure", "fbgemm", "fp32", "by_size"] = "auto"
 
     def validate(self):
