@@ -2,8 +2,8 @@
 before compression, block by block or end to end, with its own budget (samples, epochs,
 lr) in the recipe and every pruned weight kept at zero.
 
-    >>> ns.create("recover", mode="block", epochs=4, lr=1e-4)          # after sparsegpt / magnitude
-    >>> ns.create("recover", mode="end_to_end", epochs=3, lr=5e-5)     # after channel_prune
+    >>> ns.create("recover", mode="block", epochs=3, lr=1e-3)          # after sparsegpt / magnitude / channel_prune
+    >>> ns.create("recover", mode="end_to_end", epochs=3, lr=1e-4)     # the whole model at once
 
 mode = "block" — block-wise reconstruction (Li et al. 2021, BRECQ; Nagel et al. 2020,
 AdaRound's asymmetric reconstruction; the sequential order of Frantar & Alistarh's OBC /
@@ -28,9 +28,15 @@ start (a pruning mask) are re-applied after every optimiser step, so sparsity st
 The teacher is `ctx.teacher` (the model before `compress_` changed it) or `teacher`
 (a .nshr file). `report_` holds each block's (or the whole model's) loss before and after.
 
-Why the earlier recovery (`mimic` under `[finetune]`) was weak on all-MiniLM-L6-v2:
-the fine-tuning lr (1e-3, Adam) is 10-50x above what a pretrained transformer tolerates,
-and the loss counted padding tokens; it also only matched the last output.
+Why the earlier recovery (`mimic` under `[finetune]`) was weak on all-MiniLM-L6-v2
+(magnitude 50 %: mean cos 0.717 -> 0.82): the fine-tuning lr (1e-3, Adam) is far above
+what a pretrained transformer tolerates, the loss counted padding tokens, and one output
+at the end of six blocks is a weak signal for weights deep inside. Measured on that model
+(Linear weights pruned, 512 held-out sentences, mean cos of the sentence embeddings vs
+fp32; block mode, 3 epochs, lr 1e-3): magnitude 50 % 0.717 -> 0.936 (256 calibration
+sentences) / 0.957 (594); sparsegpt 50 % 0.924 -> 0.950 (256) / 0.963 (594); end to end
+instead (lr 1e-4, 3 epochs, 594) reaches 0.912 only, and an end-to-end pass after the
+block-wise one adds 0.002.
 """
 from __future__ import annotations
 
@@ -66,8 +72,8 @@ class Recover(Method):
     blocks: str = ""          # a ModuleList / Sequential whose children are the blocks; "" = the longest ModuleList
     samples: int = 1024       # calibration samples (the first of the data)
     batch_size: int = 16
-    epochs: int = 2           # passes over the samples (per block in mode "block")
-    lr: float = 1e-4          # Adam, cosine decay to 0
+    epochs: int = 3           # passes over the samples (per block in mode "block")
+    lr: float = 1e-3          # Adam, cosine decay to 0 (end_to_end: ~1e-4, a pretrained model's fine-tuning scale)
     loss: Literal["mse", "cosine"] = "mse"
     intermediate: bool = True  # end_to_end: match every block's output too, not the final output only
     keep_zeros: bool = True   # re-apply the zeros of each weight matrix after every step
