@@ -41,6 +41,8 @@ def _emb(bits: int) -> str:
 
 # label -> recipe TOML (netshrink rows). Order: existing methods, then one-shot methods.
 def netshrink_rows(quick: bool) -> dict[str, str]:
+    # every calibration sentence the bench passes (256; 64 quick), 3 passes per block
+    RECOVER = 'method = "recover"\nmode = "block"\nepochs = 3\nlr = 1e-3\nsamples = 1024'
     rows = {
         "quantize 8-bit channel, Linear only": _toml(f'method = "quantize"\nbits = 8\n{LIN}'),
         "quantize 8-bit channel, Linear + embeddings": _toml(f'method = "quantize"\nbits = 8\n{LIN}', _emb(8)),
@@ -55,6 +57,9 @@ def netshrink_rows(quick: bool) -> dict[str, str]:
         "sparsegpt 50 %": _toml(f'method = "sparsegpt"\nsparsity = 0.5\n{LIN}'),
         "wanda 50 %": _toml(f'method = "wanda"\nsparsity = 0.5\n{LIN}'),
         "smoothquant W8A8 (int8 kernels) + emb 8-bit": _toml(f'method = "smoothquant"\nalpha = 0.5\n{LIN}', _emb(8)),
+        # recovery by block-wise hidden-state distillation toward fp32 (`recover`, BRECQ-style)
+        "magnitude 50 % + recover (block, 3 ep, lr 1e-3)": _toml(
+            f'method = "magnitude"\nsparsity = 0.5\n{LIN}', RECOVER),
     }
     if not quick:
         rows.update({
@@ -70,6 +75,10 @@ def netshrink_rows(quick: bool) -> dict[str, str]:
             "sparsegpt 50 % -> gptq 4-bit g128 + emb 8-bit": _toml(
                 f'method = "sparsegpt"\nsparsity = 0.5\n{LIN}', f'method = "gptq"\nbits = 4\ngroup_size = 128\n{LIN}',
                 _emb(8)),
+            "sparsegpt 50 % + recover (block, 3 ep, lr 1e-3)": _toml(
+                f'method = "sparsegpt"\nsparsity = 0.5\n{LIN}', RECOVER),
+            "channel_prune heads/FFN 25 % + recover (block) + quantize 8-bit": _toml(
+                'method = "channel_prune"\nsparsity = 0.25', RECOVER, f'method = "quantize"\nbits = 8\n{LIN}'),
             "int8 per-token W8A8, no smoothing + emb 8-bit": _toml(
                 f'method = "gptq"\nbits = 8\ngranularity = "channel"\nsymmetric = true\nexecute = "int8"\n{LIN}',
                 _emb(8)),
