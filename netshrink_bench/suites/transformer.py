@@ -39,6 +39,10 @@ def _emb(bits: int) -> str:
     return f'method = "quantize"\nbits = {bits}\ngranularity = "channel"\ncalibration = "mse"\n{EMB}'
 
 
+def _emb_bits(bits: float, lo: int = 2) -> str:
+    return f'method = "embedding_bits"\nbits = {bits}\nmin_bits = {lo}\nmax_bits = 8\nsamples = 256\n{EMB}'
+
+
 # label -> recipe TOML (netshrink rows). Order: existing methods, then one-shot methods.
 def netshrink_rows(quick: bool) -> dict[str, str]:
     # every calibration sentence the bench passes (256; 64 quick), 3 passes per block
@@ -83,6 +87,13 @@ def netshrink_rows(quick: bool) -> dict[str, str]:
                 f'method = "gptq"\nbits = 8\ngranularity = "channel"\nsymmetric = true\nexecute = "int8"\n{LIN}',
                 _emb(8)),
         })
+    # Embedding rows at widths from calibration token counts (embedding_bits) against
+    # uniform widths: the word-embedding table is half the model's parameters.
+    rows.update({
+        "quantize 6-bit channel, embeddings only": _toml(_emb(6)),
+        "embedding_bits mean 4 (2..8), embeddings only": _toml(_emb_bits(4.0)),
+        "quantize 4-bit channel, embeddings only": _toml(_emb(4)),
+    })
     for p in sorted(RECIPES.glob("minilm_*.toml")):
         rows[f"recipes/{p.name}"] = p.read_text()
     return rows
@@ -191,7 +202,8 @@ def run(ctx) -> None:
     jobs = [("fp32 (reference)", None, None)]
     jobs += [(k, "recipe", rows[k]) for k in first if k in rows]
     jobs += [(k, "peer", v) for k, v in PEERS.items()]
-    jobs += [(k, "recipe", v) for k, v in rows.items() if k not in first]
+    jobs += [(k, "recipe", rows[k]) for k in rows if k not in first and ("embeddings only" in k or "recover" in k)]
+    jobs += [(k, "recipe", v) for k, v in rows.items() if k not in first and k not in [j[0] for j in jobs]]
     # NETSHRINK_BENCH_ROWS="a,b": only rows whose label contains one of these, in that order;
     # NETSHRINK_BENCH_RESUME=1: keep the rows already in transformer.jsonl and run the others.
     only = [x.strip() for x in os.environ.get("NETSHRINK_BENCH_ROWS", "").split(",") if x.strip()]
