@@ -104,7 +104,12 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
             return
         wdeq = self.qweight.float() * self.scale[:, None]                          # (out, in)
         self._wsum = wdeq.sum(1)                                                   # (out,)
-        self._wdeq = wdeq if self.kernel != "fbgemm" else None      # fp32, and by_size's small calls
+        # fp32, and by_size's small calls: with SmoothQuant's input scale folded in (W diag(s)),
+        # so those calls cost exactly what the fp32 Linear does.
+        if self.kernel == "fbgemm":
+            self._wdeq = None
+        else:
+            self._wdeq = wdeq * self.input_scale[None, :] if self.smooth else wdeq
         if self.kernel != "fp32":
             torch.backends.quantized.engine = quantized_engine()
             zero = torch.zeros(self.out_features, dtype=torch.int64)
@@ -124,11 +129,11 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
     # -- compute ----------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
-        if self.smooth:
-            x = x * self.input_scale
         if self.kernel == "fp32" or (self.kernel == "by_size"
                                      and x.numel() * self.out_features < FBGEMM_MIN_MACS):   # MACs: rows * in * out
             return F.linear(x, self._wdeq, self.bias)
+        if self.smooth:
+            x = x * self.input_scale
         shape = x.shape
         x = x.reshape(-1, self.in_features).contiguous()                          # (M, in)
         if self.act == "tensor":

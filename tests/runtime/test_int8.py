@@ -91,3 +91,16 @@ def test_int8_dynamic_token_scale_follows_each_tokens_range():
             err[act] = float(((q(x) - ref) / ref.abs().amax(1, keepdim=True)).abs().max())   # worst row, relative
     assert err["token_scale"] < 0.1 * err["tensor"] and err["token"] < 0.1 * err["tensor"], err
     assert err["token_scale"] < 0.05, err
+
+
+def test_int8_dynamic_smoothed_small_calls_fold_the_input_scale_into_the_weight():
+    from netshrink.runtime.int8_dynamic import Int8DynamicLinear
+
+    torch.manual_seed(0)
+    lin, s = torch.nn.Linear(64, 32), torch.rand(64) + 0.5
+    q = Int8DynamicLinear.from_weight(lin.weight * s, lin.bias, input_scale=1 / s, kernel="by_size")   # SmoothQuant's W diag(s), x / s
+    x = torch.randn(4, 64)
+    deq = q.qweight.float() * q.scale[:, None]
+    with torch.no_grad():
+        torch.testing.assert_close(q(x), torch.nn.functional.linear(x / s, deq, lin.bias), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(q(x), lin(x), rtol=0, atol=0.05)
