@@ -20,13 +20,6 @@ runtime = "dense"
 """
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_users_cnn_compress_inspect_export_and_recompress(tmp_path, capsys):
     rec = tmp_path / "r.toml"

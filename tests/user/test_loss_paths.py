@@ -18,13 +18,6 @@ from netshrink.structure.importance import scores
 from tests.user import models as M
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _two_unit():
     """3 -> 2 hidden units -> 1 output, and 16 float targets of shape (N,)."""

@@ -16,13 +16,6 @@ from tests.user import models as M
 pytest.importorskip("onnxruntime")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.mark.parametrize("case", ["dict", "two_tensors"])
 def test_onnx_latency_of_dict_and_two_tensor_models(case, tmp_path):

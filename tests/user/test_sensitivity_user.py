@@ -13,13 +13,6 @@ from netshrink.cli import main
 from tests.user import models as M
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_regression_sensitivity_is_the_mse_and_damage_is_its_rise():
     train, test = M.diabetes_train(), M.diabetes_test()

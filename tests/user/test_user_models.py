@@ -11,14 +11,6 @@ from netshrink.train.loop import predict
 from tests.user import models as M
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is fastest, and fair to the other tests on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _trained(model, data, epochs=3, lr=3e-3, **kw):
     ns.fit(model, data, ns.TrainConfig(epochs=epochs, lr=lr, batch_size=32), progress=False, **kw)
