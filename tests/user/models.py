@@ -184,3 +184,16 @@ def diabetes():
 def my_mae(outputs, targets):
     """A user's metric for `--metric tests.user.models:my_mae`."""
     return float((outputs.reshape(-1) - targets.reshape(-1)).abs().mean())
+
+
+def sequence_data():
+    """(train, test) for `--data tests.user.models:sequence_data`."""
+    return sequences(), sequences(64)
+
+
+def records_data():
+    return records_loader(), records_loader()
+
+
+def pair_data():
+    return pairs(), pairs(64)
