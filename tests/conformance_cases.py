@@ -182,6 +182,11 @@ CASES: dict[str, list[Case]] = {
     "awq": [Case({"bits": 4, "granularity": "channel", "samples": 64},
                  check=_q4.scaled_per_channel_distinct_at_most(16, 3))],
     "smoothquant": [Case({"samples": 64}, check=_q4.runs_int8_kernels(3))],
+    # the digits as 64-token sequences (pixel intensity 0..16 = token id) through a tiny BERT
+    "embedding_bits": [Case({"bits": 3.0, "min_bits": 2, "samples": 128}, model="bert_tiny",
+                            model_kwargs={"vocab_size": 17, "hidden_size": 32, "num_heads": 2,
+                                          "intermediate_size": 32, "max_len": 64, "num_classes": 10},
+                            data="digit-tokens", check=_q4.embedding_rows_mean_bits_at_most(3.0))],
     # issue 15: recovery by hidden-state distillation (the MLP has no block list: end to end on its output)
     "recover": [Case({"samples": 128, "epochs": 1, "lr": 1e-4}, check=_d6.recovered,
                      vacuous="it distils toward the model before the run: on the uncompressed model, its own "

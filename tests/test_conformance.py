@@ -9,11 +9,15 @@ The cases (tests/conformance_cases.py) give each method its parameters, a tiny m
 and data, and its target check; a registered method without a case fails the suite."""
 import pytest
 import torch
-from torch.utils.data import Subset
+from torch.utils.data import Subset, TensorDataset
+
+from netshrink.zoo.bert import register_bert_tiny
 
 import netshrink as ns
 from netshrink.testing import METHOD_CHECKS, check_method, check_module, runtime_modules
 from tests.conformance_cases import CASES
+
+register_bert_tiny()     # the embedding_bits case runs on it
 
 _DATA, _START = {}, {}
 
@@ -23,6 +27,10 @@ def _data(name):
         if name == "mnist5k-small":  # 512 real digits: enough for a conv smoke run
             train, test = ns.zoo.data.load("mnist5k", 0)
             _DATA[name] = (Subset(train, range(512)), Subset(test, range(128)))
+        elif name == "digit-tokens":  # the 8x8 digits as 64 token ids (intensity 0..16), for embeddings
+            tokens = lambda d: TensorDataset((d.tensors[0] * 16).round().long().reshape(-1, 64), d.tensors[1])  # noqa: E731
+            train, test = ns.zoo.data.load("digits", 0)
+            _DATA[name] = (tokens(train), tokens(test))
         else:
             _DATA[name] = ns.zoo.data.load(name, 0)
     return _DATA[name]

@@ -85,3 +85,15 @@ def group_distinct_at_most(levels: int, group_size: int):
             for g in w.reshape(-1, group_size):
                 assert torch.unique(g).numel() <= levels
     return check
+
+
+def embedding_rows_mean_bits_at_most(bits: float):
+    """embedding_bits: every row of every nn.Embedding on its own grid, the table's mean
+    width (bits to tell a row's distinct values apart) at most `bits`."""
+    def check(model, method):
+        tables = [m.weight.detach() for m in model.modules() if isinstance(m, torch.nn.Embedding)]
+        assert tables
+        for w in tables:
+            widths = [max(1, int(torch.unique(row).numel() - 1).bit_length()) for row in w]
+            assert sum(widths) / len(widths) <= bits + 1e-9, (sum(widths) / len(widths), bits)
+    return check
