@@ -123,7 +123,7 @@ def _signal_when_half_written(folder: Path, sig) -> threading.Thread:
         deadline = time.time() + 300
         while time.time() < deadline:
             if any(q.name.startswith(".run.partial-") for q in folder.iterdir()):
-                time.sleep(0.2)   # inside the work, as a user's Ctrl-C would be
+                time.sleep(0.02)   # inside the work, as a user's Ctrl-C would be (0.2 s: the work had ended once under load)
                 os.kill(os.getpid(), sig)
                 return
             time.sleep(0.005)
