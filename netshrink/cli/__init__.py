@@ -54,8 +54,13 @@ def _error(msg: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     ARGV[:] = list(sys.argv[1:] if argv is None else argv)
     cmd = typer.main.get_command(app)
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if threading.current_thread() is threading.main_thread() \
-        else None
+    # Ctrl-C raises KeyboardInterrupt and SIGTERM Terminated while a command runs, whatever
+    # handler a library imported earlier left installed (in one process, after other work,
+    # SIGINT was found swallowed: a signalled run exited 0).
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _on_sigterm),
+                    signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
     try:
         rc = cmd.main(args=argv, prog_name="netshrink", standalone_mode=False)
         if rc == 130:  # typer turns Ctrl-C into Exit(130) and returns it silently
@@ -82,6 +87,6 @@ def main(argv: list[str] | None = None) -> int:
         e.show()
         return getattr(e, "exit_code", 2)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
     return 0

@@ -162,3 +162,17 @@ def test_train_out_is_checked_before_training(tmp_path, capsys):
     rc = cli.main(["train", "--model", "lenet300_100", "--data", "digits", "--out", str(tmp_path / "f" / "m.nshr")])
     _one_line_error(capsys, rc, "is a file")
     assert (tmp_path / "f").read_text() == "precious"
+
+
+def test_ctrl_c_interrupts_even_when_a_library_left_sigint_ignored(tmp_path, model_file, capsys):
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)      # as an imported library may leave it
+    try:
+        r = _recipe(tmp_path, RECIPE.replace("epochs = 1", "epochs = 0"))
+        watcher = _signal_when_half_written(tmp_path, signal.SIGINT)
+        code = _compress(model_file, r, tmp_path / "run", "--onnx")
+        watcher.join(5)
+        assert code == 130 and "interrupted" in capsys.readouterr().err
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN            # the caller's handler is back
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert not (tmp_path / "run").exists()
