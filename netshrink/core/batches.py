@@ -188,6 +188,23 @@ class Batches:
         return out
 
 
+class StopForward(Exception):
+    """Raised by a forward hook once it has what it came for: `run_each` skips the rest of
+    that forward pass (calibration statistics, a block's inputs, ...)."""
+
+
+def run_each(data: Batches, model: nn.Module, batches, before=None) -> None:
+    """Run `model` on each batch through the adapter; a hook raising StopForward ends that
+    batch's pass early. `before(batch)` is called first (hooks that need the batch)."""
+    for batch in batches:
+        if before is not None:
+            before(batch)
+        try:
+            data.call(model, batch)
+        except StopForward:
+            pass
+
+
 def as_batches(data, **rules) -> Batches:
     """`data` wrapped with `rules` (forward, target, n_inputs, collate); a Batches
     is returned as it is (rules given here replace its own)."""

@@ -52,16 +52,12 @@ import torch
 from torch import nn
 
 from netshrink.artifact import load
-from netshrink.core.batches import as_batches, output_tensor
+from netshrink.core.batches import StopForward, as_batches, output_tensor, run_each
 from netshrink.core.context import PrepareContext
 from netshrink.core.method import Method
 from netshrink.errors import NetshrinkError, RecipeError, TargetError
 
 __all__ = ["Recover"]
-
-
-class _Stop(Exception):
-    """Raised by a hook once the block of interest has been reached."""
 
 
 @dataclass
@@ -151,19 +147,15 @@ class Recover(Method):
             def pre(m, args, kwargs):
                 out.append((tuple(a.detach() if torch.is_tensor(a) else a for a in args),
                             {k: v.detach() if torch.is_tensor(v) else v for k, v in kwargs.items()}))
-                raise _Stop
+                raise StopForward
             handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
         else:
             def post(m, args, o):
                 out.append(output_tensor(o).detach())
-                raise _Stop
+                raise StopForward
             handles.append(module.register_forward_hook(post))
         try:
-            for b in batches:
-                try:
-                    data.call(model, b)
-                except _Stop:
-                    pass
+            run_each(data, model, batches)
         finally:
             for h in handles:
                 h.remove()

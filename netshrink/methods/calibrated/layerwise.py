@@ -21,12 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from netshrink.core.batches import Batches
+from netshrink.core.batches import Batches, StopForward, run_each
 from netshrink.functional.hessian import HessianAccumulator
-
-
-class _Stop(Exception):
-    """Raised by a hook once the group being calibrated has read its inputs."""
 
 
 @dataclass
@@ -104,17 +100,15 @@ def collect(model: nn.Module, group: list[tuple[str, nn.Module]], data: Batches,
             acc.add(x[mask] if mask is not None else x)
         called.add(id(m))
         if called == names:
-            raise _Stop
+            raise StopForward     # the group has read its inputs
 
     handles = [m.register_forward_pre_hook(record, with_kwargs=True) for _, m in group]
+    def before(batch):
+        called.clear()
+        current["batch"] = batch
+
     try:
-        for batch in batches:
-            called.clear()
-            current["batch"] = batch
-            try:
-                data.call(model, batch)
-            except _Stop:
-                pass
+        run_each(data, model, batches, before)
     finally:
         for h in handles:
             h.remove()
