@@ -7,13 +7,21 @@
   make the sentence embedding, as sentence-transformers' modules.json says;
 - the text: sentences of the Python documentation's topics that every CPython ships
   (`pydoc_data.topics`), deduplicated; topics are split by a hash of their name into a
-  calibration part and an evaluation part, so no sentence is in both;
+  calibration part and an evaluation part, so no sentence is in both. The calibration
+  part is short (594 sentences, ~15k tokens: 87.6 % of the evaluation text's token
+  occurrences fall on word-embedding rows it reads with 256 of them, 93 % with all), so
+  `calibration_sentences` extends it with the prose of the standard library's own
+  docstrings (the `.py` files beside `os`, tests left out; 99.5 % coverage), any
+  sentence also in the evaluation part dropped;
 - the metrics: cosine of each normalised embedding against the fp32 model's (mean,
   min) and top-5 neighbour agreement among the evaluation sentences.
 """
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -45,27 +53,67 @@ def load_encoder(path: Path | None = None):
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
 
-def sentences(part: str) -> list[str]:
-    """Deduplicated prose sentences (6-40 words, few symbols) of one part ('calib' / 'eval')."""
+def _prose(text: str):
+    """The prose sentences (6-40 words, few symbols, capitalised) of `text`'s paragraphs
+    that are not code blocks or headings."""
+    for p in re.split(r"\n\s*\n", text):
+        if p.startswith("   ") or "***" in p or "===" in p or "---" in p or ">>>" in p:   # code, headings
+            continue
+        for s in _SENT.split(" ".join(p.split())):
+            words = s.split()
+            symbols = sum(not (c.isalnum() or c.isspace() or c in ".,;:'\"()-") for c in s)
+            if 6 <= len(words) <= 40 and symbols <= len(s) / 20 and s[0].isupper():
+                yield s
+
+
+@functools.lru_cache(maxsize=None)
+def _parts() -> dict[str, list[str]]:
     import pydoc_data.topics as topics
 
     seen, out = set(), {"calib": [], "eval": []}
     for key in sorted(topics.topics):
         which = "eval" if int(hashlib.sha256(key.encode()).hexdigest(), 16) % 2 else "calib"
-        paras = re.split(r"\n\s*\n", topics.topics[key])
-        for p in paras:
-            if p.startswith("   ") or "***" in p or "===" in p or "---" in p:   # code blocks, headings
-                continue
-            for s in _SENT.split(" ".join(p.split())):
-                words = s.split()
-                symbols = sum(not (c.isalnum() or c.isspace() or c in ".,;:'\"()-") for c in s)
-                if not (6 <= len(words) <= 40) or symbols > len(s) / 20 or not s[0].isupper():
-                    continue
-                k = s.lower()
-                if k not in seen:
-                    seen.add(k)
-                    out[which].append(s)
-    return out[part]
+        for s in _prose(topics.topics[key]):
+            if s.lower() not in seen:
+                seen.add(s.lower())
+                out[which].append(s)
+    return out
+
+
+def sentences(part: str) -> list[str]:
+    """Deduplicated prose sentences of one part of the pydoc topics ('calib' / 'eval')."""
+    return list(_parts()[part])
+
+
+@functools.lru_cache(maxsize=None)
+def _docstrings() -> tuple[str, ...]:
+    """Prose sentences of the standard library's docstrings (modules, classes, functions
+    of Lib/*.py and Lib/*/*.py, test packages left out), in file order, deduplicated."""
+    root = Path(os.__file__).parent
+    files = sorted(set(root.glob("*.py")) | set(root.glob("*/*.py")))
+    seen, out = set(), []
+    for f in files:
+        if "test" in f.relative_to(root).parts[0]:
+            continue
+        try:
+            tree = ast.parse(f.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                for s in _prose(ast.get_docstring(node) or ""):
+                    if s.lower() not in seen:
+                        seen.add(s.lower())
+                        out.append(s)
+    return tuple(out)
+
+
+def calibration_sentences(n: int | None = None) -> list[str]:
+    """The pydoc calibration part, then standard-library docstring sentences (none of
+    them in the evaluation part): the first `n` (all: None)."""
+    held_out = {s.lower() for s in sentences("eval")}
+    out = sentences("calib") + [s for s in _docstrings() if s.lower() not in held_out]
+    return out if n is None else out[:n]
 
 
 def batches(tok, texts: list[str], batch_size: int, fixed: bool = False) -> list[dict]:
@@ -114,11 +162,11 @@ def fidelity(ref: torch.Tensor, out: torch.Tensor, k: int = 5) -> dict:
     return {"cos_mean": float(cos.mean()), "cos_min": float(cos.min()), "top5": float(agree.mean())}
 
 
-def calib_eval(n_calib: int = 256, n_eval: int = 512, batch_size: int = 16):
+def calib_eval(n_calib: int = 2048, n_eval: int = 512, batch_size: int = 16):
     """(calibration batches, evaluation batches) of the package's tokenizer, for
     `netshrink compress --model hf:DIR --data netshrink_bench.minilm:calib_eval`."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(model_dir()), local_files_only=True)
-    return (batches(tok, sentences("calib")[:n_calib], batch_size),
+    return (batches(tok, calibration_sentences(n_calib), batch_size),
             batches(tok, sentences("eval")[:n_eval], 64, fixed=True))

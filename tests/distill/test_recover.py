@@ -108,3 +108,19 @@ def test_bad_settings_are_named():
         ns.compress_(copy.deepcopy(teacher), ns.Recipe.of(ns.create("recover", blocks="encoder.nope"),
                                                            finetune=ns.TrainConfig(epochs=0)),
                      data=calib, teacher=teacher, progress=False)
+
+
+def test_vectors_only_tunes_biases_and_norms_and_leaves_quantized_weights_bit_exact(tmp_path):
+    teacher, calib, held_out = _bert(), _batches(6, 1), _batches(3, 2)
+    lin = {"include": ["type:Linear"]}
+    quant = copy.deepcopy(teacher)
+    ns.compress_(quant, ns.Recipe.of(ns.create("quantize", bits=3, targets=lin), finetune=ns.TrainConfig(epochs=0)),
+                 data=calib, progress=False)
+    tuned = copy.deepcopy(quant)
+    ns.compress_(tuned, ns.Recipe.of(ns.create("recover", mode="block", epochs=4, lr=3e-3, params="vectors"),
+                                     finetune=ns.TrainConfig(epochs=0)), data=calib, teacher=teacher, progress=False)
+    before, after = _hidden_error(quant, teacher, held_out), _hidden_error(tuned, teacher, held_out)
+    assert after < 0.9 * before, (before, after)
+    changed = [n for (n, p), (_, q) in zip(quant.named_parameters(), tuned.named_parameters()) if not torch.equal(p, q)]
+    assert changed and all(dict(tuned.named_parameters())[n].dim() == 1 for n in changed)
+    assert ns.save(tuned, tmp_path / "t.nshr") <= ns.save(quant, tmp_path / "q.nshr") + 4096   # grids kept

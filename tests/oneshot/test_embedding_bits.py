@@ -75,3 +75,19 @@ def test_bad_settings_and_targets_are_named():
         ns.compress_(_bert(), ns.Recipe.of(ns.create("embedding_bits", targets={"include": ["type:Linear"]}),
                                            finetune=ns.TrainConfig(epochs=0)), data=_zipf_batches(1, 0),
                      progress=False)
+
+
+def test_counting_stops_after_the_tables_and_counts_every_token():
+    from netshrink.core.context import PrepareContext
+
+    model, data = _bert(), _zipf_batches(3, 3)
+    layers = []
+    model.encoder.layer[0].register_forward_hook(lambda *a: layers.append(1))
+    method = ns.create("embedding_bits", bits=4.0)
+    tables = method.tables(model)
+    counts = method.token_counts(model, tables, PrepareContext(data=data))
+    ids = torch.cat([b["input_ids"].reshape(-1) for b in data])
+    assert torch.equal(counts["embeddings.word_embeddings"], torch.bincount(ids, minlength=400).double())
+    # position ids come as one (1, T) row per batch, broadcast over its samples: one count each
+    assert counts["embeddings.position_embeddings"][:16].tolist() == [3.0] * 16
+    assert not layers                                   # no pass went past the embeddings

@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from netshrink.core.batches import as_batches
+from netshrink.core.batches import StopForward, as_batches, run_each
 from netshrink.core.context import PrepareContext
 from netshrink.core.method import Method
 from netshrink.core.targets import select
@@ -46,7 +46,7 @@ class EmbeddingBits(Method):
     prior: float = 0.5            # occurrences credited to every row (unseen rows: their range decides)
     symmetric: bool = False
     calibration: Literal["minmax", "mse"] = "mse"
-    samples: int = 512            # calibration samples counted
+    samples: int = 4096           # calibration samples counted (cheap: the passes stop after the tables)
     calib_batch: int = 32
 
     def validate(self):
@@ -82,12 +82,23 @@ class EmbeddingBits(Method):
         batches = Calibration(self.samples, self.calib_batch).batches(data)
         if not batches:
             raise RecipeError(f"{self.name}: the calibration data is empty")
+        # Counting needs only the tables' inputs: once every table has been read in a batch,
+        # the rest of that forward pass is skipped (thousands of sentences cost seconds).
+        read: set[str] = set()
+
+        def done(name):
+            def hook(module, args, output):
+                read.add(name)
+                if len(read) == len(tables):
+                    raise StopForward
+            return hook
+
         handles = [m.register_forward_pre_hook(counter(n)) for n, m in tables.items()]
+        handles += [m.register_forward_hook(done(n)) for n, m in tables.items()]
         was = model.training
         model.eval()
         try:
-            for batch in batches:
-                data.call(model, batch)
+            run_each(data, model, batches, before=lambda batch: read.clear())
         finally:
             model.train(was)
             for h in handles:
