@@ -162,7 +162,7 @@ def fidelity(ref: torch.Tensor, out: torch.Tensor, k: int = 5) -> dict:
     return {"cos_mean": float(cos.mean()), "cos_min": float(cos.min()), "top5": float(agree.mean())}
 
 
-def calib_eval(n_calib: int = 2048, n_eval: int = 512, batch_size: int = 16):
+def calib_eval(n_calib: int = 4096, n_eval: int = 512, batch_size: int = 16):
     """(calibration batches, evaluation batches) of the package's tokenizer, for
     `netshrink compress --model hf:DIR --data netshrink_bench.minilm:calib_eval`."""
     from transformers import AutoTokenizer

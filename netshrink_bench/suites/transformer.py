@@ -7,7 +7,8 @@ writes (peers whose modules netshrink cannot save: torch.save of their state_dic
 batch-1 and batch-64 speedups (eager against eager, interleaved, fixed threads), the
 compression wall time and which kernel runs the Linear layers. The must-show rows run
 the recipes shipped in recipes/minilm_*.toml. Calibration sentences (pydoc topics of
-one half) and evaluation sentences (the other half) are disjoint.
+one half, then the standard library's docstring prose: minilm.calibration_sentences) and
+evaluation sentences (the other half of the topics) are disjoint.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def _emb_bits(bits: float, lo: int = 2) -> str:
 
 # label -> recipe TOML (netshrink rows). Order: existing methods, then one-shot methods.
 def netshrink_rows(quick: bool) -> dict[str, str]:
-    # every calibration sentence the bench passes (256; 64 quick), 3 passes per block
+    # 1,024 calibration sentences (64 quick: all there are), 3 passes per block
     RECOVER = 'method = "recover"\nmode = "block"\nepochs = 3\nlr = 1e-3\nsamples = 1024'
     rows = {
         "quantize 8-bit channel, Linear only": _toml(f'method = "quantize"\nbits = 8\n{LIN}'),
@@ -182,8 +183,8 @@ def run(ctx) -> None:
     threads = int(os.environ.get("NETSHRINK_BENCH_THREADS", "1"))
     torch.set_num_threads(threads)
     base, tok = minilm.load_encoder()
-    n_cal, n_eval = (64, 128) if ctx.quick else (256, 512)
-    calib = minilm.batches(tok, minilm.sentences("calib")[:n_cal], 16)
+    n_cal, n_eval = (64, 128) if ctx.quick else (4096, 512)
+    calib = minilm.batches(tok, minilm.calibration_sentences(n_cal), 16)
     evals = minilm.batches(tok, minilm.sentences("eval")[:n_eval], 64)
     ex64 = evals[0]
     one = sorted(minilm.sentences("eval")[:n_eval], key=len)[n_eval // 2]

@@ -101,7 +101,8 @@ def write_report(ctx) -> None:
         sections.append(("Rows that failed", ["what", "error"], failed))
     n_eval = 128 if ctx.quick else 512
     notes = (f"Fidelity to the fp32 encoder on {n_eval} evaluation sentences (pydoc topics, one half; calibration "
-             "from the other half, disjoint and deduplicated): cosine of the normalised mean-pooled embeddings, "
+             "text: the other half, then the standard library's docstring prose, none of it in the evaluation "
+             "half; each method reads the first `samples` calibration sentences it asks for): cosine of the normalised mean-pooled embeddings, "
              "top-5 neighbour agreement among those sentences. MB: the file `ns.save` writes (peers whose modules "
              "it cannot save: torch.save of their state_dict). Speedups: the fp32 model and the row's timed "
              "interleaved in one process, eager, batch 1 = one median-length sentence, batch 64 = 64 padded "
