@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from netshrink.artifact import save
+from netshrink.artifact.transformers_base import spec_of
 from netshrink.codec import write_archive
 from netshrink.codec.dtypes import to_bits
 from netshrink.codec.encodings import encode_bits
@@ -34,15 +35,27 @@ from netshrink.core.factories import factory_of
 @dataclass(frozen=True)
 class Choice:
     """One per-layer option: magnitude sparsity, then k-means with 2**bits shared
-    values over the non-zeros (bits None: the non-zeros stay float32)."""
+    values over the non-zeros (bits None: the non-zeros stay float32). `method` names a
+    one-shot method instead (auto/oneshot.py): "gptq" at `bits` per weight, or
+    "embedding_bits" at a mean of `bits` per row (a float)."""
 
     sparsity: float
-    bits: int | None
+    bits: int | float | None
+    method: str = ""
 
     @property
     def label(self) -> str:
+        if self.method:
+            return f"{self.method} {self.bits:g}b"
         b = "fp32" if self.bits is None else f"{self.bits}b"
         return f"{100 * self.sparsity:g}% sparse, {b}"
+
+    @property
+    def bits_label(self) -> str:
+        """The bits column of a choices table: "fp32", "4", "gptq 5", "embedding_bits 3.5"."""
+        if self.bits is None:
+            return "fp32"
+        return f"{self.method} {self.bits:g}" if self.method else f"{self.bits:g}"
 
 
 def tensor_bytes(t: torch.Tensor) -> int:
@@ -87,11 +100,11 @@ def candidate(w: torch.Tensor, choice: Choice, order: torch.Tensor | None = None
 
 
 def file_bytes(model: nn.Module) -> int:
-    """Bytes of the file `save` writes (a plain archive of the state when the model
-    has no zoo factory)."""
+    """Bytes of the file `save` writes for a zoo or transformers model (a plain archive
+    of the state for any other model: its header depends on the base given at load)."""
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "m.nshr"
-        if factory_of(model) is not None:
+        if factory_of(model) is not None or spec_of(model) is not None:
             return save(model, path)
         return write_archive(path, {}, {k: v.detach().cpu() for k, v in model.state_dict().items()})
 

@@ -27,7 +27,7 @@ def choices_rows(res) -> list[list]:
     for name, c in p.choices.items():
         b = p.layer_bytes.get(name, 0)
         rows.append([name, f"{numel.get(name, 0):,}", f"{100 * c.sparsity:g} %",
-                     "fp32" if c.bits is None else str(c.bits), f"{b:,}", f"{100 * b / max(p.bytes, 1):.1f} %"])
+                     c.bits_label, f"{b:,}", f"{100 * b / max(p.bytes, 1):.1f} %"])
     return rows
 
 
@@ -48,7 +48,7 @@ def pareto_plot(res, path, title: str = "") -> None:
         ax.set_xscale("log")
     ax.axhline(res.budget.max_drop, color="red", ls="--", lw=1, label="max drop")
     ax.set_xlabel(f"latency at batch {res.budget.batch} (ms)" if lat else "saved file (bytes)")
-    ax.set_ylabel("accuracy drop (pp)")
+    ax.set_ylabel(f"drop ({res.unit})" if res.unit != "pp" else "accuracy drop (pp)")
     ax.set_title(title or "netshrink auto: points tried")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

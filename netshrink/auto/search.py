@@ -33,7 +33,9 @@ from torch import nn
 from torch.utils.data import Dataset, IterableDataset
 
 from netshrink.auto import allocate
+from netshrink.auto import oneshot
 from netshrink.auto.budget import Budget
+from netshrink.auto.oneshot import EMBEDDING_BITS, GPTQ_BITS, ONESHOT
 from netshrink.auto.cost import (Choice, candidate, file_bytes, measured_latency, relative_latency, share_like,
                                  tensor_bytes)
 from netshrink.auto.outputs import write_outputs
@@ -51,7 +53,7 @@ from netshrink.pipeline.registry import create
 from netshrink.train.config import TrainConfig
 from netshrink.train.loop import predict
 
-METHODS = ("prune", "kmeans", "channels")
+METHODS = ("prune", "kmeans", "channels") + ONESHOT
 FINETUNE = TrainConfig(epochs=10, lr=1e-3)
 CENTROIDS = {"epochs": 3, "lr": 1e-4}
 # The bisection aims below the latency budget by this factor: timings on a shared machine
@@ -82,7 +84,8 @@ class Point:
     def row(self) -> dict:
         return {"label": self.label, "target_bytes": self.target_bytes, "bytes": self.bytes, "acc": self.acc,
                 "drop_pp": self.drop_pp, "latency_ms": self.latency_ms, "seconds": self.seconds, "met": self.met,
-                "choices": {k: [c.sparsity, c.bits] for k, c in self.choices.items()}, "widths": self.widths}
+                "choices": {k: [c.sparsity, c.bits] + ([c.method] if c.method else []) for k, c in self.choices.items()},
+                "widths": self.widths}
 
 
 @dataclass
@@ -99,6 +102,7 @@ class AutoResult:
     message: str = ""
     metric: str = "accuracy"         # what acc / drop_pp are measured in (Quality)
     unit: str = "pp"                 # of the drop: points for accuracy, the metric's units otherwise
+    point_models: dict = field(default_factory=dict)   # label -> model of every point (the one-shot search)
 
     @property
     def met(self) -> bool:
@@ -122,7 +126,8 @@ def auto(model: nn.Module, data, budget: Budget, *, eval_data=None, methods=("pr
          finetune: TrainConfig | None = None, centroid_finetune: dict | None = None, proxy: str = "loss",
          sparsities=SPARSITIES, bits=BITS, targets: Targets | None = None, calib_size: int = 1024,
          compare_uniform: bool = False, explore: int = 1, distill: bool = False, progress: bool = True,
-         cache: bool = True, loss=None, metric="auto", widths=FRACTIONS, log=None) -> AutoResult:
+         cache: bool = True, loss=None, metric="auto", widths=FRACTIONS, gptq_bits=GPTQ_BITS,
+         embedding_bits=EMBEDDING_BITS, samples: int = 128, calib_batch: int = 16, log=None) -> AutoResult:
     """Search per-layer choices under `budget`, compress a copy of `model` (fine-tuned on
     `data`), verify on `eval_data` (default: 10 % of `data`, held out of fine-tuning).
     data / eval_data: anything core.batches reads (a Dataset, a DataLoader, a list of
@@ -134,9 +139,23 @@ def auto(model: nn.Module, data, budget: Budget, *, eval_data=None, methods=("pr
     the model as given for unlabelled data). distill: fine-tune with Hinton's soft targets
     of the model as given (a `distill` step first in the recipe, with no phase of its
     own). widths: the fractions of a group's units a latency budget may remove
-    (widths.FRACTIONS). The model passed in is not changed."""
+    (widths.FRACTIONS). The model passed in is not changed.
+
+    methods "gptq" / "embedding_bits" (alone or together, never with the others): the
+    one-shot search (oneshot.py), no fine-tuning: per Linear the GPTQ bits of
+    `gptq_bits` (per channel), per embedding table the mean row width of
+    `embedding_bits`; `samples` / `calib_batch` are the methods' calibration pass;
+    `calib_size` samples of `data` are the probe batches of each candidate."""
     t0 = time.perf_counter()
     log = log or (lambda msg: None)
+    if any(m in ONESHOT for m in methods):
+        others = [m for m in methods if m not in ONESHOT]
+        if others:
+            raise NetshrinkError(f"auto: the one-shot methods ({', '.join(ONESHOT)}) are searched without "
+                                 f"fine-tuning, alone; not with {', '.join(others)}")
+        if budget.bytes is None or budget.latency_ms is not None:
+            raise NetshrinkError("auto: the one-shot search (gptq, embedding_bits) takes a size budget only "
+                                 "(bytes=..., --size), not a latency")
     methods = tuple(methods) + (("channels",) if budget.latency_ms is not None and "channels" not in methods else ())
     bad = [m for m in methods if m not in METHODS]
     if bad:
@@ -152,8 +171,13 @@ def auto(model: nn.Module, data, budget: Budget, *, eval_data=None, methods=("pr
     base_acc = quality.baseline
     dense = 4 * sum(p.numel() for p in base.parameters())
     calib = calibration(data, base, calib_size, loss=loss if loss is not None else cfg.loss)
-    example = calib.example(budget.batch)
+    example = calib.example(budget.batch) if budget.latency_ms is not None else None   # latency only
     base_lat = measured_latency(base, example) if budget.latency_ms is not None else None
+    if any(m in ONESHOT for m in methods):
+        return _oneshot(t0, base, data, budget, quality, calib, dense, tuple(methods), targets=targets,
+                        gptq_bits=gptq_bits, embedding_bits=embedding_bits, samples=samples,
+                        calib_batch=calib_batch, compare_uniform=compare_uniform, explore=explore,
+                        progress=progress, cache=cache, log=log)
 
     models: dict[int, nn.Module] = {}
     teacher = None
@@ -193,6 +217,74 @@ def auto(model: nn.Module, data, budget: Budget, *, eval_data=None, methods=("pr
     best = points[0]
     res = AutoResult(budget, base_acc, dense, base_lat, points, best, models[id(best)], run.tables,
                      time.perf_counter() - t0, metric=quality.name, unit=quality.unit)
+    res.message = _message(res)
+    return res
+
+
+def _oneshot(t0, base, data, budget, quality, calib, dense, methods, *, targets, gptq_bits, embedding_bits,
+             samples, calib_batch, compare_uniform, explore, progress, cache, log) -> AutoResult:
+    """The one-shot search: probes -> knapsack -> compress_ (no fine-tuning) -> verify;
+    the knapsack re-run with less room while the saved file is over (up to 3 times)."""
+    plan = oneshot.plan(base, data, methods, gptq_bits=gptq_bits, embedding_bits=embedding_bits,
+                        samples=samples, calib_batch=calib_batch, targets=targets)
+    fixed, floor = oneshot.floor_bytes(base, plan)
+    if floor > budget.bytes:
+        raise NetshrinkError(f"size budget {budget.bytes:,} bytes cannot be met: the smallest file these choices "
+                             f"reach is about {floor:,} bytes ({fixed:,} of them outside the searched weights; "
+                             f"every Linear at gptq {min(plan.gptq_bits)} bits, every table at "
+                             f"{min(plan.embedding_bits):g} bits per row); allow a larger --size or fewer bits")
+    log(f"one-shot search: {len(plan.linears)} Linear(s) x gptq bits {list(plan.gptq_bits)}, "
+        f"{len(plan.tables)} table(s) x embedding_bits {list(plan.embedding_bits)}")
+    tables = oneshot.probe(base, data, calib, plan, cache=cache, progress=progress)
+    rho = oneshot.proxy_agreement(tables)
+    if rho is not None:
+        log(f"Hessian proxy (each layer's output error) vs loss probes: rank correlation {rho:.3f}")
+    costs, damage = [t.bytes for t in tables], [t.loss for t in tables]
+    cheapest = [min(range(len(c)), key=c.__getitem__) for c in costs]
+    models: dict[int, nn.Module] = {}
+
+    def point(label: str, target: int, uniform: bool = False) -> Point:
+        t1 = time.perf_counter()
+        slack = max(SLACK, int(0.004 * target))
+        cap = target - fixed - slack
+        options = oneshot.uniform_options(tables) if uniform else None
+        for _ in range(3):
+            picks = (allocate.knapsack(costs, damage, cap) if options is None
+                     else allocate.uniform(costs, damage, cap, options)) or cheapest
+            choices = {t.name: t.choices[i] for t, i in zip(tables, picks)}
+            recipe = oneshot.recipe(plan, choices)
+            net = copy.deepcopy(base)
+            compress_(net, recipe, data=data, progress=progress)
+            size = file_bytes(net)
+            log(f"{label}: {size:,} B saved (knapsack room {cap:,} B for the searched weights, predicted "
+                f"{allocate.total(costs, picks) + fixed:,.0f} B, loss +{allocate.total(damage, picks):.5f})")
+            if size <= target or picks == cheapest:
+                break
+            cap -= size - target + slack
+        value = quality(net)
+        drop = quality.drop(value)
+        met = size <= budget.bytes and drop <= budget.max_drop + 1e-9
+        mods = {**plan.linears, **plan.tables}
+        final = dict(net.named_modules())
+        layer_bytes = {t.name: tensor_bytes(final[n].weight.detach()) for t, n in zip(tables, mods)}
+        p = Point(label, target, size, value, drop, None, time.perf_counter() - t1, recipe, choices, layer_bytes,
+                  met)
+        log(f"{label}: {size:,} B, {quality.name} {value:.4f} (drop {drop:.4f} {quality.unit}), {p.seconds:.0f} s")
+        models[id(p)] = net
+        return p
+
+    points = [point("auto", budget.bytes)]
+    if compare_uniform:
+        points.append(point("uniform", budget.bytes, uniform=True))
+    for k in range(explore if not points[0].met else 0):   # the nearest points: looser budgets
+        scale = 1.5 ** (k + 1)
+        q = point(f"auto x{scale:g}", int(budget.bytes * scale))
+        q.met = False                      # it does not meet the user's budget, only shows what would
+        points.append(q)
+    best = points[0]
+    res = AutoResult(budget, quality.baseline, dense, None, points, best, models[id(best)], tables,
+                     time.perf_counter() - t0, metric=quality.name, unit=quality.unit,
+                     point_models={q.label: models[id(q)] for q in points})
     res.message = _message(res)
     return res
 
@@ -387,11 +479,12 @@ def _uniform_options(choices: list[list[Choice]]) -> list[list[int]]:
 
 def _message(res: AutoResult) -> str:
     b = res.budget
+    fmt = "{:.2f}" if res.unit == "pp" else "{:.4f}"
     if res.met:
         p = res.best
         return (f"met {b.describe(res.unit)}: {p.bytes:,} bytes ({res.dense_bytes / p.bytes:.1f}x), "
-                f"drop {p.drop_pp:.2f} {res.unit}"
+                f"drop {fmt.format(p.drop_pp)} {res.unit}"
                 + (f", {p.latency_ms:.3f} ms" if p.latency_ms is not None else ""))
-    near = "; ".join(f"{p.label}: {p.bytes:,} B, drop {p.drop_pp:.2f} {res.unit}"
+    near = "; ".join(f"{p.label}: {p.bytes:,} B, drop {fmt.format(p.drop_pp)} {res.unit}"
                      + (f", {p.latency_ms:.3f} ms" if p.latency_ms is not None else "") for p in res.points)
     return f"budget {b.describe(res.unit)} not met; nearest points found: {near}"

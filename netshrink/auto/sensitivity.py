@@ -55,11 +55,12 @@ class LayerTable:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "numel": self.numel, "bytes": self.bytes, "loss": self.loss,
-                "fisher": self.fisher, "choices": [[c.sparsity, c.bits] for c in self.choices]}
+                "fisher": self.fisher,
+                "choices": [[c.sparsity, c.bits] + ([c.method] if c.method else []) for c in self.choices]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "LayerTable":
-        return cls(d["name"], d["numel"], [Choice(s, b) for s, b in d["choices"]], d["bytes"], d["loss"], d["fisher"])
+        return cls(d["name"], d["numel"], [Choice(*c) for c in d["choices"]], d["bytes"], d["loss"], d["fisher"])
 
 
 def choices_for(sparsities=SPARSITIES, bits=BITS) -> list[Choice]:

@@ -10,6 +10,16 @@ Per fold of mnist5k, against the same-run baseline:
    per-group widths by the knapsack on measured per-group latency, fine-tuned); the speedup is re-measured
    against the baseline in the same process, interleaved, on CPU time with one thread
    (the clock auto checks the budget with: on a shared machine wall time counts waits).
+3. The real transformer (issue 16's last must-show): all-MiniLM-L6-v2 at <= 11.4 MB with
+   mean cosine >= 0.99 (max drop 0.01 of fidelity_cosine: the normalised mean-pooled
+   sentence embeddings against the fp32 model's, on minilm.calib_eval()'s held-out
+   sentences), found by the one-shot search (methods gptq + embedding_bits: GPTQ bits
+   per Linear, mean row width per embedding table, probed on 128 calibration sentences,
+   knapsack, compress_ without fine-tuning, the saved file's bytes verified), against the
+   uniform allocation at the same budget, the hand recipe recipes/minilm_8x.toml (GPTQ
+   5-bit on every Linear, embedding_bits mean 3.5) and the search at that recipe's bytes.
+   `NETSHRINK_BENCH_AUTO=minilm netshrink bench auto` runs this part alone (the LeNet
+   rows already in auto.jsonl are kept); `NETSHRINK_BENCH_AUTO=lenet` the LeNet part alone.
 --quick runs fold 0 only, with the same budgets (it says where the search stands).
 Search wall time (sensitivity probes + every compression + verification) beside each
 row. The search sees only the training fold (calibration and fine-tuning); the test
@@ -17,19 +27,25 @@ fold only verifies. One intra-op thread (the machine is shared).
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
+from pathlib import Path
 
 import torch
 
 from netshrink.auto import Budget, auto
+from netshrink.auto.cost import file_bytes, measured_latency
+from netshrink.core.batches import Batches
 from netshrink.errors import NetshrinkError
-from netshrink.auto.cost import measured_latency
+from netshrink.pipeline.compress import compress_
+from netshrink.pipeline.recipe import Recipe
 from netshrink.measure.plots import plt
 from netshrink.train.config import TrainConfig
 from netshrink.zoo import data as zoo_data
 from netshrink.zoo.baseline import baseline
+from netshrink_bench import minilm
 from netshrink_bench.results import BenchContext, fmt_mean_std, mean_std
 
 STORAGE = [("lenet300_100", 100.0), ("lenet5", 300.0)]   # (model, storage ratio the budget asks for)
@@ -40,6 +56,58 @@ MAX_DROP = 0.5
 # 0.6 pp (LeNet-300-100) and from 0.9 to 0.4 pp (LeNet-5).
 EPOCHS = 60
 CENTROIDS = {"epochs": 10, "lr": 1e-4}
+MINILM_BYTES = 11_400_000
+MINILM_MAX_DROP = 0.01          # of fidelity_cosine: mean cosine >= 0.99
+MINILM_PROBE = 128              # calibration sentences each candidate is probed on
+HAND = Path(__file__).resolve().parents[2] / "recipes" / "minilm_8x.toml"
+
+
+def _embedding(model, batch):
+    """The sentence embedding all-MiniLM-L6-v2 is used for: mean-pooled, normalised."""
+    return minilm.Embedder(model)(batch)
+
+
+def _minilm(ctx: BenchContext, rows: list) -> None:
+    base, _ = minilm.load_encoder()
+    calib, evals = minilm.calib_eval()
+    data, held = Batches(calib, forward=_embedding), Batches(evals, forward=_embedding)
+    ref = minilm.embed(base, evals)
+    dense = 4 * sum(p.numel() for p in base.parameters())
+    n_calib = sum(b["input_ids"].shape[0] for b in calib)
+    ctx.log(f"MiniLM: {n_calib} calibration / {sum(b['input_ids'].shape[0] for b in evals)} evaluation sentences")
+
+    def record(label, model, nbytes, budget, seconds, search_s, choices=None, recipe=None):
+        fid = minilm.fidelity(ref, minilm.embed(model, evals))
+        row = dict(kind="minilm", model="all-MiniLM-L6-v2", method=label, fold=None, budget_bytes=budget,
+                   file_bytes=nbytes, dense_bytes=dense, ratio=dense / nbytes,
+                   bytes_met=budget is None or nbytes <= budget, **fid,
+                   cos_met=fid["cos_mean"] >= 1 - MINILM_MAX_DROP, point_s=seconds, search_s=search_s,
+                   calib_sentences=n_calib, probe_sentences=MINILM_PROBE, choices=choices, recipe=recipe)
+        ctx.record(**row)
+        rows.append(row)
+        ctx.log(f"MiniLM {label}: {nbytes:,} B, cos {fid['cos_mean']:.4f} (min {fid['cos_min']:.3f}) "
+                f"top-5 {fid['top5']:.3f}, {search_s:.0f} s")
+
+    def search(budget: int, uniform: bool):
+        t0 = time.perf_counter()
+        res = auto(base, data, Budget(bytes=budget, max_drop=MINILM_MAX_DROP), eval_data=held,
+                   methods=["gptq", "embedding_bits"], metric="fidelity_cosine", calib_size=MINILM_PROBE,
+                   samples=128, calib_batch=16, compare_uniform=uniform, explore=0, progress=False, log=ctx.log)
+        seconds = time.perf_counter() - t0
+        for p in res.points:
+            record(f"{p.label} at {budget / 1e6:.2f} MB", res.point_models[p.label], p.bytes, budget, p.seconds,
+                   seconds, {k: c.bits for k, c in p.choices.items()}, p.recipe.to_toml())
+        return res
+
+    search(MINILM_BYTES, uniform=True)
+    # the hand recipe (uniform GPTQ 5-bit + embedding_bits 3.5), then the search at its bytes
+    t0 = time.perf_counter()
+    hand = copy.deepcopy(base)
+    compress_(hand, Recipe.from_toml(HAND.read_text()), data=calib, progress=False)
+    hand_bytes = file_bytes(hand)
+    seconds = time.perf_counter() - t0
+    record(f"recipes/{HAND.name} (hand)", hand, hand_bytes, None, seconds, seconds, recipe=HAND.read_text())
+    search(hand_bytes, uniform=False)
 
 
 def _storage(ctx: BenchContext, model: str, ratio: float, fold: int, rows: list) -> None:
@@ -118,20 +186,39 @@ def _write(ctx: BenchContext, rows: list) -> None:
                             f"{sum(x['latency_met'] for x in r)}/{len(r)}", fmt_mean_std([x["drop_pp"] for x in r], 1.0),
                             f"{mean_std([x['search_s'] for x in r])[0]:.0f}"])
     _plot(ctx, rows)
+    sections = [("Storage budgets (max drop 0.5 pp; search vs uniform allocation at the same budget, same fine-tuning)",
+                 ["model", "budget", "allocation", "storage ratio", "file bytes", "bytes met", "drop (pp)",
+                  "search wall s"], storage),
+                ("Latency budget (per-group channel widths by knapsack on measured latency, fine-tuned)",
+                 ["model", "batch", "asked", "measured speedup", "latency met", "drop (pp)", "search wall s"],
+                 latency)]
+    plots = ["auto_ratio_vs_drop.png"]
+    mini = [x for x in rows if x["kind"] == "minilm"]
+    if mini:
+        sections.append((
+            "all-MiniLM-L6-v2: one-shot search (gptq bits per Linear + embedding_bits widths per table, no "
+            "fine-tuning), `NETSHRINK_BENCH_AUTO=minilm netshrink bench auto`",
+            ["point", "budget", "file bytes", "ratio", "bytes met", "mean cos", "min cos", "top-5", "cos >= 0.99",
+             "point s", "search wall s"],
+            [[x["method"], "-" if x["budget_bytes"] is None else f"{x['budget_bytes']:,}", f"{x['file_bytes']:,}",
+              f"{x['ratio']:.2f}x", "yes" if x["bytes_met"] else "no", f"{x['cos_mean']:.4f}", f"{x['cos_min']:.3f}",
+              f"{x['top5']:.3f}", "yes" if x["cos_met"] else "no", f"{x['point_s']:.0f}", f"{x['search_s']:.0f}"]
+             for x in mini]))
+        _plot_minilm(ctx, mini)
+        plots.append("auto_minilm.png")
     path = ctx.write_markdown(
-        "Budget-driven automatic compression (ns.auto, issue 16)",
-        [("Storage budgets (max drop 0.5 pp; search vs uniform allocation at the same budget, same fine-tuning)",
-          ["model", "budget", "allocation", "storage ratio", "file bytes", "bytes met", "drop (pp)",
-           "search wall s"], storage),
-         ("Latency budget (per-group channel widths by knapsack on measured latency, fine-tuned)",
-          ["model", "batch", "asked", "measured speedup", "latency met", "drop (pp)", "search wall s"], latency)],
-        plots=["auto_ratio_vs_drop.png"],
+        "Budget-driven automatic compression (ns.auto, issue 16)", sections, plots=plots,
         notes=f"Fine-tuning: {EPOCHS} epochs after pruning (Adam 1e-3, cosine), {CENTROIDS['epochs']} epochs of "
               f"centroid fine-tuning (Adam {CENTROIDS['lr']:g}). Drop = baseline - compressed accuracy on the test fold, in points. "
-              "'search wall s' is the whole `ns.auto` call (probes, both allocations' compressions, verification).")
+              "'search wall s' is the whole `ns.auto` call (probes, both allocations' compressions, verification)."
+              + (f" MiniLM: {mini[0]['calib_sentences']} calibration sentences (GPTQ's Hessians from the first 128, "
+                 f"each candidate probed on the first {mini[0]['probe_sentences']}), 512 held-out sentences; cosine of "
+                 "the normalised mean-pooled embeddings against fp32 (netshrink_bench.minilm.fidelity); file bytes "
+                 "of ns.save; 'search wall s' includes the probes unless they were cached by an earlier call "
+                 "(the second search reuses them); one thread, shared machine." if mini else ""))
     # The header names the folds this run finished, not the folds it was set to run (a run cut
     # short by its time limit reports what it has).
-    done = sorted({x["fold"] for x in rows})
+    done = sorted({x["fold"] for x in rows if isinstance(x.get("fold"), int)})
     text = path.read_text()
     path.write_text(text.replace(f"{len(ctx.folds)} fold(s)",
                                  f"folds with results: {', '.join(map(str, done)) or 'none'} ({len(done)} of {len(ctx.folds)}; each row counts its own in 'met')", 1))
@@ -157,6 +244,22 @@ def _plot(ctx: BenchContext, rows: list) -> None:
     plt.close(fig)
 
 
+def _plot_minilm(ctx: BenchContext, rows: list) -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    for x in rows:
+        ax.scatter([x["file_bytes"] / 1e6], [x["cos_mean"]], label=x["method"])
+    ax.axhline(1 - MINILM_MAX_DROP, color="red", ls="--", lw=1, label="cos 0.99")
+    ax.axvline(MINILM_BYTES / 1e6, color="grey", ls=":", lw=1, label="11.4 MB")
+    ax.set_xlabel("saved file (MB)")
+    ax.set_ylabel("mean cosine vs fp32")
+    ax.set_title("all-MiniLM-L6-v2: one-shot search vs uniform and the hand recipe")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(ctx.dir / "auto_minilm.png")
+    plt.close(fig)
+
+
 def run(ctx: BenchContext) -> None:
     torch.set_num_threads(1)
     rows: list = []
@@ -167,7 +270,21 @@ def run(ctx: BenchContext) -> None:
         old = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         ctx.rows.extend(old)
         rows.extend(r for r in old if "error" not in r)
+    part = os.environ.get("NETSHRINK_BENCH_AUTO", "all")
+    if part not in ("all", "lenet", "minilm"):
+        raise NetshrinkError(f"NETSHRINK_BENCH_AUTO={part!r}: one of all, lenet, minilm")
+    if part != "all" and path.is_file() and not ctx.rows:   # the other part's rows are kept
+        old = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        keep = [r for r in old if (r["kind"] == "minilm") != (part == "minilm")]
+        ctx.rows.extend(keep)
+        rows.extend(r for r in keep if "error" not in r)
+        path.write_text("".join(json.dumps(r) + "\n" for r in keep))
     done = {(r["kind"], r["model"], r["fold"]) for r in ctx.rows}
+    if part in ("all", "minilm") and not any(r["kind"] == "minilm" for r in ctx.rows):
+        _minilm(ctx, rows)
+        _write(ctx, rows)
+    if part == "minilm":
+        return
     for fold in ctx.folds:   # folds outermost; tables rewritten after each, so a cut-short run still reports
         for model, ratio in STORAGE:
             if ("storage", model, fold) not in done:
