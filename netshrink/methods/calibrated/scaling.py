@@ -9,6 +9,17 @@ becomes a ScaledLinear (W diag(s), input * 1/s kept explicit: in the encoder blo
 this library meets, each input is a LayerNorm output that also feeds the residual, or
 a GELU output, so no earlier op can absorb 1/s exactly) or, for smoothquant's
 execute = "int8", an Int8DynamicLinear carrying the same input scale.
+
+Per-layer choices from calibration (smoothquant, execute = "int8"): `search = true` takes,
+per group, the scaling with the least relative output error on 2,048 sampled calibration
+rows, run through the int8 kernel itself, among none (s = 1: no pass over the input at
+run time) and alpha in ALPHA_GRID + [alpha]; `act = "auto"` first makes every group
+"token_scale", then tries each group per-tensor ("tensor": fbgemm's own dynamic range,
+no per-token passes, fbgemm at every size), the groups whose sampled-row error grows least
+first, and keeps a group per-tensor while the model's output error on `check_samples`
+calibration samples stays within act_tolerance x the all-"token_scale" error. Each layer's
+act, alpha and kernel are in its module's config; the report (`run.method("smoothquant").report_`)
+has the errors that decided them.
 """
 from __future__ import annotations
 
@@ -18,14 +29,19 @@ from typing import Literal
 import torch
 from torch import nn
 
+from netshrink.core.batches import as_batches, output_tensor
+from netshrink.core.context import PrepareContext
 from netshrink.functional.awq import awq_search, smooth_scale
 from netshrink.functional.gptq import rtn_quantize
 from netshrink.functional.hessian import HessianAccumulator
 from netshrink.methods.calibrated.base import OneShot
 from netshrink.methods.calibrated.kernels import choose_kernel
-from netshrink.methods.calibrated.layerwise import replace
+from netshrink.methods.calibrated.layerwise import Calibration, replace
 from netshrink.runtime.int8_dynamic import Int8DynamicLinear
 from netshrink.runtime.scaled_linear import ScaledLinear
+
+ALPHA_GRID = (0.25, 0.5, 0.65, 0.75, 0.85, 0.95)   # smoothquant search's alphas, besides none and its own
+SEARCH_ROWS = 2048
 
 
 def _plain(group) -> list[tuple[str, nn.Module]]:
@@ -80,24 +96,111 @@ class SmoothQuant(OneShot):
     # "int8": Int8DynamicLinear (int8 weights per channel, per-token int8 activations);
     # "float": only the scaling (ScaledLinear), for a later `gptq` with execute = "int8".
     execute: Literal["int8", "float"] = "int8"
-    act: Literal["token", "tensor", "token_scale"] = "token"
+    # "auto": per layer group, per-tensor where the model's output stays within
+    # act_tolerance x the error with per-token scales everywhere, "token_scale" elsewhere.
+    act: Literal["token", "tensor", "token_scale", "auto"] = "token"
     kernel: Literal["auto", "measure", "fbgemm", "fp32", "by_size"] = "auto"
+    # per group, the scaling with the least output error on sampled calibration rows among
+    # none (s = 1, no pass over the input at run time) and alpha in ALPHA_GRID + [alpha]
+    search: bool = False
+    act_tolerance: float = 1.5
+    check_samples: int = 32        # calibration samples of the end-to-end checks of act "auto"
 
     def validate(self):
         super().validate()
         self.check(0.0 <= self.alpha <= 1.0, "alpha", "in [0, 1]")
+        self.check(self.act_tolerance >= 1.0, "act_tolerance", "a number >= 1")
+        self.check(self.check_samples >= 1, "check_samples", "an integer >= 1")
+        self.check(not (self.execute == "float" and (self.search or self.act == "auto")), "execute",
+                   '"int8" with search or act = "auto" (both measure the int8 kernels)')
+
+    @property
+    def keep_rows(self) -> int:        # sampled input rows for the output-error comparisons
+        return SEARCH_ROWS if (self.search or self.act == "auto") else 0
+
+    def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
+        self._alt: dict[str, Int8DynamicLinear] = {}
+        self._order: list[tuple[float, list[str]]] = []
+        if self.act != "auto" or ctx.data is None:
+            super().prepare(model, ctx)
+            return
+        data = as_batches(ctx.data)
+        checks = Calibration(self.check_samples, self.calib_batch).batches(data)
+        was = model.training
+        model.eval()
+        try:
+            refs = _outputs(model, data, checks)
+            super().prepare(model, ctx)                    # every group token_scale, per-tensor kept aside
+            e0 = _error(_outputs(model, data, checks), refs)
+            budget = self.act_tolerance * e0
+            for _, names in sorted(self._order, key=lambda t: t[0]):   # most per-tensor-friendly group first
+                old = {n: model.get_submodule(n) for n in names}
+                for n in names:
+                    replace(model, n, self._alt[n])
+                e = _error(_outputs(model, data, checks), refs)
+                keep = e <= budget
+                for n in names:
+                    tensor = self.report_[n].pop("tensor")
+                    if keep:
+                        self.report_[n].update(tensor)
+                    else:
+                        replace(model, n, old[n])
+                    self.report_[n].update(model_error_tried=e, model_error_token=e0)
+        finally:
+            model.train(was)
+            self._alt, self._order = {}, []
+
+    def _candidate(self, mod: nn.Linear, s: torch.Tensor | None, act: str) -> Int8DynamicLinear:
+        w = mod.weight.detach().float()
+        if s is None:
+            return Int8DynamicLinear.from_weight(w, mod.bias, act=act)
+        return Int8DynamicLinear.from_weight(w * s[None, :], mod.bias, input_scale=1.0 / s, act=act)
+
+    @torch.no_grad()
+    def _best(self, group, stats: HessianAccumulator, act: str):
+        """(alpha or None, {name: module}, relative output error on the sampled rows)."""
+        weights = [m.weight.detach().float() for _, m in group]
+        alphas = [None, *sorted(set(ALPHA_GRID) | {self.alpha})] if self.search else [self.alpha]
+        best = None
+        for a in alphas:
+            s = None if a is None else smooth_scale(stats.abs_max, weights, a)
+            mods = {n: self._candidate(m, s, act) for n, m in group}
+            if stats.rows is None:
+                return a, mods, None
+            err = sum(_error([q(stats.rows)], [m(stats.rows)]) for (n, m), q in zip(group, mods.values()))
+            if best is None or err < best[2]:
+                best = (a, mods, err)
+        return best
 
     def process(self, model: nn.Module, group: list[tuple[str, nn.Module]], stats: HessianAccumulator) -> None:
         group = _plain(group)
         if not group:
             return
-        s = smooth_scale(stats.abs_max, [m.weight.detach().float() for _, m in group], self.alpha)
-        for name, mod in group:
-            if self.execute == "float":
+        tokens = stats.n / max(self.samples, 1)
+        if self.execute == "float":
+            s = smooth_scale(stats.abs_max, [m.weight.detach().float() for _, m in group], self.alpha)
+            for name, mod in group:
                 replace(model, name, ScaledLinear.from_linear(mod, s))
                 self.report_[name] = {"alpha": self.alpha}
-                continue
-            q = Int8DynamicLinear.from_weight(mod.weight.detach().float() * s[None, :], mod.bias,
-                                              input_scale=1.0 / s, act=self.act)
-            self.report_[name] = {"alpha": self.alpha, **choose_kernel(q, stats.n / max(self.samples, 1), self.kernel)}
+            return
+        a, mods, err = self._best(group, stats, "token_scale" if self.act == "auto" else self.act)
+        if self.act == "auto":      # the per-tensor alternative, tried end to end after every group
+            ta, alt, terr = self._best(group, stats, "tensor")
+            self._order.append((terr / max(err, 1e-30), [n for n, _ in group]))
+            self._alt.update(alt)
+        for name, q in mods.items():
+            self.report_[name] = {"act": q.act, "alpha": a, "error": err, **choose_kernel(q, tokens, self.kernel)}
+            if self.act == "auto":
+                self.report_[name]["tensor"] = {"act": "tensor", "alpha": ta, "error": terr,
+                                                **choose_kernel(self._alt[name], tokens, self.kernel)}
             replace(model, name, q)
+
+def _outputs(model: nn.Module, data, batches: list) -> list[torch.Tensor]:
+    with torch.no_grad():
+        return [output_tensor(data.call(model, b)).detach().float().clone() for b in batches]
+
+
+def _error(outs: list[torch.Tensor], refs: list[torch.Tensor]) -> float:
+    """Relative squared error sum ||o - r||^2 / sum ||r||^2."""
+    num = sum(float(((o - r) ** 2).sum()) for o, r in zip(outs, refs))
+    return num / max(sum(float((r ** 2).sum()) for r in refs), 1e-30)
