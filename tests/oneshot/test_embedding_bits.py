@@ -25,7 +25,7 @@ def test_row_bits_matches_the_water_filling_hand_case():
 
 def test_quantize_rows_puts_each_row_on_its_own_grid():
     w = torch.randn(6, 32, generator=torch.Generator().manual_seed(0))
-    bits = torch.tensor([2, 2, 4, 4, 8, 8])
+    bits = torch.tensor([1, 2, 4, 4, 8, 8])
     q = quantize_rows(w, bits, symmetric=False, calibration="minmax")
     for i, b in enumerate(bits.tolist()):
         assert torch.unique(q[i]).numel() <= 2 ** b
@@ -71,6 +71,10 @@ def test_fewer_bytes_and_less_error_than_uniform_bits_on_held_out_text(tmp_path)
 def test_bad_settings_and_targets_are_named():
     with pytest.raises(RecipeError, match="bits"):
         ns.create("embedding_bits", bits=9.0)
+    with pytest.raises(RecipeError, match="min_bits"):
+        ns.create("embedding_bits", bits=2.0, min_bits=0)
+    with pytest.raises(RecipeError, match="symmetric"):
+        ns.create("embedding_bits", bits=2.0, min_bits=1, symmetric=True)
     with pytest.raises(RecipeError, match="nn.Embedding"):
         ns.compress_(_bert(), ns.Recipe.of(ns.create("embedding_bits", targets={"include": ["type:Linear"]}),
                                            finetune=ns.TrainConfig(epochs=0)), data=_zipf_batches(1, 0),

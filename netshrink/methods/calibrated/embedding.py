@@ -50,7 +50,9 @@ class EmbeddingBits(Method):
     calib_batch: int = 32
 
     def validate(self):
-        self.check(2 <= self.min_bits <= 8, "min_bits", "an integer in 2..8")
+        self.check(1 <= self.min_bits <= 8, "min_bits", "an integer in 1..8 (1: two levels per row)")
+        self.check(self.min_bits >= 2 or not self.symmetric, "min_bits",
+                   ">= 2 with symmetric = true (a symmetric 1-bit grid has no level but 0)")
         self.check(self.min_bits <= self.max_bits <= 8, "max_bits", f"an integer in {self.min_bits}..8")
         self.check(self.min_bits <= self.bits <= self.max_bits, "bits",
                    f"a mean width in [min_bits, max_bits] = [{self.min_bits}, {self.max_bits}]")
