@@ -132,6 +132,9 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
         if self.kernel == "fp32" or (self.kernel == "by_size"
                                      and x.numel() * self.out_features < FBGEMM_MIN_MACS):   # MACs: rows * in * out
             return F.linear(x, self._wdeq, self.bias)
+        if self.act == "tensor" and not self.smooth:       # torch.ao's call: no reshape, nothing around it
+            return torch.ops.quantized.linear_dynamic(x, self._packed, True)
+        own = self.smooth                 # x below is this call's own tensor: divide it in place
         if self.smooth:
             x = x * self.input_scale
         shape = x.shape
@@ -140,7 +143,7 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
             y = torch.ops.quantized.linear_dynamic(x, self._packed, True)
         elif self.act == "token_scale":
             r = torch.maximum(x.amax(1, keepdim=True), -x.amin(1, keepdim=True)).clamp_(min=1e-8)   # (M, 1)
-            y = torch.ops.quantized.linear_dynamic(x / r, self._packed, True)
+            y = torch.ops.quantized.linear_dynamic(x.div_(r) if own else x / r, self._packed, True)
             y = y.mul_(r) if self.bias is None else torch.addcmul(self.bias, y, r)
         else:
             # In place wherever it can be: at batch 64 the (M, out) passes after the int8

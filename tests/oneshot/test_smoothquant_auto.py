@@ -82,3 +82,22 @@ def test_kernel_rule_gives_per_tensor_layers_fbgemm_at_every_size():
     assert choose_kernel(k, 30)["kernel"] == "by_size"
     tiny = Int8DynamicLinear.from_linear(nn.Linear(4, 4), act="tensor")
     assert choose_kernel(tiny, 2)["kernel"] == "fp32"                  # below MIN_MACS at batch 64
+
+
+def test_int8_dynamic_leaves_its_input_alone_and_3d_equals_2d():
+    """token_scale divides its own smoothed copy in place, never the caller's tensor; the
+    per-tensor call without scaling takes any leading shape as the 2-D one does."""
+    torch.manual_seed(0)
+    lin = nn.Linear(32, 16)
+    x = torch.randn(3, 5, 32) * torch.linspace(0.1, 10, 5)[None, :, None]
+    for act, smooth in (("token_scale", True), ("token_scale", False), ("tensor", False), ("tensor", True)):
+        c = torch.rand(32) + 0.5 if smooth else torch.ones(32)
+        q = Int8DynamicLinear.from_linear(lin, act=act, kernel="fbgemm", input_scale=c if smooth else None)
+        x0 = x.clone()
+        with torch.no_grad():
+            y = q(x)
+            y2 = q(x.reshape(15, 32)).reshape(3, 5, 16)
+            ref = lin(x * c)                                       # the module computes W (c * x) + b
+        assert torch.equal(x, x0)
+        assert torch.allclose(y, y2, atol=1e-5)
+        assert float((y - ref).abs().max()) < 0.05 * float(ref.abs().max())

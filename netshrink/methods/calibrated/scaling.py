@@ -14,15 +14,17 @@ Per-layer choices from calibration (smoothquant, execute = "int8"): `search = tr
 per group, the scaling with the least relative output error on 2,048 sampled calibration
 rows, run through the int8 kernel itself, among none (s = 1: no pass over the input at
 run time) and alpha in ALPHA_GRID + [alpha]; `act = "auto"` first makes every group
-"token_scale", then tries each group per-tensor ("tensor": fbgemm's own dynamic range,
-no per-token passes, fbgemm at every size), the groups whose sampled-row error grows least
-first, and keeps a group per-tensor while the model's output error on `check_samples`
-calibration samples stays within act_tolerance x the all-"token_scale" error. Each layer's
+"token_scale", measures the model's output error on `check_samples` calibration samples (real tokens)
+with each group alone per-tensor ("tensor": fbgemm's own dynamic range, no per-token
+passes, fbgemm at every size), and makes groups per-tensor in the order of most
+multiply-adds per unit of error added, each kept while the error stays within
+act_tolerance x the all-"token_scale" error (a knapsack's greedy). Each layer's
 act, alpha and kernel are in its module's config; the report (`run.method("smoothquant").report_`)
 has the errors that decided them.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -120,7 +122,7 @@ class SmoothQuant(OneShot):
 
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
         self._alt: dict[str, Int8DynamicLinear] = {}
-        self._order: list[tuple[float, list[str]]] = []
+        self._order: list[list[str]] = []
         if self.act != "auto" or ctx.data is None:
             super().prepare(model, ctx)
             return
@@ -133,11 +135,26 @@ class SmoothQuant(OneShot):
             super().prepare(model, ctx)                    # every group token_scale, per-tensor kept aside
             e0 = _error(_outputs(model, data, checks), refs)
             budget = self.act_tolerance * e0
-            for _, names in sorted(self._order, key=lambda t: t[0]):   # most per-tensor-friendly group first
-                old = {n: model.get_submodule(n) for n in names}
+
+            def trial(names):          # the model's error with these groups per-tensor
                 for n in names:
                     replace(model, n, self._alt[n])
-                e = _error(_outputs(model, data, checks), refs)
+                return _error(_outputs(model, data, checks), refs)
+
+            # each group alone first, then a knapsack's greedy order: the most multiply-adds
+            # made per-tensor per unit of error added first, each kept while the total fits
+            gain = []
+            for names in self._order:
+                old = {n: model.get_submodule(n) for n in names}
+                alone = trial(names)
+                for n in names:
+                    replace(model, n, old[n])
+                    self.report_[n]["model_error_alone"] = alone
+                macs = sum(self._alt[n].in_features * self._alt[n].out_features for n in names)
+                gain.append((max(alone - e0, 0.0) / macs, names))
+            for _, names in sorted(gain, key=lambda t: t[0]):
+                old = {n: model.get_submodule(n) for n in names}
+                e = trial(names)
                 keep = e <= budget
                 for n in names:
                     tensor = self.report_[n].pop("tensor")
@@ -186,7 +203,7 @@ class SmoothQuant(OneShot):
         a, mods, err = self._best(group, stats, "token_scale" if self.act == "auto" else self.act)
         if self.act == "auto":      # the per-tensor alternative, tried end to end after every group
             ta, alt, terr = self._best(group, stats, "tensor")
-            self._order.append((terr / max(err, 1e-30), [n for n, _ in group]))
+            self._order.append([n for n, _ in group])
             self._alt.update(alt)
         for name, q in mods.items():
             self.report_[name] = {"act": q.act, "alpha": a, "error": err, **choose_kernel(q, tokens, self.kernel)}
@@ -196,8 +213,17 @@ class SmoothQuant(OneShot):
             replace(model, name, q)
 
 def _outputs(model: nn.Module, data, batches: list) -> list[torch.Tensor]:
+    """The model's output tensor on each batch; where the batch has an attention_mask
+    (N, T) and the output is (N, T, d), only the real tokens' rows (padding is not read)."""
+    outs = []
     with torch.no_grad():
-        return [output_tensor(data.call(model, b)).detach().float().clone() for b in batches]
+        for b in batches:
+            y = output_tensor(data.call(model, b)).detach().float()
+            m = b.get("attention_mask") if isinstance(b, Mapping) else None
+            if isinstance(m, torch.Tensor) and y.dim() == 3 and tuple(m.shape) == tuple(y.shape[:2]):
+                y = y[m.bool()]
+            outs.append(y.clone())
+    return outs
 
 
 def _error(outs: list[torch.Tensor], refs: list[torch.Tensor]) -> float:
