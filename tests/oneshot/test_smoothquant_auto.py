@@ -101,3 +101,16 @@ def test_int8_dynamic_leaves_its_input_alone_and_3d_equals_2d():
         assert torch.equal(x, x0)
         assert torch.allclose(y, y2, atol=1e-5)
         assert float((y - ref).abs().max()) < 0.05 * float(ref.abs().max())
+
+
+def test_per_layer_act_by_pattern_and_a_bad_value_is_refused():
+    import pytest
+    from netshrink.errors import NetshrinkError
+
+    model, data = _model(), _data()
+    rep = ns.run_recipe(model, _recipe(act="tensor", search=True, kernel="fbgemm", per_layer={"3": "token_scale"}),
+                        data, progress=False).method("smoothquant").report_
+    assert (model[0].act, model[3].act) == ("tensor", "token_scale")
+    assert (rep["0"]["act"], rep["3"]["act"]) == ("tensor", "token_scale")
+    with pytest.raises(NetshrinkError, match="per_layer"):
+        ns.create("smoothquant", per_layer={"3": "int4"})

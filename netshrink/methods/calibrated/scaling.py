@@ -18,14 +18,15 @@ run time) and alpha in ALPHA_GRID + [alpha]; `act = "auto"` first makes every gr
 with each group alone per-tensor ("tensor": fbgemm's own dynamic range, no per-token
 passes, fbgemm at every size), and makes groups per-tensor in the order of most
 multiply-adds per unit of error added, each kept while the error stays within
-act_tolerance x the all-"token_scale" error (a knapsack's greedy). Each layer's
+act_tolerance x the all-"token_scale" error (a knapsack's greedy). `per_layer` fixes the act
+of the layers its patterns match (a group takes its first matched value; "auto" leaves it). Each layer's
 act, alpha and kernel are in its module's config; the report (`run.method("smoothquant").report_`)
 has the errors that decided them.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -33,10 +34,11 @@ from torch import nn
 
 from netshrink.core.batches import as_batches, output_tensor
 from netshrink.core.context import PrepareContext
+from netshrink.core.targets import PerLayer
 from netshrink.functional.awq import awq_search, smooth_scale
 from netshrink.functional.gptq import rtn_quantize
 from netshrink.functional.hessian import HessianAccumulator
-from netshrink.methods.calibrated.base import OneShot
+from netshrink.methods.calibrated.base import OneShot, layer_value
 from netshrink.methods.calibrated.kernels import choose_kernel
 from netshrink.methods.calibrated.layerwise import Calibration, replace
 from netshrink.runtime.int8_dynamic import Int8DynamicLinear
@@ -107,12 +109,16 @@ class SmoothQuant(OneShot):
     search: bool = False
     act_tolerance: float = 1.5
     check_samples: int = 32        # calibration samples of the end-to-end checks of act "auto"
+    # act by target pattern ("token", "tensor", "token_scale"); such layers are not tried by "auto"
+    per_layer: PerLayer[str] = field(default_factory=PerLayer)
 
     def validate(self):
         super().validate()
         self.check(0.0 <= self.alpha <= 1.0, "alpha", "in [0, 1]")
         self.check(self.act_tolerance >= 1.0, "act_tolerance", "a number >= 1")
         self.check(self.check_samples >= 1, "check_samples", "an integer >= 1")
+        self.check(all(v in ("token", "tensor", "token_scale") for _, v in self.per_layer.items()), "per_layer",
+                   'a table of pattern = "token" / "tensor" / "token_scale" (the act of those layers)')
         self.check(not (self.execute == "float" and (self.search or self.act == "auto")), "execute",
                    '"int8" with search or act = "auto" (both measure the int8 kernels)')
 
@@ -200,14 +206,18 @@ class SmoothQuant(OneShot):
                 replace(model, name, ScaledLinear.from_linear(mod, s))
                 self.report_[name] = {"alpha": self.alpha}
             return
-        a, mods, err = self._best(group, stats, "token_scale" if self.act == "auto" else self.act)
-        if self.act == "auto":      # the per-tensor alternative, tried end to end after every group
+        default = "token_scale" if self.act == "auto" else self.act
+        fixed = {n: layer_value(self, n, m, None) for n, m in group}
+        act = next((v for v in fixed.values() if v is not None), default)   # a group shares one scale
+        a, mods, err = self._best(group, stats, act)
+        auto = self.act == "auto" and all(v is None for v in fixed.values())
+        if auto:                    # the per-tensor alternative, tried end to end after every group
             ta, alt, terr = self._best(group, stats, "tensor")
             self._order.append([n for n, _ in group])
             self._alt.update(alt)
         for name, q in mods.items():
             self.report_[name] = {"act": q.act, "alpha": a, "error": err, **choose_kernel(q, tokens, self.kernel)}
-            if self.act == "auto":
+            if auto:
                 self.report_[name]["tensor"] = {"act": "tensor", "alpha": ta, "error": terr,
                                                 **choose_kernel(self._alt[name], tokens, self.kernel)}
             replace(model, name, q)
