@@ -219,7 +219,10 @@ def _write(ctx: BenchContext, rows: list) -> None:
                  f"each candidate probed on the first {mini[0]['probe_sentences']}), 512 held-out sentences; cosine of "
                  "the normalised mean-pooled embeddings against fp32 (netshrink_bench.minilm.fidelity); file bytes "
                  "of ns.save; 'search wall s' includes the probes unless they were cached by an earlier call "
-                 "(the second search reuses them); one thread, shared machine." if mini else ""))
+                 "(the second search reuses them); one thread, shared machine." if mini else "")
+              + (f" The minutes above are the run that last wrote this file, with NETSHRINK_BENCH_AUTO="
+                 f"{os.environ['NETSHRINK_BENCH_AUTO']}: that part alone, the other part's rows kept from an "
+                 "earlier run." if os.environ.get("NETSHRINK_BENCH_AUTO", "all") != "all" else ""))
     # The header names the folds this run finished, not the folds it was set to run (a run cut
     # short by its time limit reports what it has).
     done = sorted({x["fold"] for x in rows if isinstance(x.get("fold"), int)})
