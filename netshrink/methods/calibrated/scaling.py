@@ -19,7 +19,9 @@ with each group alone per-tensor ("tensor": fbgemm's own dynamic range, no per-t
 passes, fbgemm at every size), and makes groups per-tensor in the order of most
 multiply-adds per unit of error added, each kept while the error stays within
 act_tolerance x the all-"token_scale" error (a knapsack's greedy). `per_layer` fixes the act
-of the layers its patterns match (a group takes its first matched value; "auto" leaves it). Each layer's
+of the layers its patterns match (a group takes its first matched value; "auto" leaves it).
+A per-tensor layer's scale s reads every row of the calibration inputs, padding included:
+at run time fbgemm's one range covers every row of a padded batch. Each layer's
 act, alpha and kernel are in its module's config; the report (`run.method("smoothquant").report_`)
 has the errors that decided them.
 """
@@ -129,6 +131,10 @@ class SmoothQuant(OneShot):
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
         self._alt: dict[str, Int8DynamicLinear] = {}
         self._order: list[list[str]] = []
+        self._all_rows_max: dict[str, torch.Tensor] = {}
+        if self.execute == "int8" and ctx.data is not None:
+            self._all_rows_max = _input_max_all_rows(model, self.target_modules(model), as_batches(ctx.data),
+                                                     Calibration(self.samples, self.calib_batch))
         if self.act != "auto" or ctx.data is None:
             super().prepare(model, ctx)
             return
@@ -183,10 +189,13 @@ class SmoothQuant(OneShot):
     def _best(self, group, stats: HessianAccumulator, act: str):
         """(alpha or None, {name: module}, relative output error on the sampled rows)."""
         weights = [m.weight.detach().float() for _, m in group]
+        act_max = stats.abs_max
+        if act == "tensor" and group[0][0] in self._all_rows_max:   # padding rows too: fbgemm's one range covers them
+            act_max = torch.maximum(act_max, self._all_rows_max[group[0][0]])
         alphas = [None, *sorted(set(ALPHA_GRID) | {self.alpha})] if self.search else [self.alpha]
         best = None
         for a in alphas:
-            s = None if a is None else smooth_scale(stats.abs_max, weights, a)
+            s = None if a is None else smooth_scale(act_max, weights, a)
             mods = {n: self._candidate(m, s, act) for n, m in group}
             if stats.rows is None:
                 return a, mods, None
@@ -221,6 +230,31 @@ class SmoothQuant(OneShot):
                 self.report_[name]["tensor"] = {"act": "tensor", "alpha": ta, "error": terr,
                                                 **choose_kernel(self._alt[name], tokens, self.kernel)}
             replace(model, name, q)
+
+@torch.no_grad()
+def _input_max_all_rows(model: nn.Module, modules: dict[str, nn.Module], data, calib: Calibration) -> dict:
+    """name -> (in,) max |x_j| of each target's input over every row of the calibration
+    batches, padding rows included (the statistics of `collect` read real tokens only)."""
+    out: dict[str, torch.Tensor] = {}
+
+    def hook(m, args, kwargs, name):
+        x = (args[0] if args else next(iter(kwargs.values()))).detach()
+        x = x.reshape(-1, x.shape[-1]).float().abs().amax(0)
+        out[name] = x if name not in out else torch.maximum(out[name], x)
+
+    handles = [m.register_forward_pre_hook(lambda m, a, k, n=n: hook(m, a, k, n), with_kwargs=True)
+               for n, m in modules.items()]
+    was = model.training
+    model.eval()
+    try:
+        for b in calib.batches(data):
+            data.call(model, b)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    return out
+
 
 def _outputs(model: nn.Module, data, batches: list) -> list[torch.Tensor]:
     """The model's output tensor on each batch; where the batch has an attention_mask
