@@ -132,7 +132,8 @@ class SmoothQuant(OneShot):
         self._alt: dict[str, Int8DynamicLinear] = {}
         self._order: list[list[str]] = []
         self._all_rows_max: dict[str, torch.Tensor] = {}
-        if self.execute == "int8" and ctx.data is not None:
+        per_tensor = self.act in ("tensor", "auto") or any(v == "tensor" for _, v in self.per_layer.items())
+        if self.execute == "int8" and per_tensor and ctx.data is not None:
             self._all_rows_max = _input_max_all_rows(model, self.target_modules(model), as_batches(ctx.data),
                                                      Calibration(self.samples, self.calib_batch))
         if self.act != "auto" or ctx.data is None:
