@@ -23,7 +23,7 @@ The loss: `mse` — Σ‖s − t‖² / Σ‖t‖² over real tokens (the batch'
 padding tokens never count), so 1.0 is as far as zeros; `cosine` — mean over real tokens
 of 1 − cos(s, t). The model stays in eval mode (dropout off, as the reconstruction
 papers calibrate). Only the blocks' parameters are trained (all of the model's where no
-block list is found; with params = "vectors" only their biases and normalisation
+block list is found; with tune = "vectors" only their biases and normalisation
 weights, 1-D tensors: after a quantizer the weight matrices stay on their grids bit for
 bit and the file keeps its size — bias correction learned from the hidden states, as
 Nagel et al. 2019 (DFQ) / Finkelstein et al. 2019 correct a quantized layer's mean
@@ -81,7 +81,7 @@ class Recover(Method):
     loss: Literal["mse", "cosine"] = "mse"
     intermediate: bool = True  # end_to_end: match every block's output too, not the final output only
     keep_zeros: bool = True   # re-apply the zeros of each weight matrix after every step
-    params: Literal["all", "vectors"] = "all"   # "vectors": biases and norms only, weight matrices untouched
+    tune: Literal["all", "vectors"] = "all"     # "vectors": biases and norms only, weight matrices untouched
     teacher: str = ""         # a .nshr file; "" = the model before compression
     seed: int = 0
 
@@ -211,7 +211,7 @@ class Recover(Method):
 
     # -- the optimisation ---------------------------------------------------------------
     def _train(self, params, n_batches: int, step_loss, model) -> dict:
-        params = [p for p in params if p.is_floating_point() and (self.params == "all" or p.dim() < 2)]
+        params = [p for p in params if p.is_floating_point() and (self.tune == "all" or p.dim() < 2)]
         owned = {id(p) for p in params}
         for p in model.parameters():
             p.requires_grad_(id(p) in owned)

@@ -117,7 +117,7 @@ def test_vectors_only_tunes_biases_and_norms_and_leaves_quantized_weights_bit_ex
     ns.compress_(quant, ns.Recipe.of(ns.create("quantize", bits=3, targets=lin), finetune=ns.TrainConfig(epochs=0)),
                  data=calib, progress=False)
     tuned = copy.deepcopy(quant)
-    ns.compress_(tuned, ns.Recipe.of(ns.create("recover", mode="block", epochs=4, lr=3e-3, params="vectors"),
+    ns.compress_(tuned, ns.Recipe.of(ns.create("recover", mode="block", epochs=4, lr=3e-3, tune="vectors"),
                                      finetune=ns.TrainConfig(epochs=0)), data=calib, teacher=teacher, progress=False)
     before, after = _hidden_error(quant, teacher, held_out), _hidden_error(tuned, teacher, held_out)
     assert after < 0.9 * before, (before, after)
