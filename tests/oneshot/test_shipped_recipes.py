@@ -14,7 +14,8 @@ RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("minilm_
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
 def test_shipped_minilm_recipe_runs_on_a_tiny_bert(tmp_path, path):
-    cfg = transformers.BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+    # six blocks, as all-MiniLM-L6-v2: a recipe may name its layers (a per-layer map found by `auto`)
+    cfg = transformers.BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=6, num_attention_heads=2,
                                   intermediate_size=64, max_position_embeddings=32)
     torch.manual_seed(0)
     model = transformers.BertModel(cfg).eval()
