@@ -11,7 +11,6 @@ from typing import Optional
 
 import typer
 
-from netshrink import load
 from netshrink.auto import Budget
 from netshrink.auto import auto as run_auto
 from netshrink.auto.outputs import CHOICE_HEADERS, choices_rows
@@ -22,8 +21,6 @@ from netshrink.cli.rundir import check_free, run_folder
 from netshrink.errors import NetshrinkError
 from netshrink.measure.tables import print_table
 from netshrink.train.config import TrainConfig
-from netshrink.zoo import data as zoo_data
-from netshrink.zoo.baseline import baseline
 
 
 def auto(model: Optional[str] = typer.Option(None, help=MODEL_HELP),
@@ -54,23 +51,11 @@ def auto(model: Optional[str] = typer.Option(None, help=MODEL_HELP),
     budget = Budget.parse(size=size, latency=latency, batch=batch, max_drop=max_drop)
     metric_fn = sources.metric_option(metric)
     check_free(out, force)
-    user = sources.user_model(model, weights) if sources.is_user_model(model) else None
-    if input is None and model is None:
-        raise NetshrinkError("give --model (a zoo baseline or your own model) or --input (a .nshr file)")
-    if input is not None and model is not None and user is None:
-        raise NetshrinkError("--input with a zoo --model: give one of them (the file names its zoo model)")
     if epochs < 0:
         raise NetshrinkError(f"--epochs must be >= 0, got {epochs}")
     if calib_size < 1:
         raise NetshrinkError(f"--calib-size must be >= 1, got {calib_size}")
-    if sources.is_import_spec(data):
-        train_ds, test = sources.user_data(data)
-    else:
-        train_ds, test = zoo_data.load(data, fold)
-    if input:
-        base = load(input, base=user.build() if user else None)
-    else:
-        base = user.model if user else baseline(model, data, fold)
+    base, train_ds, test = sources.model_and_data(model, weights, input, data, fold)
     res = run_auto(copy.deepcopy(base), train_ds, budget, eval_data=test, finetune=TrainConfig(epochs=epochs),
                    methods=[m.strip() for m in methods.split(",") if m.strip()], compare_uniform=uniform,
                    explore=explore, metric=metric_fn, calib_size=calib_size, log=console.print)

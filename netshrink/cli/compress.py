@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from netshrink import Recipe, compress_, load
+from netshrink import Recipe, compress_
 from netshrink.cli import sources
 from netshrink.cli.common import console, invocation
 from netshrink.cli.rundir import check_free, run_folder, write_run
@@ -16,8 +16,6 @@ from netshrink.errors import NetshrinkError
 from netshrink.measure.report import measure
 from netshrink.measure.tables import comparison_rows, print_table
 from netshrink.train.engine import is_main_process
-from netshrink.zoo import data as zoo_data
-from netshrink.zoo.baseline import baseline
 
 MODEL_HELP = ("zoo model (its cached baseline is compressed), package.module:factory (your code, imported by "
               "its module name), or hf:DIR (a local transformers folder); with --input: the base of that file")
@@ -43,19 +41,7 @@ def compress(recipe: str = typer.Option(..., help="recipe TOML file"),
     rec = Recipe.from_toml(recipe)          # fail fast, before any training
     loss_fn, metric_fn = sources.loss_option(loss), sources.metric_option(metric)
     check_free(out, force)
-    user = sources.user_model(model, weights) if sources.is_user_model(model) else None
-    if input is None and model is None:
-        raise NetshrinkError("give --model (a zoo baseline or your own model) or --input (a .nshr file)")
-    if input is not None and model is not None and user is None:
-        raise NetshrinkError("--input with a zoo --model: give one of them (the file names its zoo model)")
-    if sources.is_import_spec(data):
-        train_ds, test = sources.user_data(data)
-    else:
-        train_ds, test = zoo_data.load(data, fold)
-    if input:
-        base = load(input, base=user.build() if user else None)
-    else:
-        base = user.model if user else baseline(model, data, fold)
+    base, train_ds, test = sources.model_and_data(model, weights, input, data, fold)
     net = copy.deepcopy(base)
     t0 = time.perf_counter()
     compress_(net, rec, data=train_ds, loss=loss_fn)

@@ -25,9 +25,12 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from netshrink.artifact import load
 from netshrink.errors import NetshrinkError
 from netshrink.measure.metrics import METRICS
 from netshrink.train.losses import LOSSES
+from netshrink.zoo import data as zoo_data
+from netshrink.zoo.baseline import baseline
 
 _SPEC = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
@@ -165,3 +168,18 @@ def metric_option(spec: str | None):
 def is_user_model(spec: str | None) -> bool:
     """Zoo names never hold a ':'; anything with one is the user's (and checked as such)."""
     return bool(spec) and ":" in spec
+
+
+def model_and_data(model: str | None, weights: str | None, input: str | None, data: str, fold: int):
+    """(the model to compress, training data, held-out data) from `--model` / `--weights` /
+    `--input` / `--data` / `--fold`: a zoo baseline, the user's model (code or hf folder,
+    with weights), or a .nshr file (built on the user's model where one is given)."""
+    user = user_model(model, weights) if is_user_model(model) else None
+    if input is None and model is None:
+        raise NetshrinkError("give --model (a zoo baseline or your own model) or --input (a .nshr file)")
+    if input is not None and model is not None and user is None:
+        raise NetshrinkError("--input with a zoo --model: give one of them (the file names its zoo model)")
+    train, test = user_data(data) if is_import_spec(data) else zoo_data.load(data, fold)
+    if input:
+        return load(input, base=user.build() if user else None), train, test
+    return (user.model if user else baseline(model, data, fold)), train, test
