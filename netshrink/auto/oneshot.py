@@ -28,8 +28,6 @@ little from the candidates: the saved file's bytes and the fidelity are measured
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -37,7 +35,8 @@ import torch
 from torch import nn
 
 from netshrink.auto.cost import Choice, file_bytes, tensor_bytes
-from netshrink.auto.sensitivity import Calib, LayerTable, mean_loss, set_weight
+from netshrink.auto.sensitivity import (Calib, LayerTable, cache_key, mean_loss, read_tables, set_weight,
+                                        write_tables)
 from netshrink.core.batches import as_batches
 from netshrink.core.context import PrepareContext
 from netshrink.core.targets import Site, Targets, select
@@ -162,29 +161,6 @@ def token_counts(model: nn.Module, data, p: Plan) -> dict[str, torch.Tensor]:
     return m.token_counts(model, p.tables, PrepareContext(data=as_batches(data)))
 
 
-def _key(model: nn.Module, calib: Calib, p: Plan) -> str:
-    h = hashlib.sha256(json.dumps({"v": VERSION, "plan": p.describe(), "loss": calib.loss.name},
-                                  sort_keys=True, default=str).encode())
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    for batch in calib.items:
-        for t in _tensors(batch):
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:20]
-
-
-def _tensors(obj):
-    if torch.is_tensor(obj):
-        yield obj
-    elif isinstance(obj, dict):
-        for k in sorted(obj, key=str):
-            yield from _tensors(obj[k])
-    elif isinstance(obj, (tuple, list)):
-        for v in obj:
-            yield from _tensors(v)
-
-
 @torch.no_grad()
 def probe(model: nn.Module, data, calib: Calib, p: Plan, *, cache: bool = True,
           progress: bool = True) -> list[LayerTable]:
@@ -192,9 +168,11 @@ def probe(model: nn.Module, data, calib: Calib, p: Plan, *, cache: bool = True,
     each candidate's codec bytes, loss increase on the probe batches and Hessian proxy.
     `data`: the data the methods calibrate on (the recipe's); `calib`: the probe batches
     and the run's loss. The model is left as it was."""
-    path = cache_dir() / "auto" / f"oneshot-{_key(model, calib, p)}.json"
-    if cache and path.exists():
-        return [LayerTable.from_dict(d) for d in json.loads(path.read_text())]
+    key = cache_key({"v": VERSION, "plan": p.describe(), "loss": calib.loss.name}, model, calib)
+    path = cache_dir() / "auto" / f"oneshot-{key}.json"
+    cached = read_tables(path, cache)
+    if cached is not None:
+        return cached
     was = model.training
     model.eval()
     hs = hessians(model, data, p) if p.linears else {}
@@ -211,10 +189,7 @@ def probe(model: nn.Module, data, calib: Calib, p: Plan, *, cache: bool = True,
             for c in t.choices:
                 q = gptq_candidate(gm, w, h, c.bits)
                 d = (q - w).float()
-                t.bytes.append(tensor_bytes(q))
-                t.fisher.append(float(0.5 * ((d @ h) * d).sum()))
-                set_weight(site, q)
-                t.loss.append(mean_loss(model, calib) - base)
+                t.measure(site, q, float(0.5 * ((d @ h) * d).sum()), model, calib, base)
                 bar.advance(1)
             set_weight(site, w)
             tables.append(t)
@@ -225,17 +200,12 @@ def probe(model: nn.Module, data, calib: Calib, p: Plan, *, cache: bool = True,
             for c in t.choices:
                 q = embedding_candidate(_emb_method(p, name, c.bits), w, cnt)
                 per_row = ((q - w).float() ** 2).sum(1).double()
-                t.bytes.append(tensor_bytes(q))
-                t.fisher.append(float((cnt * per_row).sum() / max(float(cnt.sum()), 1.0)))
-                set_weight(site, q)
-                t.loss.append(mean_loss(model, calib) - base)
+                t.measure(site, q, float((cnt * per_row).sum() / max(float(cnt.sum()), 1.0)), model, calib, base)
                 bar.advance(1)
             set_weight(site, w)
             tables.append(t)
     model.train(was)
-    if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps([t.to_dict() for t in tables]))
+    write_tables(path, tables, cache)
     return tables
 
 

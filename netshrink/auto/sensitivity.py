@@ -21,6 +21,7 @@ import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -52,6 +53,15 @@ class LayerTable:
 
     def damage(self, proxy: str) -> list[float]:
         return self.loss if proxy == "loss" else self.fisher
+
+    def measure(self, site: Site, q: torch.Tensor, fisher: float, model: nn.Module, calib: "Calib",
+                base: float) -> None:
+        """Record the candidate `q` of `site`: its codec bytes, its proxy value, and the loss
+        increase over `base` with the site set to it (the caller restores the weight)."""
+        self.bytes.append(tensor_bytes(q))
+        self.fisher.append(fisher)
+        set_weight(site, q)
+        self.loss.append(mean_loss(model, calib) - base)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "numel": self.numel, "bytes": self.bytes, "loss": self.loss,
@@ -200,11 +210,10 @@ def _tensors(obj):
             yield from _tensors(v)
 
 
-def _key(model: nn.Module, sites: list[Site], calib: Calib, choices: list[Choice]) -> str:
-    h = hashlib.sha256(json.dumps({"v": VERSION, "sites": [s.name for s in sites], "loss": calib.loss.name,
-                                   "choices": [[c.sparsity, c.bits] for c in choices]}).encode())
-    for s in sites:
-        h.update(s.tensor.detach().cpu().contiguous().numpy().tobytes())
+def cache_key(header: dict, model: nn.Module, calib: Calib) -> str:
+    """The name of a probe cache: a hash of `header` (what was probed, how), the model's
+    state and the calibration batches."""
+    h = hashlib.sha256(json.dumps(header, sort_keys=True, default=str).encode())
     for k, v in sorted(model.state_dict().items()):
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
@@ -213,14 +222,30 @@ def _key(model: nn.Module, sites: list[Site], calib: Calib, choices: list[Choice
     return h.hexdigest()[:20]
 
 
+def read_tables(path: Path, cache: bool) -> list[LayerTable] | None:
+    """The tables cached at `path`, if caching is on and they are there."""
+    if cache and path.exists():
+        return [LayerTable.from_dict(d) for d in json.loads(path.read_text())]
+    return None
+
+
+def write_tables(path: Path, tables: list[LayerTable], cache: bool) -> None:
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps([t.to_dict() for t in tables]))
+
+
 def probe(model: nn.Module, calib: Calib, choices: list[Choice], *,
           targets: Targets | None = None, cache: bool = True, progress: bool = True,
           kmeans_iters: int = 20) -> list[LayerTable]:
     """Sensitivity tables of every selected weight (module order). The model is left as it was."""
     sites = select(model, targets or default_targets(model))
-    path = cache_dir() / "auto" / f"probe-{_key(model, sites, calib, choices)}.json"
-    if cache and path.exists():
-        return [LayerTable.from_dict(d) for d in json.loads(path.read_text())]
+    key = cache_key({"v": VERSION, "sites": [s.name for s in sites], "loss": calib.loss.name,
+                     "choices": [[c.sparsity, c.bits] for c in choices]}, model, calib)
+    path = cache_dir() / "auto" / f"probe-{key}.json"
+    cached = read_tables(path, cache)
+    if cached is not None:
+        return cached
     was = model.training
     model.eval()
     fisher = fisher_diagonal(model, sites, calib)
@@ -236,15 +261,10 @@ def probe(model: nn.Module, calib: Calib, choices: list[Choice], *,
                 if c.sparsity not in pruned:
                     pruned[c.sparsity] = prune_like(w, c.sparsity, order)
                 q = share_like(pruned[c.sparsity], c.bits, iters=kmeans_iters)
-                t.bytes.append(tensor_bytes(q))
-                t.fisher.append(float(0.5 * (fisher[site.name] * (w - q) ** 2).sum()))
-                set_weight(site, q)
-                t.loss.append(mean_loss(model, calib) - base)
+                t.measure(site, q, float(0.5 * (fisher[site.name] * (w - q) ** 2).sum()), model, calib, base)
                 bar.advance(1)
             set_weight(site, w)
             tables.append(t)
     model.train(was)
-    if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps([t.to_dict() for t in tables]))
+    write_tables(path, tables, cache)
     return tables
