@@ -16,15 +16,6 @@ FAST = dict(finetune=TrainConfig(epochs=1, lr=1e-3), centroid_finetune={"epochs"
             sparsities=(0.0, 0.5, 0.8, 0.9), bits=(2, 4, 6), calib_size=128, explore=0, progress=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny ops on a shared 2-core machine: two threads each are ~30x slower than one.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def trained():
     from netshrink.zoo import data

@@ -19,14 +19,6 @@ FAST = dict(methods=["gptq", "embedding_bits"], metric="fidelity_cosine", calib_
             gptq_bits=(3, 5, 8), embedding_bits=(2, 4, 8), explore=0, progress=False, cache=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _bert():
     cfg = transformers.BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                   intermediate_size=64, max_position_embeddings=32)

@@ -94,4 +94,25 @@ def test_counting_stops_after_the_tables_and_counts_every_token():
     assert torch.equal(counts["embeddings.word_embeddings"], torch.bincount(ids, minlength=400).double())
     # position ids come as one (1, T) row per batch, broadcast over its samples: one count each
     assert counts["embeddings.position_embeddings"][:16].tolist() == [3.0] * 16
-    assert not layers                                   # no pass went past the embeddings
+    assert len(layers) == 1                             # only the first pass went past the embeddings
+
+
+def test_a_table_read_twice_in_a_pass_is_counted_both_times():
+    from netshrink.core.context import PrepareContext
+
+    class EncoderDecoder(torch.nn.Module):     # one table for both inputs, as T5's `shared`
+        def __init__(self):
+            super().__init__()
+            self.shared = torch.nn.Embedding(50, 4)
+
+        def forward(self, src, tgt):
+            return self.shared(src).sum() + self.shared(tgt).sum()
+
+    g = torch.Generator().manual_seed(0)
+    data = [{"src": torch.randint(0, 25, (2, 5), generator=g), "tgt": torch.randint(25, 50, (2, 3), generator=g)}
+            for _ in range(3)]
+    model = EncoderDecoder()
+    method = ns.create("embedding_bits", bits=4.0)
+    counts = method.token_counts(model, method.tables(model), PrepareContext(data=data))["shared"]
+    ids = torch.cat([torch.cat([b["src"].reshape(-1), b["tgt"].reshape(-1)]) for b in data])
+    assert torch.equal(counts, torch.bincount(ids, minlength=50).double())

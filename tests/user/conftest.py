@@ -1,11 +1,7 @@
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is fastest, and fair to the other tests on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
+    # tiny models: one thread is fastest, and fair to the other tests (see tests/conftest.py)
     yield
-    torch.set_num_threads(n)

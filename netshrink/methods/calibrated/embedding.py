@@ -84,23 +84,31 @@ class EmbeddingBits(Method):
         batches = Calibration(self.samples, self.calib_batch).batches(data)
         if not batches:
             raise RecipeError(f"{self.name}: the calibration data is empty")
-        # Counting needs only the tables' inputs: once every table has been read in a batch,
-        # the rest of that forward pass is skipped (thousands of sentences cost seconds).
-        read: set[str] = set()
+        # Counting needs only the tables' inputs: the first batch runs whole and records how
+        # often each table is called in one pass (a table shared by an encoder and a decoder
+        # is read twice); every later pass stops once each table has had as many calls.
+        calls: dict[str, int] = {}
+        first: dict[str, int] | None = None
 
         def done(name):
             def hook(module, args, output):
-                read.add(name)
-                if len(read) == len(tables):
+                calls[name] = calls.get(name, 0) + 1
+                if first is not None and all(calls.get(n, 0) >= k for n, k in first.items()):
                     raise StopForward
             return hook
+
+        def before(batch):
+            nonlocal first
+            if calls and first is None:
+                first = dict(calls)
+            calls.clear()
 
         handles = [m.register_forward_pre_hook(counter(n)) for n, m in tables.items()]
         handles += [m.register_forward_hook(done(n)) for n, m in tables.items()]
         was = model.training
         model.eval()
         try:
-            run_each(data, model, batches, before=lambda batch: read.clear())
+            run_each(data, model, batches, before=before)
         finally:
             model.train(was)
             for h in handles:
