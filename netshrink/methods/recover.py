@@ -28,8 +28,8 @@ weights, 1-D tensors: after a quantizer the weight matrices stay on their grids 
 bit and the file keeps its size — bias correction learned from the hidden states, as
 Nagel et al. 2019 (DFQ) / Finkelstein et al. 2019 correct a quantized layer's mean
 output shift, here for every statistic the loss sees; measured on all-MiniLM-L6-v2, block
-mode, 3 epochs, lr 1e-3, 1,024 sentences: after GPTQ 8-bit + embedding_bits 5.5 mean cos
-0.99979 -> 0.99983, after recipes/minilm_8x 0.99788 -> 0.99796, top-5 unchanged within
+mode, 3 epochs, lr 1e-3, 1,024 sentences: after GPTQ 8-bit (query / key 6, FFN-in 7) +
+embedding_bits 5.5 mean cos 0.99979 -> 0.99983, after recipes/minilm_8x 0.99788 -> 0.99796, top-5 unchanged within
 its noise: small where GPTQ already compensates); with `keep_zeros`, the exact
 zeros of every weight matrix at the start (a pruning mask) are re-applied after every
 optimiser step, so sparsity stays.
