@@ -12,8 +12,8 @@
   occurrences fall on word-embedding rows it reads with 256 of them, 93 % with all), so
   `calibration_sentences` extends it with the prose of the standard library's own
   docstrings (the `.py` files beside `os`, tests left out; coverage 98.2 % with the first
-  4,096 sentences, which the bench reads, 99.3 % with all 13,043), any
-  sentence also in the evaluation part dropped;
+  4,096 sentences, 99.3 % with all 13,043, which the bench passes: each method reads
+  the first `samples`), any sentence also in the evaluation part dropped;
 - the metrics: cosine of each normalised embedding against the fp32 model's (mean,
   min) and top-5 neighbour agreement among the evaluation sentences.
 """
@@ -163,9 +163,11 @@ def fidelity(ref: torch.Tensor, out: torch.Tensor, k: int = 5) -> dict:
     return {"cos_mean": float(cos.mean()), "cos_min": float(cos.min()), "top5": float(agree.mean())}
 
 
-def calib_eval(n_calib: int = 4096, n_eval: int = 512, batch_size: int = 16):
+def calib_eval(n_calib: int | None = None, n_eval: int = 512, batch_size: int = 16):
     """(calibration batches, evaluation batches) of the package's tokenizer, for
-    `netshrink compress --model hf:DIR --data netshrink_bench.minilm:calib_eval`."""
+    `netshrink compress --model hf:DIR --data netshrink_bench.minilm:calib_eval`: all 13,043
+    calibration sentences by default (each method reads the first `samples`; embedding_bits
+    counts tokens in all of them, which costs passes up to the embeddings only)."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(model_dir()), local_files_only=True)

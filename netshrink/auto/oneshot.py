@@ -9,7 +9,7 @@ layer alone were compressed, the rest of the model as given:
   Hessian of its input in the model as given (layerwise.discover / collect over the
   method's own calibration samples, `samples` in batches of `calib_batch`);
 - an embedding table: `embedding_bits` at each mean row width of `embedding_bits`, from
-  the token counts of the method's own calibration pass (`row_bits`: reverse
+  the token counts of the method's own calibration pass (`EmbeddingBits.quantized`: reverse
   water-filling; `quantize_rows`: each row on its own grid), as `EmbeddingBits.prepare`.
 Per candidate (`probe`, a progress bar, cached like sensitivity.probe):
 - `bytes`: what the codec stores for it (cost.tensor_bytes, what `save` writes);
@@ -42,7 +42,7 @@ from netshrink.core.context import PrepareContext
 from netshrink.core.targets import Site, Targets, select
 from netshrink.errors import NetshrinkError
 from netshrink.functional.gptq import gptq_quantize, rtn_quantize
-from netshrink.functional.row_bits import quantize_rows, row_bits
+from netshrink.functional.row_bits import quantize_rows
 from netshrink.methods.calibrated.base import LINEAR_TYPES, hessian_for
 from netshrink.methods.calibrated.layerwise import Calibration, collect, discover
 from netshrink.pipeline.recipe import Recipe, Step
@@ -134,11 +134,7 @@ def gptq_candidate(method, weight: torch.Tensor, h: torch.Tensor, bits: int) -> 
 
 def embedding_candidate(method, weight: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """The table `method` (embedding_bits) leaves, from its token counts (EmbeddingBits.prepare's rule)."""
-    w = weight.detach()
-    ranges = (w.abs().amax(1) * 2) if method.symmetric else (w.amax(1).clamp(min=0) - w.amin(1).clamp(max=0))
-    bits = row_bits(counts, ranges, mean_bits=method.bits, lo=method.min_bits, hi=method.max_bits,
-                    prior=method.prior)
-    return quantize_rows(w, bits, symmetric=method.symmetric, calibration=method.calibration).to(w.dtype)
+    return method.quantized(weight, counts)[0]
 
 
 def hessians(model: nn.Module, data, p: Plan) -> dict[str, torch.Tensor]:

@@ -9,14 +9,29 @@ B bits per row (the Lagrangian, as in reverse water-filling) gives
     b_i = θ + ½ log2(c_i r_i²),    θ such that mean(b_i) = B,
 
 clamped to [lo, hi] and rounded to integers; θ is found by bisection on the rounded,
-clamped widths (their mean is monotone in θ). Rows never seen in calibration count as
-`prior` occurrences, so their width follows from their range alone.
+clamped widths (their mean is monotone in θ). Every row is credited `prior` occurrences,
+so a row never seen in calibration gets a width from its range alone. `good_turing_prior`
+sets it from the counts themselves: Good-Turing estimates the share of future tokens that
+fall on unseen rows as N1 / N (N1 rows seen exactly once, N tokens), i.e. N1 / U
+occurrences per unseen row over U unseen rows, in the units of the counts. On MiniLM
+with 4,096 calibration sentences that is 1,079 / 26,610 = 0.04, and a fixed prior of 0.5
+(12x more) spent 2.6 MB of the word table's 3.6 MB on rows 1.8 % of the held-out
+tokens read.
 """
 from __future__ import annotations
 
 import torch
 
 from netshrink.functional.quantize import calibrate, dequantize, quantize_codes
+
+
+def good_turing_prior(counts: torch.Tensor) -> float:
+    """Expected occurrences of one unseen row: N1 / U (Good-Turing's unseen mass N1 / N
+    spread over the U unseen rows, times N). N1 = 0 counts as one; with no unseen row
+    the prior only smooths the seen counts, and one occurrence is used."""
+    unseen = int((counts == 0).sum())
+    once = max(int((counts == 1).sum()), 1)
+    return once / unseen if unseen else 1.0
 
 
 def row_bits(counts: torch.Tensor, ranges: torch.Tensor, *, mean_bits: float, lo: int, hi: int,

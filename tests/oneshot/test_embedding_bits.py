@@ -8,7 +8,7 @@ import transformers
 import netshrink as ns
 from netshrink.errors import RecipeError
 from netshrink.functional.quantize import quantize_weight
-from netshrink.functional.row_bits import quantize_rows, row_bits
+from netshrink.functional.row_bits import good_turing_prior, quantize_rows, row_bits
 
 torch.set_num_threads(1)
 
@@ -21,6 +21,13 @@ def test_row_bits_matches_the_water_filling_hand_case():
     # The clamp: a mean of 8 is every row at hi; one below lo is impossible, every row at lo.
     assert row_bits(torch.tensor([1.0, 64.0]), torch.ones(2), mean_bits=8, lo=2, hi=8, prior=1).tolist() == [8, 8]
     assert row_bits(torch.tensor([1.0, 64.0]), torch.ones(2), mean_bits=2, lo=2, hi=8, prior=1).tolist() == [2, 2]
+
+
+def test_good_turing_prior_is_rows_seen_once_over_rows_unseen():
+    # 2 rows seen once, 3 unseen: Good-Turing's unseen mass 2/N over 3 rows = 2/3 occurrences each.
+    assert good_turing_prior(torch.tensor([0.0, 0, 0, 1, 1, 5])) == pytest.approx(2 / 3)
+    assert good_turing_prior(torch.tensor([0.0, 0, 3, 5])) == pytest.approx(1 / 2)    # no singleton: N1 = 1
+    assert good_turing_prior(torch.tensor([2.0, 5])) == 1.0                            # nothing unseen
 
 
 def test_quantize_rows_puts_each_row_on_its_own_grid():

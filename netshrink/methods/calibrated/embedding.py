@@ -9,7 +9,9 @@ costs in proportion to how often the row is read, so uniform bits spend most of 
 table's bytes on rows the text never reaches. Here each row gets
 b_i = θ + ½ log2((c_i + prior) r_i²) bits (netshrink.functional.row_bits: reverse
 water-filling; c_i the row's count over the calibration batches, r_i its range), with θ
-set so the table's mean is `bits`; the row is then quantized on its own uniform grid
+set so the table's mean is `bits`, and `prior` the expected count of a row the
+calibration missed (default "good_turing": N1 / U per table, rows seen once over rows
+unseen); the row is then quantized on its own uniform grid
 (per-row scale and zero point, min-max or MSE clipping). The codec stores every row as
 a scale, an offset and entropy-coded codes. Position embeddings are counted the same
 way (positions past the calibration text's longest get the width of unseen rows).
@@ -29,7 +31,7 @@ from netshrink.core.context import PrepareContext
 from netshrink.core.method import Method
 from netshrink.core.targets import select
 from netshrink.errors import RecipeError
-from netshrink.functional.row_bits import quantize_rows, row_bits
+from netshrink.functional.row_bits import good_turing_prior, quantize_rows, row_bits
 from netshrink.methods.calibrated.layerwise import Calibration
 
 
@@ -43,10 +45,11 @@ class EmbeddingBits(Method):
     bits: float = 5.0             # mean bits per row, over each table
     min_bits: int = 2
     max_bits: int = 8
-    prior: float = 0.5            # occurrences credited to every row (unseen rows: their range decides)
+    prior: float | Literal["good_turing"] = "good_turing"   # occurrences credited to every row
+    # (a number, or Good-Turing's estimate for an unseen row from each table's counts)
     symmetric: bool = False
     calibration: Literal["minmax", "mse"] = "mse"
-    samples: int = 4096           # calibration samples counted (cheap: the passes stop after the tables)
+    samples: int = 16384          # calibration samples counted (cheap: the passes stop after the tables)
     calib_batch: int = 32
 
     def validate(self):
@@ -56,7 +59,7 @@ class EmbeddingBits(Method):
         self.check(self.min_bits <= self.max_bits <= 8, "max_bits", f"an integer in {self.min_bits}..8")
         self.check(self.min_bits <= self.bits <= self.max_bits, "bits",
                    f"a mean width in [min_bits, max_bits] = [{self.min_bits}, {self.max_bits}]")
-        self.check(self.prior > 0, "prior", "> 0")
+        self.check(self.prior == "good_turing" or self.prior > 0, "prior", '> 0 or "good_turing"')
         self.check(self.samples >= 1, "samples", "an integer >= 1")
         self.check(self.calib_batch >= 1, "calib_batch", "an integer >= 1")
 
@@ -115,6 +118,14 @@ class EmbeddingBits(Method):
                 h.remove()
         return counts
 
+    def quantized(self, weight: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """(the table on its rows' grids, bits per row, the prior used) from the token counts."""
+        w = weight.detach()
+        ranges = (w.abs().amax(1) * 2) if self.symmetric else (w.amax(1).clamp(min=0) - w.amin(1).clamp(max=0))
+        prior = good_turing_prior(counts) if self.prior == "good_turing" else float(self.prior)
+        bits = row_bits(counts, ranges, mean_bits=self.bits, lo=self.min_bits, hi=self.max_bits, prior=prior)
+        return quantize_rows(w, bits, symmetric=self.symmetric, calibration=self.calibration).to(w.dtype), bits, prior
+
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
         if ctx.data is None:
             raise RecipeError(f"{self.name}: needs calibration data (compress_(model, recipe, data=...))")
@@ -125,14 +136,11 @@ class EmbeddingBits(Method):
         self.report_: dict[str, dict] = {}
         for name, table in tables.items():
             w = table.weight.detach()
-            ranges = (w.abs().amax(1) * 2) if self.symmetric else (w.amax(1).clamp(min=0) - w.amin(1).clamp(max=0))
-            bits = row_bits(counts[name], ranges, mean_bits=self.bits, lo=self.min_bits, hi=self.max_bits,
-                            prior=self.prior)
+            q, bits, prior = self.quantized(w, counts[name])
             with torch.no_grad():
-                table.weight.copy_(quantize_rows(w, bits, symmetric=self.symmetric,
-                                                 calibration=self.calibration).to(w.dtype))
+                table.weight.copy_(q)
             seen = counts[name] > 0
             self.report_[name] = {
-                "mean_bits": float(bits.double().mean()), "rows_seen": int(seen.sum()), "rows": int(bits.numel()),
+                "mean_bits": float(bits.double().mean()), "prior": prior, "rows_seen": int(seen.sum()), "rows": int(bits.numel()),
                 "rows_by_bits": {int(b): int((bits == b).sum()) for b in torch.unique(bits).tolist()},
                 "mean_bits_seen": float(bits[seen].double().mean()) if seen.any() else None}
