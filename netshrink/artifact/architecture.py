@@ -28,7 +28,7 @@ from netshrink.runtime.attention import PrunedMultiheadAttention
 from netshrink.runtime.frequency import FrequencyConv2d, FrequencyLinear
 from netshrink.runtime.generated import HyperConv2d, TiedConv2d
 from netshrink.runtime.hashed_linear import HashedConv2d, HashedLinear
-from netshrink.runtime.int8_dynamic import Int8DynamicLinear
+from netshrink.runtime.int8_dynamic import Int8DynamicLinear, Int8FusedLinear
 from netshrink.runtime.int8_linear import Int8Linear
 from netshrink.runtime.scaled_linear import ScaledLinear
 from netshrink.runtime.low_rank import LowRankLinear, LowRankRNN, TuckerConv
@@ -230,7 +230,8 @@ _TORCH: dict[str, ModuleType] = {
 # netshrink's own buildable modules (runtime kernels, factorised layers...)
 _NETSHRINK: list[type] = [Int8Linear, HashedLinear, HashedConv2d, FrequencyLinear, FrequencyConv2d, HyperConv2d,
                           TiedConv2d, HyperNetwork, LowRankLinear, TuckerConv, LowRankRNN, SparseLinear,
-                          SparseConv2d, PrunedMultiheadAttention, Int8DynamicLinear, ScaledLinear]
+                          SparseConv2d, PrunedMultiheadAttention, Int8DynamicLinear, Int8FusedLinear,
+                          ScaledLinear]
 _USER: dict[str, type] = {}
 
 

@@ -11,7 +11,7 @@ from netshrink.runtime.attention import PrunedMultiheadAttention
 from netshrink.runtime.frequency import FrequencyConv2d, FrequencyLinear
 from netshrink.runtime.generated import HyperConv2d, TiedConv2d
 from netshrink.runtime.hashed_linear import HashedConv2d, HashedLinear
-from netshrink.runtime.int8_dynamic import Int8DynamicLinear
+from netshrink.runtime.int8_dynamic import Int8DynamicLinear, fuse
 from netshrink.runtime.int8_linear import Int8Linear
 from netshrink.runtime.low_rank import LowRankLinear, LowRankRNN, TuckerConv
 from netshrink.runtime.scaled_linear import ScaledLinear
@@ -54,6 +54,8 @@ INSTANCES = {
     "SparseConv2d": lambda: (SparseConv2d.from_conv(_conv(zeros=True)), X_CONV),
     "Int8Linear": lambda: (Int8Linear.from_linear(_linear()), X_LIN),
     "Int8DynamicLinear": lambda: (Int8DynamicLinear.from_linear(_linear()), X_LIN),
+    "Int8FusedLinear": lambda: (fuse([Int8DynamicLinear.from_linear(_linear()), Int8DynamicLinear.from_linear(_linear())],
+                                     "q")[1], None),
     "ScaledLinear": lambda: (ScaledLinear.from_linear(_linear(), torch.linspace(0.5, 2, 8)), X_LIN),
     "HashedLinear": lambda: (_random_params(HashedLinear(8, 6, 10, seed=3)), X_LIN),
     "HashedConv2d": lambda: (_random_params(HashedConv2d(2, 4, 3, 12, seed=3, padding=1)), X_CONV),

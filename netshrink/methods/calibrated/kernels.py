@@ -11,13 +11,16 @@ a per-tensor layer (act "tensor": no pass over the activations besides fbgemm's 
 "measure" times both kernels at batch 1 and 64 on this machine: fp32 where int8 is not
 faster at batch 64, fbgemm where it is faster and not slower at batch 1, by_size between:
 the user's machine decides, but the file then depends on the timing.
+
+`fuse_group` makes the int8 layers of one input group (query / key / value) one GEMM
+(runtime.int8_dynamic.Int8FusedLinear); their kernel is then chosen for the whole width.
 """
 from __future__ import annotations
 
 import torch
 import torch.utils.benchmark as benchmark
 
-from netshrink.runtime.int8_dynamic import Int8DynamicLinear
+from netshrink.runtime.int8_dynamic import Int8DynamicLinear, fuse
 
 MIN_MACS = 2 ** 20
 
@@ -53,3 +56,28 @@ def choose_kernel(module: Int8DynamicLinear, tokens_per_sample: int, policy: str
         module.set_kernel("fbgemm" if out["ms_int8_b1"] <= 1.05 * out["ms_fp32_b1"] else "by_size")
     out["kernel"] = module.kernel
     return out
+
+
+def fusable(modules: list) -> bool:
+    """Whether these modules can run as one int8 GEMM: two or more plain Int8DynamicLinear
+    sharing input width, act, smoothing (the same input scale) and bias presence."""
+    if len(modules) < 2 or not all(type(m) is Int8DynamicLinear for m in modules):
+        return False
+    a = modules[0]
+    same = all((m.in_features, m.act, m.smooth, m.bias is None) == (a.in_features, a.act, a.smooth, a.bias is None)
+               for m in modules)
+    return same and (not a.smooth or all(torch.equal(m.input_scale, a.input_scale) for m in modules))
+
+
+@torch.no_grad()
+def fuse_group(modules: list[Int8DynamicLinear], group: str, tokens_per_sample: int,
+               policy: str = "auto") -> tuple[list, dict]:
+    """(Int8FusedLinear members to replace `modules`, in order; the kernel report): the
+    kernel is chosen (`choose_kernel`'s policy) for the concatenated layer, the width
+    that runs. `modules` must be `fusable`; they are left unchanged."""
+    whole = Int8DynamicLinear.from_codes(
+        torch.cat([m.qweight for m in modules]), torch.cat([m.scale for m in modules]),
+        None if modules[0].bias is None else torch.cat([m.bias for m in modules]),
+        input_scale=modules[0].input_scale, act=modules[0].act)
+    info = choose_kernel(whole, tokens_per_sample, policy)
+    return fuse(modules, group, whole.kernel), info

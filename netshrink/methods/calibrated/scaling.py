@@ -41,13 +41,19 @@ from netshrink.functional.awq import awq_search, smooth_scale
 from netshrink.functional.gptq import rtn_quantize
 from netshrink.functional.hessian import HessianAccumulator
 from netshrink.methods.calibrated.base import OneShot, layer_value
-from netshrink.methods.calibrated.kernels import choose_kernel
+from netshrink.methods.calibrated.kernels import choose_kernel, fusable, fuse_group
 from netshrink.methods.calibrated.layerwise import Calibration, replace
 from netshrink.runtime.int8_dynamic import Int8DynamicLinear
 from netshrink.runtime.scaled_linear import ScaledLinear
 
 ALPHA_GRID = (0.25, 0.5, 0.65, 0.75, 0.85, 0.95)   # smoothquant search's alphas, besides none and its own
 SEARCH_ROWS = 2048
+# fusion is kept where the model's relative squared output error against the unfused
+# layers stays below this (fp32 calls of a wider GEMM round differently; int8 calls are equal)
+FUSE_TOLERANCE = 1e-8
+# a fold is kept where it moves the model's output by less than this fraction of the
+# int8 model's own error against fp32 (squared, relative): rounding, not a change
+FOLD_TOLERANCE = 0.01
 
 
 def _plain(group) -> list[tuple[str, nn.Module]]:
@@ -113,6 +119,15 @@ class SmoothQuant(OneShot):
     check_samples: int = 32        # calibration samples of the end-to-end checks of act "auto"
     # act by target pattern ("token", "tensor", "token_scale"); such layers are not tried by "auto"
     per_layer: PerLayer[str] = field(default_factory=PerLayer)
+    # the int8 layers of one input group (q / k / v) as one GEMM (Int8FusedLinear): the input
+    # scaled and quantized once; kept only where the model's outputs stay those of the unfused
+    # layers (FUSE_TOLERANCE) and each input is computed once
+    fuse: bool = False
+    # a layer's input scale 1/s moved into the int8 layer that produces that input (its output
+    # channels: the value projection before attention's output projection), where the
+    # consumer's input is measured channel-wise linear in the producer's output and the
+    # model's output moves by less than FOLD_TOLERANCE of the int8 error: one pass fewer
+    fold: bool = False
 
     def validate(self):
         super().validate()
@@ -129,6 +144,111 @@ class SmoothQuant(OneShot):
         return SEARCH_ROWS if (self.search or self.act == "auto") else 0
 
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
+        self._groups: list[tuple[list[str], float]] = []
+        late = (self.fuse or self.fold) and self.execute == "int8" and ctx.data is not None
+        if late:
+            data = as_batches(ctx.data)
+            checks = Calibration(self.check_samples, self.calib_batch).batches(data)
+            was = model.training
+            model.eval()
+            fp32 = _outputs(model, data, checks)
+            model.train(was)
+        self._prepare(model, ctx)
+        if late and self.fold:
+            self._fold(model, data, checks, fp32)
+        if late and self.fuse:
+            self._fuse(model, data)
+        self._groups = []
+
+    @torch.no_grad()
+    def _fold(self, model: nn.Module, data, checks: list, fp32: list) -> None:
+        """Input scales moved into the producing layer's output channels, where exact."""
+        was = model.training
+        model.eval()
+        try:
+            order = [n for names, _ in self._groups for n in names]
+            mods = {n: model.get_submodule(n) for n in order}
+            e_int8 = _error(_outputs(model, data, checks), fp32)
+            refs = _outputs(model, data, checks)
+            g = torch.Generator().manual_seed(0)
+            for names, _ in self._groups:
+                cons = [mods[n] for n in names]
+                if not all(type(m) is Int8DynamicLinear and m.smooth for m in cons):
+                    continue
+                prev = [n for n in order[:order.index(names[0])]
+                        if type(mods[n]) is Int8DynamicLinear and mods[n].out_features == cons[0].in_features]
+                if not prev:
+                    continue
+                src = prev[-1]                  # the nearest earlier layer of that width
+                c = torch.rand(cons[0].in_features, generator=g) + 0.5
+                x0 = _input_rows(model, data, checks[0], cons[0])
+                saved = {k: v.clone() for k, v in mods[src].state_dict().items()}
+                mods[src].scale_outputs(c)
+                x1 = _input_rows(model, data, checks[0], cons[0])
+                mods[src].load_state_dict(saved)          # exactly as it was
+                if x0 is None or x1 is None:
+                    continue
+                lin = float((x1 - x0 * c).abs().max()) <= 1e-4 * float((x0 * c).abs().max())
+                self.report_[names[0]]["fold_linear_in"] = [src, lin]
+                if not lin:
+                    continue
+                t = cons[0].input_scale.clone()
+                mods[src].scale_outputs(t)
+                plain = {n: m.without_input_scale() for n, m in zip(names, cons)}
+                for n, m in plain.items():
+                    replace(model, n, m)
+                e = _error(_outputs(model, data, checks), refs)
+                if e <= FOLD_TOLERANCE * e_int8:
+                    mods.update(plain)
+                    for n in names:
+                        self.report_[n].update(folded_into=src, fold_error=e)
+                else:
+                    mods[src].load_state_dict(saved)
+                    for n, m in zip(names, cons):
+                        replace(model, n, m)
+                    self.report_[names[0]]["fold_refused"] = e
+        finally:
+            model.train(was)
+
+    @torch.no_grad()
+    def _fuse(self, model: nn.Module, data) -> None:
+        """Each group's int8 layers -> one Int8FusedLinear group, checked end to end."""
+        checks = Calibration(self.check_samples, self.calib_batch).batches(data)
+        was = model.training
+        model.eval()
+        try:
+            refs = _outputs(model, data, checks)
+            old, leads = {}, []
+            for names, tokens in self._groups:
+                mods = [model.get_submodule(n) for n in names]
+                if not fusable(mods):
+                    continue
+                members, info = fuse_group(mods, names[0], tokens, self.kernel)
+                for n, m, new in zip(names, mods, members):
+                    old[n] = m
+                    replace(model, n, new)
+                    self.report_[n].update(fused=names[0], **info)
+                leads.append((names, members[0]))
+            if not leads:
+                return
+            try:
+                e = _error(_outputs(model, data, checks), refs)
+            except Exception as err:  # noqa: BLE001 - a model that cannot take the members' views: unfused
+                e = f"{type(err).__name__}: {err}"
+            for names, lead in leads:       # fused, but each member called with another input: no gain
+                once = lead.calls == lead.computes * len(names)
+                if not isinstance(e, float) or e > FUSE_TOLERANCE or not once:
+                    for n in names:
+                        replace(model, n, old[n])
+                        why = e if once else "its members read different input tensors"
+                        self.report_[n].update(fused=None, fuse_refused=why, kernel=old[n].kernel)
+                else:
+                    for n in names:
+                        self.report_[n]["fuse_error"] = e
+        finally:
+            model.train(was)
+
+    def _prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
         self._alt: dict[str, Int8DynamicLinear] = {}
         self._order: list[list[str]] = []
         self._all_rows_max: dict[str, torch.Tensor] = {}
@@ -225,6 +345,7 @@ class SmoothQuant(OneShot):
             ta, alt, terr = self._best(group, stats, "tensor")
             self._order.append([n for n, _ in group])
             self._alt.update(alt)
+        self._groups.append(([n for n, _ in group], tokens))
         for name, q in mods.items():
             self.report_[name] = {"act": q.act, "alpha": a, "error": err, **choose_kernel(q, tokens, self.kernel)}
             if auto:
@@ -255,6 +376,23 @@ def _input_max_all_rows(model: nn.Module, modules: dict[str, nn.Module], data, c
             h.remove()
         model.train(was)
     return out
+
+
+def _input_rows(model: nn.Module, data, batch, module: nn.Module) -> torch.Tensor | None:
+    """(rows, in) the input `module` reads on this batch (its first call), or None."""
+    got = []
+
+    def hook(m, args, kwargs):
+        if not got:
+            x = args[0] if args else next(iter(kwargs.values()))
+            got.append(x.detach().reshape(-1, x.shape[-1]).float().clone())
+
+    h = module.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        data.call(model, batch)
+    finally:
+        h.remove()
+    return got[0] if got else None
 
 
 def _outputs(model: nn.Module, data, batches: list) -> list[torch.Tensor]:

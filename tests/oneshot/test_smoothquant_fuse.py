@@ -1,0 +1,109 @@
+"""Int8 layers that read one input as one GEMM (runtime.int8_dynamic.Int8FusedLinear,
+smoothquant `fuse`) and input scales folded into the producing layer (`fold`): the same
+outputs as the unfused / unfolded layers, files that load bit-exactly, clear refusals."""
+import pytest
+import torch
+from torch import nn
+from transformers import BertConfig, BertModel
+
+import netshrink as ns
+from netshrink.errors import ArtifactError
+from netshrink.runtime.int8_dynamic import Int8DynamicLinear, Int8FusedLinear, fuse
+
+torch.set_num_threads(1)
+
+
+def _bert():
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=64)
+    return BertModel(cfg).eval()
+
+
+def _data():
+    g = torch.Generator().manual_seed(1)
+    return [{"input_ids": torch.randint(0, 100, (8, 12), generator=g),
+             "attention_mask": torch.ones(8, 12, dtype=torch.long)} for _ in range(4)]
+
+
+def _run(model, data, **kw):
+    step = {"method": "smoothquant", "act": "tensor", "kernel": "fbgemm", "samples": 32,
+            "targets": {"include": ["type:Linear"]}, **kw}
+    return ns.run_recipe(model, ns.Recipe.from_dict({"finetune": {"epochs": 0}, "step": [step]}),
+                         data=data, progress=False).methods[0]
+
+
+def _out(model, batch):
+    with torch.no_grad():
+        return model(**batch).last_hidden_state
+
+
+def test_fused_qkv_equals_unfused_and_loads_bit_exactly(tmp_path):
+    data = _data()
+    plain, fused = _bert(), _bert()
+    _run(plain, data)
+    sq = _run(fused, data, fuse=True)
+    att = fused.encoder.layer[0].attention.self
+    assert all(isinstance(m, Int8FusedLinear) for m in (att.query, att.key, att.value))
+    assert [m.member for m in (att.query, att.key, att.value)] == [0, 1, 2]
+    assert type(fused.encoder.layer[0].intermediate.dense) is Int8DynamicLinear      # a group of one
+    assert sq.report_["encoder.layer.0.attention.self.key"]["fused"] == "encoder.layer.0.attention.self.query"
+    assert torch.equal(_out(fused, data[0]), _out(plain, data[0]))                   # one GEMM, same numbers
+    p = tmp_path / "m.nshr"
+    ns.save(fused, p)
+    back = ns.load(p)
+    assert isinstance(back.encoder.layer[1].attention.self.value, Int8FusedLinear)
+    assert torch.equal(_out(back, data[1]), _out(fused, data[1]))
+
+
+def test_fold_moves_attention_outputs_scale_into_the_value_projection_only():
+    data = _data()
+    plain, folded = _bert(), _bert()
+    _run(plain, data)
+    sq = _run(folded, data, fold=True)
+    blk = folded.encoder.layer[0]
+    assert not blk.attention.output.dense.smooth                  # its 1/s is in value's output channels
+    assert sq.report_["encoder.layer.0.attention.output.dense"]["folded_into"] == \
+        "encoder.layer.0.attention.self.value"
+    assert blk.intermediate.dense.smooth and blk.attention.self.query.smooth   # LayerNorm inputs: not linear
+    assert sq.report_["encoder.layer.0.intermediate.dense"]["fold_linear_in"][1] is False
+    y0, y1, ref = _out(plain, data[0]), _out(folded, data[0]), _out(_bert(), data[0])
+    assert float((y1 - y0).abs().max()) < 0.01 * float((y0 - ref).abs().max())   # rounding, not a change
+
+
+@pytest.mark.parametrize("act,kernel", [("tensor", "fbgemm"), ("token_scale", "fbgemm"), ("token", "fbgemm"),
+                                        ("tensor", "fp32")])
+def test_fuse_runtime_same_outputs_one_gemm_per_input(act, kernel):
+    torch.manual_seed(0)
+    s = torch.rand(16) + 0.5
+    mods = [Int8DynamicLinear.from_weight(torch.randn(o, 16), torch.randn(o), input_scale=1 / s, act=act,
+                                          kernel=kernel) for o in (8, 8, 4)]
+    members = fuse(mods, "g")
+    x = torch.randn(5, 7, 16)
+    # int8 through fbgemm: equal; fp32 and "token"'s output pass are GEMMs of another width
+    tol = 0 if (kernel, act) in (("fbgemm", "tensor"), ("fbgemm", "token_scale")) else 1e-5
+    with torch.no_grad():
+        for m, f in zip(mods, members):
+            a, b = m(x), f(x)
+            assert a.shape == b.shape
+            torch.testing.assert_close(b, a, rtol=0, atol=tol)
+        lead = members[0]
+        assert (lead.calls, lead.computes) == (3, 1)
+        x.mul_(2)                                   # changed in place: recomputed, not served stale
+        torch.testing.assert_close(members[1](x), mods[1](x), rtol=0, atol=tol)
+        with torch.inference_mode():                # no version counters: correct, each call computes
+            xi = torch.randn(3, 16)
+            torch.testing.assert_close(members[2](xi), mods[2](xi), rtol=0, atol=tol)
+
+
+def test_fused_groups_refuse_inconsistent_members_and_missing_links():
+    torch.manual_seed(0)
+    a = Int8DynamicLinear.from_weight(torch.randn(8, 16), None, act="tensor")
+    b = Int8DynamicLinear.from_weight(torch.randn(8, 16), None, act="token")
+    with pytest.raises(ArtifactError, match="differ in input width, act"):
+        fuse([a, b], "g")
+    lone = Int8FusedLinear(16, 8, bias=False, act="tensor", group="g", member=1)
+    with pytest.raises(ArtifactError, match="members \\[1\\], expected 0..n-1"):
+        lone.ns_link(nn.Sequential(lone))
+    with pytest.raises(ArtifactError, match="not linked"):
+        lone(torch.randn(2, 16))
