@@ -140,8 +140,8 @@ def _kernels(model: nn.Module) -> str:
     c = Counter()
     for m in model.modules():
         name = type(m).__name__
-        if name == "Int8DynamicLinear":
-            c[f"int8 {m.act} {m.kernel}"] += 1
+        if name in ("Int8DynamicLinear", "Int8FusedLinear"):      # fused: one GEMM per input group (q/k/v)
+            c[f"int8 {m.act} {m.kernel}{' fused' if name == 'Int8FusedLinear' else ''}"] += 1
         elif name in ("Linear", "ScaledLinear", "Int8Linear"):
             w = getattr(m, "weight", None)
             sub = type(getattr(w, "data", w)).__name__ if w is not None else ""
