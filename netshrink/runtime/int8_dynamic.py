@@ -6,8 +6,10 @@ an optional SmoothQuant input scale (in,). Activations: each token (row) x is ma
 int8 kernel quantizes x_n (all rows now share one range, so its per-tensor 7-bit grid
 is a per-token affine grid), multiplies in int8 with int32 accumulation, and
     y = r * (W x_n) + c * (W 1) + b          (W 1: the row sums of the dequantized weight).
-fbgemm needs 7-bit activations (reduce_range) on CPUs without VNNI: 8-bit u8*s8 pair
-sums saturate int16 there (measured: max error 26 vs 0.7 on a 1536-wide layer).
+fbgemm needs 7-bit activations (reduce_range) on CPUs without VNNI when the weight codes
+use all of [-127, 127]: 8-bit u8*s8 pair sums saturate int16 there (measured: max error 26
+vs 0.7 on a 1536-wide layer); codes within [-64, 64] (weights of <= 7 bits, e.g. GPTQ's)
+cannot saturate and run with 8-bit activations (int8_linear.reduce_range).
 `act = "token_scale"` is the cheaper half of it: each token divided by its own max |x|
 only (x_n = x / r), so fbgemm's one affine grid over all rows of x_n spans [min x_n, 1]
 with a shared zero point, and y = r * (W x_n) + b is one fused pass (measured, one thread,
@@ -40,7 +42,7 @@ from torch import nn
 
 from netshrink.errors import ArtifactError
 from netshrink.functional.quantize import calibrate, quantize_codes
-from netshrink.runtime.int8_linear import Int8Figures, quantized_engine
+from netshrink.runtime.int8_linear import Int8Figures, quantized_engine, reduce_range
 
 KERNELS = ("fbgemm", "fp32", "by_size")
 # kernel "by_size": a call of fewer multiply-adds runs in fp32 on the dequantized weight,
@@ -70,11 +72,12 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
     @classmethod
     @torch.no_grad()
     def from_weight(cls, weight: torch.Tensor, bias: torch.Tensor | None, *, input_scale: torch.Tensor | None = None,
-                    act: str = "token", kernel: str = "fbgemm") -> "Int8DynamicLinear":
-        """weight (out, in) fp32 (already multiplied by diag(s) when smoothing)."""
+                    act: str = "token", kernel: str = "fbgemm", bits: int = 8) -> "Int8DynamicLinear":
+        """weight (out, in) fp32 (already multiplied by diag(s) when smoothing), quantized per
+        output channel, symmetric, to `bits` (2..8; codes within +-(2^(bits-1) - 1))."""
         w = weight.detach().float()
-        s, z = calibrate(w, bits=8, symmetric=True, method="minmax")              # (out, 1)
-        codes = quantize_codes(w, scale=s, zero_point=z, bits=8, symmetric=True)
+        s, z = calibrate(w, bits=bits, symmetric=True, method="minmax")           # (out, 1)
+        codes = quantize_codes(w, scale=s, zero_point=z, bits=bits, symmetric=True)
         return cls.from_codes(codes, s, bias, input_scale=input_scale, act=act, kernel=kernel)
 
     @classmethod
@@ -129,6 +132,7 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
                 qw = torch._make_per_channel_quantized_tensor(self.qweight.cpu(), self.scale.double().cpu(), zero, 0)
                 b = self.bias.float() if (self.bias is not None and self.act == "tensor") else None
                 self._packed = torch.ops.quantized.linear_prepack(qw, b)
+        self._reduce = reduce_range(self.qweight)
 
 
     @torch.no_grad()
@@ -156,17 +160,17 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
                                      and x.numel() * self.out_features < FBGEMM_MIN_MACS):   # MACs: rows * in * out
             return F.linear(x, self._wdeq, self.bias)
         if self.act == "tensor" and not self.smooth:       # torch.ao's call: no reshape, nothing around it
-            return torch.ops.quantized.linear_dynamic(x, self._packed, True)
+            return torch.ops.quantized.linear_dynamic(x, self._packed, self._reduce)
         own = self.smooth                 # x below is this call's own tensor: divide it in place
         if self.smooth:
             x = x * self.input_scale
         shape = x.shape
         x = x.reshape(-1, self.in_features).contiguous()                          # (M, in)
         if self.act == "tensor":
-            y = torch.ops.quantized.linear_dynamic(x, self._packed, True)
+            y = torch.ops.quantized.linear_dynamic(x, self._packed, self._reduce)
         elif self.act == "token_scale":
             r = torch.maximum(x.amax(1, keepdim=True), -x.amin(1, keepdim=True)).clamp_(min=1e-8)   # (M, 1)
-            y = torch.ops.quantized.linear_dynamic(x.div_(r) if own else x / r, self._packed, True)
+            y = torch.ops.quantized.linear_dynamic(x.div_(r) if own else x / r, self._packed, self._reduce)
             y = y.mul_(r) if self.bias is None else torch.addcmul(self.bias, y, r)
         else:
             # In place wherever it can be: at batch 64 the (M, out) passes after the int8
@@ -174,7 +178,7 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
             # of fp32 at 1,920 tokens before, against torch.ao's per-tensor 1.6-2.0x).
             lo, hi = x.amin(1, keepdim=True), x.amax(1, keepdim=True)              # (M, 1) each (aminmax: 8x slower)
             c, r = (hi + lo) * 0.5, ((hi - lo) * 0.5).clamp(min=1e-8)
-            y = torch.ops.quantized.linear_dynamic(torch.sub(x, c).div_(r), self._packed, True)
+            y = torch.ops.quantized.linear_dynamic(torch.sub(x, c).div_(r), self._packed, self._reduce)
             y.mul_(r)
             if self.bias is None:
                 y.addmm_(c, self._wsum[None, :])                                   # r*(W x_n) + c (W 1)

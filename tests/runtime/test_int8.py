@@ -1,18 +1,42 @@
 """Int8Linear against a reference: fbgemm's dynamic int8 linear equals the fp32 matmul of
-the dequantized weight and the (7-bit, per-tensor affine) dequantized input."""
+the dequantized weight and the (7-bit, per-tensor affine) dequantized input; weights whose
+codes fit [-64, 64] run with 8-bit activations, which cannot saturate fbgemm's int16 sums."""
 import torch
 from torch import nn
 
 import netshrink as ns
-from netshrink.runtime.int8_linear import Int8Linear, to_int8
+from netshrink.runtime.int8_linear import Int8Linear, reduce_range, to_int8
 
 
-def _emulate(x, q: Int8Linear):
+def _emulate(x, q: Int8Linear, levels: int = 127):
     lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
-    s = (hi - lo) / 127                                     # reduce_range: 0..127
+    s = (hi - lo) / levels                                  # reduce_range: 0..127, else 0..255
     z = round(-lo / s)
-    xq = (torch.clamp(torch.round(x / s) + z, 0, 127) - z) * s
+    xq = (torch.clamp(torch.round(x / s) + z, 0, levels) - z) * s
     return nn.functional.linear(xq, q.dequantized_weight(), q.bias)
+
+
+def test_codes_within_64_run_with_8_bit_activations_and_half_the_error():
+    assert not reduce_range(torch.tensor([[64, -64, 3]], dtype=torch.int8))
+    assert reduce_range(torch.tensor([[65, 0]], dtype=torch.int8))
+    torch.manual_seed(0)
+    x = torch.randn(256, 512)
+    x[:, :4] *= 20                                        # outlier columns, as in GELU outputs
+    for qmax, reduced in [(63, False), (64, False), (127, True)]:
+        lin = nn.Linear(512, 96)
+        q = Int8Linear.from_linear(lin)
+        with torch.no_grad():                             # codes at the range's edges: worst case
+            q.qweight.copy_(torch.randint(-qmax, qmax + 1, q.qweight.shape, dtype=torch.int8))
+            q.qweight[:, :8] = qmax
+        q.ns_after_load()
+        assert q._reduce is reduced
+        y, exact = q(x), nn.functional.linear(x, q.dequantized_weight(), q.bias)
+        err = float((y - exact).norm() / exact.norm())
+        ref = _emulate(x, q, 127 if reduced else 255)
+        assert torch.allclose(y, ref, atol=1e-2 * float(ref.abs().max())), (qmax, float((y - ref).abs().max()))
+        if not reduced:   # 8-bit activations: about half the error of the 7-bit grid on the same layer
+            seven = torch.ops.quantized.linear_dynamic(x, q._packed, True)
+            assert err < 0.6 * float((seven - exact).norm() / exact.norm())
 
 
 def test_int8_linear_matches_emulated_int8_arithmetic():
