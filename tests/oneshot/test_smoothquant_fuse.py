@@ -107,3 +107,17 @@ def test_fused_groups_refuse_inconsistent_members_and_missing_links():
         lone.ns_link(nn.Sequential(lone))
     with pytest.raises(ArtifactError, match="not linked"):
         lone(torch.randn(2, 16))
+
+
+def test_bits_7_keeps_codes_where_fbgemm_takes_8_bit_activations():
+    from netshrink.runtime.int8_linear import reduce_range
+
+    data = _data()
+    seven, eight = _bert(), _bert()
+    _run(seven, data, bits=7)
+    _run(eight, data)
+    q7, q8 = seven.encoder.layer[0].intermediate.dense, eight.encoder.layer[0].intermediate.dense
+    assert int(q7.qweight.abs().max()) == 63 and not reduce_range(q7.qweight)
+    assert int(q8.qweight.abs().max()) == 127 and reduce_range(q8.qweight)
+    with pytest.raises(ns.errors.RecipeError, match="bits"):
+        ns.create("smoothquant", bits=9)

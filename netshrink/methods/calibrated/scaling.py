@@ -105,6 +105,9 @@ class SmoothQuant(OneShot):
     needs_hessian = False
 
     alpha: float = 0.5
+    # weight bits per output channel, symmetric (execute "int8"): 7 keeps every code within
+    # [-64, 64], where fbgemm takes 8-bit activations on CPUs without VNNI (runtime.int8_linear.reduce_range)
+    bits: int = 8
     # "int8": Int8DynamicLinear (int8 weights per channel, per-token int8 activations);
     # "float": only the scaling (ScaledLinear), for a later `gptq` with execute = "int8".
     execute: Literal["int8", "float"] = "int8"
@@ -132,6 +135,7 @@ class SmoothQuant(OneShot):
     def validate(self):
         super().validate()
         self.check(0.0 <= self.alpha <= 1.0, "alpha", "in [0, 1]")
+        self.check(2 <= self.bits <= 8, "bits", "an integer in 2..8")
         self.check(self.act_tolerance >= 1.0, "act_tolerance", "a number >= 1")
         self.check(self.check_samples >= 1, "check_samples", "an integer >= 1")
         self.check(all(v in ("token", "tensor", "token_scale") for _, v in self.per_layer.items()), "per_layer",
@@ -303,8 +307,8 @@ class SmoothQuant(OneShot):
     def _candidate(self, mod: nn.Linear, s: torch.Tensor | None, act: str) -> Int8DynamicLinear:
         w = mod.weight.detach().float()
         if s is None:
-            return Int8DynamicLinear.from_weight(w, mod.bias, act=act)
-        return Int8DynamicLinear.from_weight(w * s[None, :], mod.bias, input_scale=1.0 / s, act=act)
+            return Int8DynamicLinear.from_weight(w, mod.bias, act=act, bits=self.bits)
+        return Int8DynamicLinear.from_weight(w * s[None, :], mod.bias, input_scale=1.0 / s, act=act, bits=self.bits)
 
     @torch.no_grad()
     def _best(self, group, stats: HessianAccumulator, act: str):
