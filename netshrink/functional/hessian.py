@@ -24,6 +24,8 @@ class HessianAccumulator:
         self.abs_sum = torch.zeros(d, dtype=torch.float64)
         self.sq_sum = torch.zeros(d, dtype=torch.float64)
         self.abs_max = torch.zeros(d, dtype=torch.float32)
+        self.lo = torch.zeros(d, dtype=torch.float32)               # per channel min(x, 0) and max(x, 0)
+        self.hi = torch.zeros(d, dtype=torch.float32)
         # A uniform reservoir of `keep_rows` input rows (AWQ's output-error search).
         self.keep_rows = keep_rows
         self.rows: torch.Tensor | None = None
@@ -41,6 +43,8 @@ class HessianAccumulator:
         self.abs_sum += x.abs().sum(0).double()
         self.sq_sum += (x.double() ** 2).sum(0)
         self.abs_max = torch.maximum(self.abs_max, x.abs().amax(0))
+        self.lo = torch.minimum(self.lo, x.amin(0))
+        self.hi = torch.maximum(self.hi, x.amax(0))
         if self.keep_rows:
             self.rows = x if self.rows is None else torch.cat([self.rows, x])
             if self.rows.shape[0] > self.keep_rows:

@@ -14,7 +14,15 @@ cannot saturate and run with 8-bit activations (int8_linear.reduce_range).
 only (x_n = x / r), so fbgemm's one affine grid over all rows of x_n spans [min x_n, 1]
 with a shared zero point, and y = r * (W x_n) + b is one fused pass (measured, one thread,
 3,840 x 384 -> 1536: 5 ms of passes around the 32 ms int8 GEMM, against 13 ms for "token").
-`act = "tensor"` is the plain per-tensor dynamic kernel (torch.ao's); `kernel = "fp32"`
+`act = "tensor"` is the plain per-tensor dynamic kernel (torch.ao's); `act = "static"` takes
+one calibrated range [lo, hi] for the whole input instead (no pass to find it: fbgemm's
+static-input kernel, fp32 out) and keeps k outlier input channels exact, LLM.int8()'s
+decomposition with the channels fixed at calibration (Dettmers et al. 2022): the int8 GEMM
+sees them clipped to the range and their excess x_o - clip(x_o) is added in fp32,
+    y = W q(x) + W_o (x_o - clip(x_o)) + b          (W_o: the k columns, (out, k)),
+so the range need not stretch to BERT's few massive channels (MiniLM's FFN-output inputs:
+max 24.7, 5.3 without 8 channels). It needs codes within [-64, 64] (8-bit activations,
+values past the range clipped: no saturation); `kernel = "fp32"`
 computes with the dequantized weight and unquantized activations, for layers where int8
 was measured slower; `kernel = "by_size"` does the same for calls under FBGEMM_MIN_MACS
 multiply-adds (one short sentence) and runs fbgemm above, so batch 1 is not slowed by the
@@ -34,6 +42,7 @@ computes the whole output (correct, not faster).
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -50,17 +59,24 @@ KERNELS = ("fbgemm", "fp32", "by_size")
 # GEMM saves there (one-thread CPU time, 384x384 at 30 tokens: int8 0.52x of fp32;
 # 384x1536 at 1,920 tokens: faster). A batch-1 sentence is under it, batch 64 over it.
 FBGEMM_MIN_MACS = 2 ** 25
-ACTS = ("token", "tensor", "token_scale")
+ACTS = ("token", "tensor", "token_scale", "static")
+STATIC_OP = "linear_with_input_q_dq_qweight_dq_output_fp32"     # torch.ops.quantized: x, scale, zero point, W
 
 
 class Int8DynamicLinear(Int8Figures, nn.Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, smooth: bool = False,
-                 act: str = "token", kernel: str = "fbgemm"):
+                 act: str = "token", kernel: str = "fbgemm", outliers: int = 0):
         super().__init__()
         if act not in ACTS or kernel not in KERNELS:
             raise ValueError(f"act must be one of {ACTS}, kernel one of {KERNELS}")
+        if outliers and act != "static" or not 0 <= outliers <= in_features:
+            raise ValueError(f"outliers: 0..{in_features} input channels, with act 'static' only")
         self.in_features, self.out_features = in_features, out_features
         self.smooth, self.act, self.kernel = bool(smooth), act, kernel
+        self.outliers = int(outliers)
+        static = act == "static"
+        self.register_buffer("act_range", torch.tensor([-1.0, 1.0]) if static else None)       # (2,) lo <= 0 <= hi
+        self.register_buffer("outlier_index", torch.zeros(outliers, dtype=torch.long) if static else None)  # (k,)
         self.register_buffer("qweight", torch.zeros(out_features, in_features, dtype=torch.int8))  # (out, in)
         self.register_buffer("scale", torch.ones(out_features))                                    # (out,)
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
@@ -72,23 +88,28 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
     @classmethod
     @torch.no_grad()
     def from_weight(cls, weight: torch.Tensor, bias: torch.Tensor | None, *, input_scale: torch.Tensor | None = None,
-                    act: str = "token", kernel: str = "fbgemm", bits: int = 8) -> "Int8DynamicLinear":
+                    act: str = "token", kernel: str = "fbgemm", bits: int = 8,
+                    outliers: int = 0) -> "Int8DynamicLinear":
         """weight (out, in) fp32 (already multiplied by diag(s) when smoothing), quantized per
         output channel, symmetric, to `bits` (2..8; codes within +-(2^(bits-1) - 1))."""
         w = weight.detach().float()
         s, z = calibrate(w, bits=bits, symmetric=True, method="minmax")           # (out, 1)
         codes = quantize_codes(w, scale=s, zero_point=z, bits=bits, symmetric=True)
-        return cls.from_codes(codes, s, bias, input_scale=input_scale, act=act, kernel=kernel)
+        return cls.from_codes(codes, s, bias, input_scale=input_scale, act=act, kernel=kernel, outliers=outliers)
 
     @classmethod
     @torch.no_grad()
     def from_codes(cls, codes: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None, *,
                    input_scale: torch.Tensor | None = None, act: str = "token",
-                   kernel: str = "fbgemm") -> "Int8DynamicLinear":
-        """codes (out, in) integers in [-127, 127] (e.g. GPTQ's 4-bit codes), scale (out,)."""
-        m = cls(codes.shape[1], codes.shape[0], bias is not None, input_scale is not None, act, kernel)
+                   kernel: str = "fbgemm", outliers: int = 0) -> "Int8DynamicLinear":
+        """codes (out, in) integers in [-127, 127] (e.g. GPTQ's 4-bit codes), scale (out,).
+        act "static": then `set_static` with the calibrated range and `outliers` channels."""
+        m = cls(codes.shape[1], codes.shape[0], bias is not None, input_scale is not None, act, kernel, outliers)
         if codes.abs().max() > 127:
             raise ValueError("int8 codes must lie in [-127, 127]")
+        if act == "static" and reduce_range(codes):
+            raise ValueError("act 'static' needs int8 codes within [-64, 64] (weights of <= 7 bits): "
+                             "8-bit activations would saturate fbgemm's int16 sums otherwise")
         m.qweight.copy_(codes.to(torch.int8))
         m.scale.copy_(scale.reshape(-1))
         if bias is not None:
@@ -104,13 +125,24 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
 
     # -- artifact protocol ------------------------------------------------------------
     def ns_config(self) -> dict:
-        return {"in_features": self.in_features, "out_features": self.out_features, "bias": self.bias is not None,
-                "smooth": self.smooth, "act": self.act, "kernel": self.kernel}
+        cfg = {"in_features": self.in_features, "out_features": self.out_features, "bias": self.bias is not None,
+               "smooth": self.smooth, "act": self.act, "kernel": self.kernel}
+        return {**cfg, "outliers": self.outliers} if self.act == "static" else cfg
 
     @classmethod
     def from_ns_config(cls, cfg: dict) -> "Int8DynamicLinear":
         return cls(int(cfg["in_features"]), int(cfg["out_features"]), bool(cfg["bias"]), bool(cfg["smooth"]),
-                   str(cfg["act"]), str(cfg["kernel"]))
+                   str(cfg["act"]), str(cfg["kernel"]), int(cfg.get("outliers", 0)))
+
+    @torch.no_grad()
+    def set_static(self, lo: float, hi: float, outlier_index: torch.Tensor) -> None:
+        """act "static": the input range [lo, hi] (lo <= 0 <= hi, of the GEMM's input: after
+        the smoothing scale) and the input channels kept exact beside it."""
+        if self.act != "static" or outlier_index.numel() != self.outliers:
+            raise ValueError(f"set_static: act 'static' with {self.outliers} outlier channels")
+        self.act_range.copy_(torch.tensor([min(float(lo), 0.0), max(float(hi), 0.0)]))
+        self.outlier_index.copy_(outlier_index.reshape(-1).long())
+        self.ns_after_load()
 
     def ns_after_load(self) -> None:
         """Derived state: the packed fbgemm weight (or the dequantized fp32 one) and W 1."""
@@ -130,9 +162,11 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 qw = torch._make_per_channel_quantized_tensor(self.qweight.cpu(), self.scale.double().cpu(), zero, 0)
-                b = self.bias.float() if (self.bias is not None and self.act == "tensor") else None
+                b = self.bias.float() if (self.bias is not None and self.act in ("tensor", "static")) else None
                 self._packed = torch.ops.quantized.linear_prepack(qw, b)
         self._reduce = reduce_range(self.qweight)
+        if self.act == "static":
+            self._static_state(wdeq)
 
 
     @torch.no_grad()
@@ -146,6 +180,22 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
     def without_input_scale(self) -> "Int8DynamicLinear":
         """The same layer without its input scale (for an input already scaled upstream)."""
         return Int8DynamicLinear.from_codes(self.qweight, self.scale, self.bias, act=self.act, kernel=self.kernel)
+
+    def _static_state(self, wdeq: torch.Tensor) -> None:
+        """The static grid (scale, zero point, the range it represents) and W_o."""
+        if self._reduce and self.kernel != "fp32":
+            raise ArtifactError(f"Int8DynamicLinear act 'static': weight codes beyond [-64, 64] "
+                                f"(max {int(self.qweight.abs().max())}) would saturate fbgemm's 8-bit activations")
+        lo, hi = (float(v) for v in self.act_range)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= 0.0 <= hi):
+            raise ArtifactError(f"Int8DynamicLinear act 'static': range [{lo}, {hi}] must hold 0 and be finite")
+        idx = self.outlier_index
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.in_features):
+            raise ArtifactError(f"Int8DynamicLinear act 'static': outlier channels outside 0..{self.in_features - 1}")
+        scale = max((hi - lo) / 255.0, 1e-12)
+        zero = min(max(round(-lo / scale), 0), 255)
+        self._static = (scale, zero, -zero * scale, (255 - zero) * scale)
+        self._wo = wdeq[:, idx].t().contiguous() if idx.numel() else None           # (k, out)
 
     def set_kernel(self, kernel: str) -> None:
         if kernel not in KERNELS:
@@ -166,7 +216,13 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
             x = x * self.input_scale
         shape = x.shape
         x = x.reshape(-1, self.in_features).contiguous()                          # (M, in)
-        if self.act == "tensor":
+        if self.act == "static":
+            scale, zero, lo, hi = self._static
+            y = getattr(torch.ops.quantized, STATIC_OP)(x, scale, zero, self._packed)
+            if self._wo is not None:       # the outlier channels' excess over the range, exact
+                xo = x.index_select(1, self.outlier_index)
+                y.addmm_(xo - xo.clamp(lo, hi), self._wo)
+        elif self.act == "tensor":
             y = torch.ops.quantized.linear_dynamic(x, self._packed, self._reduce)
         elif self.act == "token_scale":
             r = torch.maximum(x.amax(1, keepdim=True), -x.amin(1, keepdim=True)).clamp_(min=1e-8)   # (M, 1)
@@ -224,6 +280,22 @@ class Int8FusedLinear(Int8DynamicLinear):
             lead.__dict__["_whole"] = None    # rebuilt from the members' state at the next call
         if not self.qweight.is_meta and lead is None:
             super().ns_after_load()           # unlinked: its own kernel state (until ns_link)
+
+    def _static_state(self, wdeq: torch.Tensor) -> None:
+        """The static grid (scale, zero point, the range it represents) and W_o."""
+        if self._reduce and self.kernel != "fp32":
+            raise ArtifactError(f"Int8DynamicLinear act 'static': weight codes beyond [-64, 64] "
+                                f"(max {int(self.qweight.abs().max())}) would saturate fbgemm's 8-bit activations")
+        lo, hi = (float(v) for v in self.act_range)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= 0.0 <= hi):
+            raise ArtifactError(f"Int8DynamicLinear act 'static': range [{lo}, {hi}] must hold 0 and be finite")
+        idx = self.outlier_index
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.in_features):
+            raise ArtifactError(f"Int8DynamicLinear act 'static': outlier channels outside 0..{self.in_features - 1}")
+        scale = max((hi - lo) / 255.0, 1e-12)
+        zero = min(max(round(-lo / scale), 0), 255)
+        self._static = (scale, zero, -zero * scale, (255 - zero) * scale)
+        self._wo = wdeq[:, idx].t().contiguous() if idx.numel() else None           # (k, out)
 
     def set_kernel(self, kernel: str) -> None:
         super().set_kernel(kernel)

@@ -23,6 +23,7 @@ from netshrink.core.targets import PerLayer
 from netshrink.methods.calibrated.base import OneShot, hessian_for, input_scale_of, layer_value
 from netshrink.methods.calibrated.kernels import choose_kernel
 from netshrink.methods.calibrated.layerwise import replace
+from netshrink.methods.calibrated.scaling import static_range
 from netshrink.runtime.int8_dynamic import Int8DynamicLinear
 
 
@@ -41,7 +42,8 @@ class GPTQ(OneShot):
     block_size: int = 128         # columns per lazy batch update
     calibration: Literal["minmax", "mse"] = "minmax"   # how each group's scale is chosen
     execute: Literal["float", "int8"] = "float"
-    act: Literal["token", "tensor", "token_scale"] = "token"          # execute = "int8": activation quantization
+    act: Literal["token", "tensor", "token_scale", "static"] = "token"  # execute = "int8": activation quantization
+    outlier_channels: int = 8     # act "static": input channels kept exact beside the int8 GEMM
     kernel: Literal["auto", "measure", "fbgemm", "fp32", "by_size"] = "auto"  # execute = "int8": "auto" a shape rule (reproducible), "measure" timed here, or forced
 
     def validate(self):
@@ -55,6 +57,10 @@ class GPTQ(OneShot):
         if self.execute == "int8":
             self.check(self.granularity == "channel", "granularity", "'channel' when execute = 'int8'")
             self.check(self.symmetric, "symmetric", "true when execute = 'int8'")
+            if self.act == "static":
+                top = max([self.bits] + [v for _, v in self.per_layer.items()])
+                self.check(top <= 7, "bits", '<= 7 (and per_layer too) with act "static": codes within [-64, 64]')
+        self.check(self.outlier_channels >= 0, "outlier_channels", "an integer >= 0")
 
     def process(self, model: nn.Module, group: list[tuple[str, nn.Module]], stats: HessianAccumulator) -> None:
         for name, mod in group:
@@ -72,7 +78,11 @@ class GPTQ(OneShot):
             else:
                 scale = res.scale[:, 0]                                          # (out,)
                 codes = torch.round(res.weight / scale[:, None].clamp(min=1e-12))
-                q = Int8DynamicLinear.from_codes(codes, scale, mod.bias, input_scale=input_scale_of(mod), act=self.act)
+                c = input_scale_of(mod)
+                k = min(self.outlier_channels, codes.shape[1]) if self.act == "static" else 0
+                q = Int8DynamicLinear.from_codes(codes, scale, mod.bias, input_scale=c, act=self.act, outliers=k)
+                if self.act == "static":     # the range of the GEMM's input x * c, from calibration
+                    q.set_static(*static_range(stats.lo, stats.hi, None if c is None else 1.0 / c, k))
                 info.update(choose_kernel(q, stats.n / max(self.samples, 1), self.kernel))
                 replace(model, name, q)
             self.report_[name] = info

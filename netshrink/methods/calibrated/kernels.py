@@ -5,7 +5,7 @@ file (issue 14): "by_size" (fbgemm for calls of >= runtime.int8_dynamic.FBGEMM_M
 multiply-adds, fp32 below) where one call at batch 64 of the calibration data's mean
 length does at least 2^20 multiply-adds (the threshold runtime.sparsify uses too: below it
 the int8 quantize / dequantize overhead dominates), fp32 on the dequantized weight otherwise;
-a per-tensor layer (act "tensor": no pass over the activations besides fbgemm's own) gets
+a per-tensor layer (act "tensor" or "static": no pass over the activations besides fbgemm's own) gets
 "fbgemm" at every size instead of "by_size" (one thread, 31 tokens: 384x384 1.25-1.36x,
 384x1536 1.8-2.0x of fp32, against 0.7-0.9x for "token_scale" on 384x384).
 "measure" times both kernels at batch 1 and 64 on this machine: fp32 where int8 is not
@@ -38,7 +38,7 @@ def choose_kernel(module: Int8DynamicLinear, tokens_per_sample: int, policy: str
     t = max(1, int(tokens_per_sample))
     if policy == "auto":
         macs = 64 * t * module.in_features * module.out_features
-        fast = "fbgemm" if module.act == "tensor" else "by_size"
+        fast = "fbgemm" if module.act in ("tensor", "static") else "by_size"
         module.set_kernel(fast if macs >= MIN_MACS else "fp32")
         return {"kernel": module.kernel, "rule": f"{macs} MACs per batch-64 call vs {MIN_MACS}"}
     if policy != "measure":
@@ -60,8 +60,9 @@ def choose_kernel(module: Int8DynamicLinear, tokens_per_sample: int, policy: str
 
 def fusable(modules: list) -> bool:
     """Whether these modules can run as one int8 GEMM: two or more plain Int8DynamicLinear
-    sharing input width, act, smoothing (the same input scale) and bias presence."""
-    if len(modules) < 2 or not all(type(m) is Int8DynamicLinear for m in modules):
+    sharing input width, act, smoothing (the same input scale) and bias presence (act
+    "static" layers are not fused: each carries its own range and outlier channels)."""
+    if len(modules) < 2 or not all(type(m) is Int8DynamicLinear and m.act != "static" for m in modules):
         return False
     a = modules[0]
     same = all((m.in_features, m.act, m.smooth, m.bias is None) == (a.in_features, a.act, a.smooth, a.bias is None)

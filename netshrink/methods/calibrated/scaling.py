@@ -113,7 +113,10 @@ class SmoothQuant(OneShot):
     execute: Literal["int8", "float"] = "int8"
     # "auto": per layer group, per-tensor where the model's output stays within
     # act_tolerance x the error with per-token scales everywhere, "token_scale" elsewhere.
-    act: Literal["token", "tensor", "token_scale", "auto"] = "token"
+    # "static": one calibrated range per layer input, its `outlier_channels` largest channels
+    # kept exact beside the int8 GEMM (LLM.int8()'s decomposition, channels fixed here); bits <= 7
+    act: Literal["token", "tensor", "token_scale", "static", "auto"] = "token"
+    outlier_channels: int = 8
     kernel: Literal["auto", "measure", "fbgemm", "fp32", "by_size"] = "auto"
     # per group, the scaling with the least output error on sampled calibration rows among
     # none (s = 1, no pass over the input at run time) and alpha in ALPHA_GRID + [alpha]
@@ -138,8 +141,12 @@ class SmoothQuant(OneShot):
         self.check(2 <= self.bits <= 8, "bits", "an integer in 2..8")
         self.check(self.act_tolerance >= 1.0, "act_tolerance", "a number >= 1")
         self.check(self.check_samples >= 1, "check_samples", "an integer >= 1")
-        self.check(all(v in ("token", "tensor", "token_scale") for _, v in self.per_layer.items()), "per_layer",
-                   'a table of pattern = "token" / "tensor" / "token_scale" (the act of those layers)')
+        self.check(all(v in ("token", "tensor", "token_scale", "static") for _, v in self.per_layer.items()),
+                   "per_layer", 'a table of pattern = "token" / "tensor" / "token_scale" / "static" (their act)')
+        static = self.act == "static" or any(v == "static" for _, v in self.per_layer.items())
+        self.check(not static or self.bits <= 7, "bits",
+                   '<= 7 with act "static" (codes within [-64, 64]: 8-bit activations cannot saturate fbgemm)')
+        self.check(self.outlier_channels >= 0, "outlier_channels", "an integer >= 0")
         self.check(not (self.execute == "float" and (self.search or self.act == "auto")), "execute",
                    '"int8" with search or act = "auto" (both measure the int8 kernels)')
 
@@ -304,11 +311,18 @@ class SmoothQuant(OneShot):
             model.train(was)
             self._alt, self._order = {}, []
 
-    def _candidate(self, mod: nn.Linear, s: torch.Tensor | None, act: str) -> Int8DynamicLinear:
+    def _candidate(self, mod: nn.Linear, s: torch.Tensor | None, act: str,
+                   stats: HessianAccumulator | None = None) -> Int8DynamicLinear:
         w = mod.weight.detach().float()
+        k = min(self.outlier_channels, w.shape[1]) if act == "static" else 0
         if s is None:
-            return Int8DynamicLinear.from_weight(w, mod.bias, act=act, bits=self.bits)
-        return Int8DynamicLinear.from_weight(w * s[None, :], mod.bias, input_scale=1.0 / s, act=act, bits=self.bits)
+            q = Int8DynamicLinear.from_weight(w, mod.bias, act=act, bits=self.bits, outliers=k)
+        else:
+            q = Int8DynamicLinear.from_weight(w * s[None, :], mod.bias, input_scale=1.0 / s, act=act,
+                                              bits=self.bits, outliers=k)
+        if act == "static":
+            q.set_static(*static_range(stats.lo, stats.hi, s, k))
+        return q
 
     @torch.no_grad()
     def _best(self, group, stats: HessianAccumulator, act: str):
@@ -321,7 +335,7 @@ class SmoothQuant(OneShot):
         best = None
         for a in alphas:
             s = None if a is None else smooth_scale(act_max, weights, a)
-            mods = {n: self._candidate(m, s, act) for n, m in group}
+            mods = {n: self._candidate(m, s, act, stats) for n, m in group}
             if stats.rows is None:
                 return a, mods, None
             err = sum(_error([q(stats.rows)], [m(stats.rows)]) for (n, m), q in zip(group, mods.values()))
@@ -356,6 +370,18 @@ class SmoothQuant(OneShot):
                 self.report_[name]["tensor"] = {"act": "tensor", "alpha": ta, "error": terr,
                                                 **choose_kernel(self._alt[name], tokens, self.kernel)}
             replace(model, name, q)
+
+def static_range(lo: torch.Tensor, hi: torch.Tensor, s: torch.Tensor | None, k: int):
+    """(lo, hi, outlier channels) of act "static" from the calibration inputs' per-channel
+    min / max (before the smoothing division by s): the k channels of largest |x| / s are
+    kept exact, the range spans the others (and 0)."""
+    lo, hi = (lo, hi) if s is None else (lo / s, hi / s)
+    order = torch.maximum(-lo, hi).argsort(descending=True)
+    rest = order[k:]
+    if rest.numel() == 0:
+        return 0.0, 0.0, order[:k].sort().values
+    return float(lo[rest].min()), float(hi[rest].max()), order[:k].sort().values
+
 
 @torch.no_grad()
 def _input_max_all_rows(model: nn.Module, modules: dict[str, nn.Module], data, calib: Calibration) -> dict:

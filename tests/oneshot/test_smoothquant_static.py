@@ -1,0 +1,92 @@
+"""act = "static": one calibrated input range per layer and its largest channels kept
+exact beside the int8 GEMM (LLM.int8()'s decomposition with channels fixed at
+calibration): the kernel equals its emulation, beats one dynamic per-tensor range on
+inputs with outlier channels, round-trips bit-exactly and refuses what would saturate."""
+import pytest
+import torch
+from torch import nn
+
+import netshrink as ns
+from netshrink.errors import ArtifactError, RecipeError
+from netshrink.methods.calibrated.scaling import static_range
+from netshrink.runtime.int8_dynamic import Int8DynamicLinear
+
+torch.set_num_threads(1)
+
+
+def _outlier_input(rows=300, width=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, width, generator=g) * 0.5
+    x[:, 3] *= 40                      # two massive channels, as BERT's residual stream has
+    x[:20, 9] = 90.0
+    return x
+
+
+def test_static_kernel_equals_its_emulation_and_keeps_outlier_channels_exact():
+    torch.manual_seed(0)
+    lin, x = nn.Linear(64, 24).requires_grad_(False), _outlier_input()
+    lo, hi, idx = static_range(x.amin(0).clamp(max=0), x.amax(0).clamp(min=0), None, 2)
+    assert idx.tolist() == [3, 9]
+    q = Int8DynamicLinear.from_weight(lin.weight, lin.bias, act="static", bits=7, outliers=2)
+    q.set_static(lo, hi, idx)
+    w = q.qweight.float() * q.scale[:, None]
+    s = (hi - lo) / 255
+    z = round(-lo / s)
+    xq = (torch.clamp(torch.round(x / s) + z, 0, 255) - z) * s            # the static 8-bit grid, clipped
+    xq[:, idx] += x[:, idx] - x[:, idx].clamp(-z * s, (255 - z) * s)       # the excess, exact
+    ref = nn.functional.linear(xq, w, lin.bias)
+    y = q(x)
+    assert torch.allclose(y, ref, atol=1e-3 * float(ref.abs().max())), float((y - ref).abs().max())
+    exact = nn.functional.linear(x, w, lin.bias)
+    tensor = Int8DynamicLinear.from_weight(lin.weight, lin.bias, act="tensor", bits=7)
+    err = float((y - exact).norm() / exact.norm())
+    assert err < 0.1 * float((tensor(x) - exact).norm() / exact.norm())
+
+
+def test_smoothquant_static_saves_and_loads_bit_exactly_and_refuses_8_bit_weights(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 32), nn.GELU(), nn.Linear(32, 8)).eval()
+    base = nn.Sequential(nn.Linear(64, 32), nn.GELU(), nn.Linear(32, 8))
+    data = [_outlier_input(seed=i) for i in range(3)]
+
+    def recipe(**kw):
+        step = {"method": "smoothquant", "act": "static", "targets": {"include": ["type:Linear"]}, **kw}
+        return ns.Recipe.from_dict({"finetune": {"epochs": 0}, "step": [step]})
+
+    with pytest.raises(RecipeError, match="bits"):
+        ns.compress_(model, recipe(bits=8), data=data, progress=False)
+    ns.compress_(model, recipe(bits=7, outlier_channels=2, search=True), data=data, progress=False)
+    first = model[0]
+    assert isinstance(first, Int8DynamicLinear) and first.act == "static" and first.outlier_index.numel() == 2
+    ns.save(model, tmp_path / "m.nshr")
+    back = ns.load(tmp_path / "m.nshr", base=base)
+    assert torch.equal(back(data[0]), model(data[0]))
+    # A file whose range does not hold 0 is refused by name, not run.
+    bad = Int8DynamicLinear.from_weight(torch.randn(4, 8), None, act="static", bits=7, outliers=1)
+    bad.act_range.copy_(torch.tensor([0.5, 1.0]))
+    with pytest.raises(ArtifactError, match="range"):
+        bad.ns_after_load()
+    with pytest.raises(ValueError, match="-64, 64"):
+        Int8DynamicLinear.from_weight(torch.randn(4, 8), None, act="static", bits=8)
+
+
+def test_gptq_int8_static_runs_its_codes_with_the_calibrated_range_and_refuses_8_bits():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 32), nn.GELU(), nn.Linear(32, 8)).eval()
+    data = [_outlier_input(seed=i) for i in range(3)]
+
+    def recipe(**kw):
+        step = {"method": "gptq", "granularity": "channel", "symmetric": True, "execute": "int8", "act": "static",
+                "outlier_channels": 2, "targets": {"include": ["type:Linear"]}, **kw}
+        return ns.Recipe.from_dict({"finetune": {"epochs": 0}, "step": [step]})
+
+    with pytest.raises(RecipeError, match="bits"):
+        ns.compress_(nn.Sequential(nn.Linear(64, 8)), recipe(bits=8), data=data, progress=False)
+    ref = [model(x).detach() for x in data]
+    ns.compress_(model, recipe(bits=6, kernel="fbgemm"), data=data, progress=False)
+    first = model[0]
+    assert first.act == "static" and first.kernel == "fbgemm" and int(first.qweight.abs().max()) <= 31
+    # The massive channel 3 is one of the two kept exact; the output stays near the fp32 model's.
+    assert 3 in first.outlier_index.tolist()
+    err = sum(float((model(x) - r).norm() / r.norm()) for x, r in zip(data, ref)) / len(data)
+    assert err < 0.05, err
