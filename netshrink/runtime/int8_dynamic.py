@@ -219,9 +219,12 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
         if self.act == "static":
             scale, zero, lo, hi = self._static
             y = getattr(torch.ops.quantized, STATIC_OP)(x, scale, zero, self._packed)
-            if self._wo is not None:       # the outlier channels' excess over the range, exact
-                xo = x.index_select(1, self.outlier_index)
-                y.addmm_(xo - xo.clamp(lo, hi), self._wo)
+            if self._wo is not None:       # the outlier channels' excess over the range, exact,
+                xo = x.index_select(1, self.outlier_index)      # added to the rows that have one
+                exc = xo - xo.clamp(lo, hi)                     # (the few tokens with massive values:
+                rows = exc.abs().amax(1).nonzero().flatten()    # no pass over the whole output)
+                if rows.numel():
+                    y.index_add_(0, rows, exc.index_select(0, rows) @ self._wo)
         elif self.act == "tensor":
             y = torch.ops.quantized.linear_dynamic(x, self._packed, self._reduce)
         elif self.act == "token_scale":
