@@ -256,16 +256,17 @@ class Int8FusedLinear(Int8DynamicLinear):
     when fused), `member` is this layer's place in it (its columns of the whole output)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, smooth: bool = False,
-                 act: str = "token", kernel: str = "fbgemm", group: str = "", member: int = 0):
+                 act: str = "token", kernel: str = "fbgemm", group: str = "", member: int = 0, outliers: int = 0):
         self.group, self.member = str(group), int(member)
         if not self.group or self.member < 0:
             raise ValueError("a fused layer needs a group name and a member index >= 0")
         self.__dict__["_lead"] = None        # the group's first member, deliberately not a child
-        super().__init__(in_features, out_features, bias, smooth, act, kernel)
+        super().__init__(in_features, out_features, bias, smooth, act, kernel, outliers)
 
     @classmethod
     def member_of(cls, m: Int8DynamicLinear, group: str, member: int) -> "Int8FusedLinear":
-        f = cls(m.in_features, m.out_features, m.bias is not None, m.smooth, m.act, m.kernel, group, member)
+        f = cls(m.in_features, m.out_features, m.bias is not None, m.smooth, m.act, m.kernel, group, member,
+                m.outliers)
         f.load_state_dict(m.state_dict())
         return f
 
@@ -275,7 +276,8 @@ class Int8FusedLinear(Int8DynamicLinear):
     @classmethod
     def from_ns_config(cls, cfg: dict) -> "Int8FusedLinear":
         return cls(int(cfg["in_features"]), int(cfg["out_features"]), bool(cfg["bias"]), bool(cfg["smooth"]),
-                   str(cfg["act"]), str(cfg["kernel"]), str(cfg["group"]), int(cfg["member"]))
+                   str(cfg["act"]), str(cfg["kernel"]), str(cfg["group"]), int(cfg["member"]),
+                   int(cfg.get("outliers", 0)))
 
     def ns_after_load(self) -> None:
         lead = self.__dict__.get("_lead")
@@ -324,7 +326,9 @@ class Int8FusedLinear(Int8DynamicLinear):
             bias = None if self.bias is None else torch.cat([m.bias for m in ms])
             whole = Int8DynamicLinear.from_codes(
                 torch.cat([m.qweight for m in ms]), torch.cat([m.scale for m in ms]), bias,
-                input_scale=self.input_scale, act=self.act, kernel=self.kernel)
+                input_scale=self.input_scale, act=self.act, kernel=self.kernel, outliers=self.outliers)
+            if self.act == "static":         # the members read one input: one range, one set of channels
+                whole.set_static(*self.act_range.tolist(), self.outlier_index)
             self.__dict__["_whole"] = whole
             self.__dict__["_cache"] = None
         return whole
@@ -374,6 +378,9 @@ def _link(members: list[Int8FusedLinear]) -> None:
                                 "smoothing or bias")
         if m.smooth and not torch.equal(m.input_scale, first.input_scale):
             raise ArtifactError(f"fused group {name!r}: members have different input scales")
+        if m.act == "static" and not (torch.equal(m.act_range, first.act_range)
+                                      and torch.equal(m.outlier_index, first.outlier_index)):
+            raise ArtifactError(f"fused group {name!r}: members have different static ranges or outlier channels")
     offsets = [0]
     for m in members:
         offsets.append(offsets[-1] + m.out_features)

@@ -121,3 +121,18 @@ def test_bits_7_keeps_codes_where_fbgemm_takes_8_bit_activations():
     assert int(q8.qweight.abs().max()) == 127 and reduce_range(q8.qweight)
     with pytest.raises(ns.errors.RecipeError, match="bits"):
         ns.create("smoothquant", bits=9)
+
+
+def test_static_fused_qkv_shares_one_range_and_loads_bit_exactly(tmp_path):
+    data = _data()
+    plain, fused = _bert(), _bert()
+    kw = dict(act="static", bits=7, outlier_channels=4)
+    _run(plain, data, **kw)
+    _run(fused, data, fuse=True, **kw)
+    att = fused.encoder.layer[0].attention.self
+    assert all(isinstance(m, Int8FusedLinear) and m.act == "static" for m in (att.query, att.key, att.value))
+    assert torch.equal(att.query.outlier_index, att.value.outlier_index)
+    assert torch.equal(_out(fused, data[0]), _out(plain, data[0]))
+    p = tmp_path / "m.nshr"
+    ns.save(fused, p)
+    assert torch.equal(_out(ns.load(p), data[1]), _out(fused, data[1]))

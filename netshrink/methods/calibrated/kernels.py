@@ -61,8 +61,12 @@ def choose_kernel(module: Int8DynamicLinear, tokens_per_sample: int, policy: str
 def fusable(modules: list) -> bool:
     """Whether these modules can run as one int8 GEMM: two or more plain Int8DynamicLinear
     sharing input width, act, smoothing (the same input scale) and bias presence (act
-    "static" layers are not fused: each carries its own range and outlier channels)."""
-    if len(modules) < 2 or not all(type(m) is Int8DynamicLinear and m.act != "static" for m in modules):
+    "static": the same range and outlier channels too)."""
+    if len(modules) < 2 or not all(type(m) is Int8DynamicLinear for m in modules):
+        return False
+    if modules[0].act == "static" and not all(
+            m.act == "static" and torch.equal(m.act_range, modules[0].act_range)
+            and torch.equal(m.outlier_index, modules[0].outlier_index) for m in modules):
         return False
     a = modules[0]
     same = all((m.in_features, m.act, m.smooth, m.bias is None) == (a.in_features, a.act, a.smooth, a.bias is None)
@@ -79,6 +83,8 @@ def fuse_group(modules: list[Int8DynamicLinear], group: str, tokens_per_sample: 
     whole = Int8DynamicLinear.from_codes(
         torch.cat([m.qweight for m in modules]), torch.cat([m.scale for m in modules]),
         None if modules[0].bias is None else torch.cat([m.bias for m in modules]),
-        input_scale=modules[0].input_scale, act=modules[0].act)
+        input_scale=modules[0].input_scale, act=modules[0].act, outliers=modules[0].outliers)
+    if whole.act == "static":
+        whole.set_static(*modules[0].act_range.tolist(), modules[0].outlier_index)
     info = choose_kernel(whole, tokens_per_sample, policy)
     return fuse(modules, group, whole.kernel), info
