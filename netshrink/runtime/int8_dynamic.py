@@ -286,22 +286,6 @@ class Int8FusedLinear(Int8DynamicLinear):
         if not self.qweight.is_meta and lead is None:
             super().ns_after_load()           # unlinked: its own kernel state (until ns_link)
 
-    def _static_state(self, wdeq: torch.Tensor) -> None:
-        """The static grid (scale, zero point, the range it represents) and W_o."""
-        if self._reduce and self.kernel != "fp32":
-            raise ArtifactError(f"Int8DynamicLinear act 'static': weight codes beyond [-64, 64] "
-                                f"(max {int(self.qweight.abs().max())}) would saturate fbgemm's 8-bit activations")
-        lo, hi = (float(v) for v in self.act_range)
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= 0.0 <= hi):
-            raise ArtifactError(f"Int8DynamicLinear act 'static': range [{lo}, {hi}] must hold 0 and be finite")
-        idx = self.outlier_index
-        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.in_features):
-            raise ArtifactError(f"Int8DynamicLinear act 'static': outlier channels outside 0..{self.in_features - 1}")
-        scale = max((hi - lo) / 255.0, 1e-12)
-        zero = min(max(round(-lo / scale), 0), 255)
-        self._static = (scale, zero, -zero * scale, (255 - zero) * scale)
-        self._wo = wdeq[:, idx].t().contiguous() if idx.numel() else None           # (k, out)
-
     def set_kernel(self, kernel: str) -> None:
         super().set_kernel(kernel)
         if self.__dict__.get("_lead") is not None:
