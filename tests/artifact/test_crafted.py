@@ -5,6 +5,7 @@ Each load runs in a forked child, so that its peak RSS (resource.getrusage: torc
 allocations included, which tracemalloc does not see) is its own, measured from its RSS
 at the fork.
 """
+import gc
 import json
 import os
 import resource
@@ -183,6 +184,9 @@ def load_in_child(path) -> dict:
         os.close(r)
         out = {}
         try:
+            # The parent's heap (every earlier test's objects) is not the loader's cost: frozen,
+            # the child's garbage collections skip it (else a late-running test measures them).
+            gc.freeze()
             rss0 = _vm_rss()
             cpu = time.process_time()
             try:
