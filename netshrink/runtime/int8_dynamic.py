@@ -179,7 +179,11 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
 
     def without_input_scale(self) -> "Int8DynamicLinear":
         """The same layer without its input scale (for an input already scaled upstream)."""
-        return Int8DynamicLinear.from_codes(self.qweight, self.scale, self.bias, act=self.act, kernel=self.kernel)
+        q = Int8DynamicLinear.from_codes(self.qweight, self.scale, self.bias, act=self.act, kernel=self.kernel,
+                                         outliers=self.outliers)
+        if self.act == "static":       # the same input, so the same range and outlier channels
+            q.set_static(*self.act_range.tolist(), self.outlier_index)
+        return q
 
     def _static_state(self, wdeq: torch.Tensor) -> None:
         """The static grid (scale, zero point, the range it represents) and W_o."""
