@@ -47,6 +47,9 @@ from netshrink.runtime.int8_dynamic import Int8DynamicLinear
 from netshrink.runtime.scaled_linear import ScaledLinear
 
 ALPHA_GRID = (0.25, 0.5, 0.65, 0.75, 0.85, 0.95)   # smoothquant search's alphas, besides none and its own
+# act "static" with search: the calibrated range [lo, hi] shrunk by each of these (a finer
+# grid for the many values near 0; the few past it are clipped), chosen by output error
+CLIP_GRID = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
 SEARCH_ROWS = 2048
 # fusion is kept where the model's relative squared output error against the unfused
 # layers stays below this (fp32 calls of a wider GEMM round differently; int8 calls are equal)
@@ -121,6 +124,9 @@ class SmoothQuant(OneShot):
     # per group, the scaling with the least output error on sampled calibration rows among
     # none (s = 1, no pass over the input at run time) and alpha in ALPHA_GRID + [alpha]
     search: bool = False
+    # false: no input scaling at all (s = 1: W8A8 as is, no pass over the input); act
+    # "static" then leans on its outlier channels, and `search` still picks each range
+    smooth: bool = True
     act_tolerance: float = 1.5
     check_samples: int = 32        # calibration samples of the end-to-end checks of act "auto"
     # act by target pattern ("token", "tensor", "token_scale"); such layers are not tried by "auto"
@@ -149,6 +155,7 @@ class SmoothQuant(OneShot):
         self.check(self.outlier_channels >= 0, "outlier_channels", "an integer >= 0")
         self.check(not (self.execute == "float" and (self.search or self.act == "auto")), "execute",
                    '"int8" with search or act = "auto" (both measure the int8 kernels)')
+        self.check(self.smooth or self.execute == "int8", "smooth", 'true with execute = "float" (the scaling is all it does)')
 
     @property
     def keep_rows(self) -> int:        # sampled input rows for the output-error comparisons
@@ -312,7 +319,7 @@ class SmoothQuant(OneShot):
             self._alt, self._order = {}, []
 
     def _candidate(self, mod: nn.Linear, s: torch.Tensor | None, act: str,
-                   stats: HessianAccumulator | None = None) -> Int8DynamicLinear:
+                   stats: HessianAccumulator | None = None, clip: float = 1.0) -> Int8DynamicLinear:
         w = mod.weight.detach().float()
         k = min(self.outlier_channels, w.shape[1]) if act == "static" else 0
         if s is None:
@@ -321,26 +328,31 @@ class SmoothQuant(OneShot):
             q = Int8DynamicLinear.from_weight(w * s[None, :], mod.bias, input_scale=1.0 / s, act=act,
                                               bits=self.bits, outliers=k)
         if act == "static":
-            q.set_static(*static_range(stats.lo, stats.hi, s, k))
+            q.set_static(*static_range(stats.lo, stats.hi, s, k, clip))
         return q
 
     @torch.no_grad()
     def _best(self, group, stats: HessianAccumulator, act: str):
-        """(alpha or None, {name: module}, relative output error on the sampled rows)."""
+        """(alpha or None, {name: module}, relative output error on the sampled rows, clip)."""
         weights = [m.weight.detach().float() for _, m in group]
         act_max = stats.abs_max
         if act == "tensor" and group[0][0] in self._all_rows_max:   # padding rows too: fbgemm's one range covers them
             act_max = torch.maximum(act_max, self._all_rows_max[group[0][0]])
-        alphas = [None, *sorted(set(ALPHA_GRID) | {self.alpha})] if self.search else [self.alpha]
+        if not self.smooth:
+            alphas = [None]
+        else:
+            alphas = [None, *sorted(set(ALPHA_GRID) | {self.alpha})] if self.search else [self.alpha]
+        clips = CLIP_GRID if (self.search and act == "static") else (1.0,)
         best = None
         for a in alphas:
             s = None if a is None else smooth_scale(act_max, weights, a)
-            mods = {n: self._candidate(m, s, act, stats) for n, m in group}
-            if stats.rows is None:
-                return a, mods, None
-            err = sum(_error([q(stats.rows)], [m(stats.rows)]) for (n, m), q in zip(group, mods.values()))
-            if best is None or err < best[2]:
-                best = (a, mods, err)
+            for c in clips:
+                mods = {n: self._candidate(m, s, act, stats, c) for n, m in group}
+                if stats.rows is None:
+                    return a, mods, None, c
+                err = sum(_error([q(stats.rows)], [m(stats.rows)]) for (n, m), q in zip(group, mods.values()))
+                if best is None or err < best[2]:
+                    best = (a, mods, err, c)
         return best
 
     def process(self, model: nn.Module, group: list[tuple[str, nn.Module]], stats: HessianAccumulator) -> None:
@@ -357,30 +369,33 @@ class SmoothQuant(OneShot):
         default = "token_scale" if self.act == "auto" else self.act
         fixed = {n: layer_value(self, n, m, None) for n, m in group}
         act = next((v for v in fixed.values() if v is not None), default)   # a group shares one scale
-        a, mods, err = self._best(group, stats, act)
+        a, mods, err, clip = self._best(group, stats, act)
         auto = self.act == "auto" and all(v is None for v in fixed.values())
         if auto:                    # the per-tensor alternative, tried end to end after every group
-            ta, alt, terr = self._best(group, stats, "tensor")
+            ta, alt, terr, _ = self._best(group, stats, "tensor")
             self._order.append([n for n, _ in group])
             self._alt.update(alt)
         self._groups.append(([n for n, _ in group], tokens))
         for name, q in mods.items():
             self.report_[name] = {"act": q.act, "alpha": a, "error": err, **choose_kernel(q, tokens, self.kernel)}
+            if q.act == "static":
+                self.report_[name]["clip"] = clip
             if auto:
                 self.report_[name]["tensor"] = {"act": "tensor", "alpha": ta, "error": terr,
                                                 **choose_kernel(self._alt[name], tokens, self.kernel)}
             replace(model, name, q)
 
-def static_range(lo: torch.Tensor, hi: torch.Tensor, s: torch.Tensor | None, k: int):
+def static_range(lo: torch.Tensor, hi: torch.Tensor, s: torch.Tensor | None, k: int, clip: float = 1.0):
     """(lo, hi, outlier channels) of act "static" from the calibration inputs' per-channel
     min / max (before the smoothing division by s): the k channels of largest |x| / s are
-    kept exact, the range spans the others (and 0)."""
+    kept exact, the range spans the others (and 0), times `clip` (<= 1: values past it are
+    clipped, the rest sit on a finer grid)."""
     lo, hi = (lo, hi) if s is None else (lo / s, hi / s)
     order = torch.maximum(-lo, hi).argsort(descending=True)
     rest = order[k:]
     if rest.numel() == 0:
         return 0.0, 0.0, order[:k].sort().values
-    return float(lo[rest].min()), float(hi[rest].max()), order[:k].sort().values
+    return clip * float(lo[rest].min()), clip * float(hi[rest].max()), order[:k].sort().values
 
 
 @torch.no_grad()
