@@ -23,7 +23,7 @@ from netshrink.core.targets import PerLayer
 from netshrink.methods.calibrated.base import OneShot, hessian_for, input_scale_of, layer_value
 from netshrink.methods.calibrated.kernels import choose_kernel
 from netshrink.methods.calibrated.layerwise import replace
-from netshrink.methods.calibrated.scaling import static_range
+from netshrink.methods.calibrated.scaling import CLIP_GRID, SEARCH_ROWS, relative_error, static_range
 from netshrink.runtime.int8_dynamic import Int8DynamicLinear
 
 
@@ -62,6 +62,10 @@ class GPTQ(OneShot):
                 self.check(top <= 7, "bits", '<= 7 (and per_layer too) with act "static": codes within [-64, 64]')
         self.check(self.outlier_channels >= 0, "outlier_channels", "an integer >= 0")
 
+    @property
+    def keep_rows(self) -> int:        # act "static": sampled input rows to pick each layer's range on
+        return SEARCH_ROWS if (self.execute == "int8" and self.act == "static") else 0
+
     def process(self, model: nn.Module, group: list[tuple[str, nn.Module]], stats: HessianAccumulator) -> None:
         for name, mod in group:
             g = self.group_size if self.granularity == "group" else 0
@@ -81,8 +85,18 @@ class GPTQ(OneShot):
                 c = input_scale_of(mod)
                 k = min(self.outlier_channels, codes.shape[1]) if self.act == "static" else 0
                 q = Int8DynamicLinear.from_codes(codes, scale, mod.bias, input_scale=c, act=self.act, outliers=k)
-                if self.act == "static":     # the range of the GEMM's input x * c, from calibration
-                    q.set_static(*static_range(stats.lo, stats.hi, None if c is None else 1.0 / c, k))
+                if self.act == "static":     # the range of the GEMM's input x * c, from calibration,
+                    s = None if c is None else 1.0 / c       # shrunk where that has less output error
+                    info["clip"] = CLIP_GRID[0]
+                    if stats.rows is not None:
+                        with torch.no_grad():
+                            ref = mod(stats.rows)
+                            errs = []
+                            for clip in CLIP_GRID:
+                                q.set_static(*static_range(stats.lo, stats.hi, s, k, clip))
+                                errs.append(relative_error([q(stats.rows)], [ref]))
+                        info["clip"] = CLIP_GRID[min(range(len(errs)), key=errs.__getitem__)]
+                    q.set_static(*static_range(stats.lo, stats.hi, s, k, info["clip"]))
                 info.update(choose_kernel(q, stats.n / max(self.samples, 1), self.kernel))
                 replace(model, name, q)
             self.report_[name] = info

@@ -186,7 +186,7 @@ class SmoothQuant(OneShot):
         try:
             order = [n for names, _ in self._groups for n in names]
             mods = {n: model.get_submodule(n) for n in order}
-            e_int8 = _error(_outputs(model, data, checks), fp32)
+            e_int8 = relative_error(_outputs(model, data, checks), fp32)
             refs = _outputs(model, data, checks)
             g = torch.Generator().manual_seed(0)
             for names, _ in self._groups:
@@ -215,7 +215,7 @@ class SmoothQuant(OneShot):
                 plain = {n: m.without_input_scale() for n, m in zip(names, cons)}
                 for n, m in plain.items():
                     replace(model, n, m)
-                e = _error(_outputs(model, data, checks), refs)
+                e = relative_error(_outputs(model, data, checks), refs)
                 if e <= FOLD_TOLERANCE * e_int8:
                     mods.update(plain)
                     for n in names:
@@ -250,7 +250,7 @@ class SmoothQuant(OneShot):
             if not leads:
                 return
             try:
-                e = _error(_outputs(model, data, checks), refs)
+                e = relative_error(_outputs(model, data, checks), refs)
             except Exception as err:  # noqa: BLE001 - a model that cannot take the members' views: unfused
                 e = f"{type(err).__name__}: {err}"
             for names, lead in leads:       # fused, but each member called with another input: no gain
@@ -284,13 +284,13 @@ class SmoothQuant(OneShot):
         try:
             refs = _outputs(model, data, checks)
             super().prepare(model, ctx)                    # every group token_scale, per-tensor kept aside
-            e0 = _error(_outputs(model, data, checks), refs)
+            e0 = relative_error(_outputs(model, data, checks), refs)
             budget = self.act_tolerance * e0
 
             def trial(names):          # the model's error with these groups per-tensor
                 for n in names:
                     replace(model, n, self._alt[n])
-                return _error(_outputs(model, data, checks), refs)
+                return relative_error(_outputs(model, data, checks), refs)
 
             # each group alone first, then a knapsack's greedy order: the most multiply-adds
             # made per-tensor per unit of error added first, each kept while the total fits
@@ -350,7 +350,7 @@ class SmoothQuant(OneShot):
                 mods = {n: self._candidate(m, s, act, stats, c) for n, m in group}
                 if stats.rows is None:
                     return a, mods, None, c
-                err = sum(_error([q(stats.rows)], [m(stats.rows)]) for (n, m), q in zip(group, mods.values()))
+                err = sum(relative_error([q(stats.rows)], [m(stats.rows)]) for (n, m), q in zip(group, mods.values()))
                 if best is None or err < best[2]:
                     best = (a, mods, err, c)
         return best
@@ -454,7 +454,7 @@ def _outputs(model: nn.Module, data, batches: list) -> list[torch.Tensor]:
     return outs
 
 
-def _error(outs: list[torch.Tensor], refs: list[torch.Tensor]) -> float:
+def relative_error(outs: list[torch.Tensor], refs: list[torch.Tensor]) -> float:
     """Relative squared error sum ||o - r||^2 / sum ||r||^2."""
     num = sum(float(((o - r) ** 2).sum()) for o, r in zip(outs, refs))
     return num / max(sum(float((r ** 2).sum()) for r in refs), 1e-30)
