@@ -227,8 +227,10 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
                 xo = x.index_select(1, self.outlier_index)      # added to the rows that have one
                 exc = xo - xo.clamp(lo, hi)                     # (the few tokens with massive values:
                 rows = exc.abs().amax(1).nonzero().flatten()    # no pass over the whole output)
-                if rows.numel():
-                    y.index_add_(0, rows, exc.index_select(0, rows) @ self._wo)
+                if rows.numel() * 2 > x.shape[0]:               # most rows (BERT's massive channels
+                    y.addmm_(exc, self._wo)                     # unsmoothed): one in-place pass is
+                elif rows.numel():                              # cheaper (one thread, 3,840 x 1536:
+                    y.index_add_(0, rows, exc.index_select(0, rows) @ self._wo)   # 7.4 ms against 14.4)
         elif self.act == "tensor":
             y = torch.ops.quantized.linear_dynamic(x, self._packed, self._reduce)
         elif self.act == "token_scale":

@@ -172,7 +172,10 @@ def _bytes(model: nn.Module, verify: list | None = None) -> tuple[int, str, str]
 def _speed(model, ref, ex1, ex64, quick):
     # CPU time per call at one intra-op thread: the machine is shared, and wall time
     # there counts the waits for a free core (fp32 against itself read 0.76x at b1).
-    rounds, t = (3, 0.1) if quick else (5, 0.3)
+    # 9 interleaved rounds: a batch-64 round is one ~1.2 s call, and on this shared host the
+    # fp32 reference alone ranged 1.45-2.0 s between runs minutes apart (5 rounds: ratios
+    # of one model 1.30-1.59 over five runs)
+    rounds, t = (3, 0.1) if quick else (9, 0.3)
     a1, b1 = compare_latency(model, ref, Inputs((), ex1), rounds=rounds, min_run_time=t, clock="cpu")
     a64, b64 = compare_latency(model, ref, Inputs((), ex64), rounds=rounds, min_run_time=t, clock="cpu")
     return b1 / a1, b64 / a64, a1, a64
