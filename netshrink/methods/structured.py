@@ -4,7 +4,9 @@
   importance criterion (l1, l2, taylor, bn_scale, activation, random, or the units a
   group-lasso / L0 / variational-dropout step left dead), per layer or globally, in
   one shot or iteratively with fine-tuning between rounds, removing a fraction
-  `sparsity` of the units, of the FLOPs, or of measured batch-64 latency.
+  `sparsity` of the units, of the FLOPs, or of measured batch-64 latency; with
+  importance "obs" and reconstruct, data-aware ZipLM-style pruning (OBS saliency,
+  greedy chunks, least-squares re-fit of the consumers).
 - depth_prune: remove `blocks` whole residual blocks ranked by how little they contribute.
 
 Both shrink in `prepare` (so the fine-tuning that follows trains the smaller model)
@@ -28,6 +30,7 @@ from netshrink.structure.depth_pruning import block_scores, candidates, remove_b
 from netshrink.structure.graph import DependencyGraph, analyze
 from netshrink.structure.importance import importance_names
 from netshrink.structure.importance import scores as importance_scores
+from netshrink.structure.reconstruct import consumer_stats, greedy, obs_scores, refit
 from netshrink.structure.select import plan, search
 from netshrink.structure.shrink import check_runs, dead_components, output_shapes, remove_components
 from netshrink.structure.tracer import example_inputs
@@ -65,6 +68,22 @@ class ChannelPrune(Method):
 
     sparsity: the fraction removed, of what `target` says: "channels" (prunable
     units), "flops" (the model's FLOPs), "latency" (measured batch-64 CPU latency).
+
+    importance = "obs" and reconstruct = true: ZipLM (Kurtic, Frantar, Alistarh 2023,
+    "ZipLM: Inference-Aware Structured Pruning of Language Models"; the closed form of
+    Optimal Brain Compression / SlimGPT). For every Linear reading the units, H = sum of
+    x x^T over the calibration tokens of its input plus a constant-1 channel (collected
+    before any removal, float64, padding left out), + damp * mean(diag H) * I; a unit
+    whose input columns are M costs sum_rows w_M^T ((H^-1)_MM)^-1 w_M (keep the
+    highest). After the plan, the kept columns K (and the ones channel, which becomes
+    the bias; a Linear without bias has none) are re-solved by least squares,
+    W'_K = (W H[:, K]) H[K, K]^-1. Units are chosen greedily in `obs_steps` chunks: each
+    chunk's saliencies come from the sub-matrix H[K, K] and the re-fit W'_K of the
+    previous chunks (no new calibration pass); the number removed per group is the
+    one-shot plan's (so a global / FLOPs / latency allocation is kept). Only Linear
+    consumers are updated: conv, LSTM, LayerNorm consumers stay as they are, and groups
+    no Linear reads are ranked by l2. reconstruct works with any importance (no greedy
+    chunks then). The calibration data: the first `batches` batches of ctx.data.
     """
 
     name = "channel_prune"
@@ -80,8 +99,11 @@ class ChannelPrune(Method):
     max_sparsity: float = 0.9      # at most this fraction of any one group goes
     round_to: int = 1              # groups keep a multiple of this many units (16 suits AVX-512 conv kernels)
     kinds: tuple[Literal["channels", "hidden", "heads", "ffn"], ...] = ()  # group kinds to prune (empty = all)
-    batches: int = 8               # calibration batches for taylor / activation / latency
+    batches: int = 8               # calibration batches for taylor / activation / obs / reconstruct
     seed: int = 0
+    reconstruct: bool = False      # least-squares re-fit of the Linear consumers of removed units
+    damp: float = 0.01             # obs / reconstruct: H += damp * mean(diag H) * I (GPTQ's default)
+    obs_steps: int = 4             # obs + reconstruct: greedy chunks of the removal
 
     renamed: ClassVar[dict[str, str]] = {
         "amount": "'sparsity' (the fraction removed)", "steps": "'rounds'", "max_ratio": "'max_sparsity'"}
@@ -95,6 +117,8 @@ class ChannelPrune(Method):
         self.check(0.0 < self.max_sparsity < 1.0, "max_sparsity", "in (0, 1)")
         self.check(self.round_to >= 1, "round_to", "an integer >= 1")
         self.check(self.batches >= 1, "batches", "an integer >= 1")
+        self.check(self.damp >= 0.0, "damp", ">= 0")
+        self.check(self.obs_steps >= 1, "obs_steps", "an integer >= 1")
 
     def _graph(self, model, example) -> DependencyGraph:
         g = analyze(model, example)
@@ -109,6 +133,10 @@ class ChannelPrune(Method):
         return g
 
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
+        if (self.reconstruct or self.importance == "obs") and ctx.data is None:
+            what = "reconstruct = true" if self.reconstruct else "importance = 'obs'"
+            raise RecipeError(f"{self.name}: {what} needs calibration data (compress_(model, recipe, data=...)): "
+                              "the consumers' input Hessians come from it")
         example = example_input(model, ctx)
         one = example_inputs(example).take(1)  # FLOPs of one sample
         graph = self._graph(model, example)
@@ -122,11 +150,18 @@ class ChannelPrune(Method):
             frac = self.sparsity * step / self.rounds  # of the original units / FLOPs / latency
             if step > 1:
                 graph = self._graph(model, example)
+            # the consumers' input Hessians, before this round removes anything
+            stats = consumer_stats(model, graph, ctx.data, self.batches) \
+                if self.reconstruct or self.importance == "obs" else None
             if self.importance == "dead":
                 p = dead_components(model, graph)
             else:
-                s = importance_scores(model, graph, self.importance, data=ctx.data, batches=self.batches,
-                                      seed=self.seed, loss=BatchLoss.of_context(ctx, f"{self.name} ({self.importance})"))
+                if self.importance == "obs":   # the same scores as the registry's, from the pass above
+                    s = obs_scores(model, graph, stats, damp=self.damp)
+                else:
+                    s = importance_scores(model, graph, self.importance, data=ctx.data, batches=self.batches,
+                                          seed=self.seed,
+                                          loss=BatchLoss.of_context(ctx, f"{self.name} ({self.importance})"))
                 if self.target == "channels":
                     # fraction of the original count, expressed on the current (smaller) graph
                     now = count_units(graph)
@@ -141,6 +176,10 @@ class ChannelPrune(Method):
                     budget = (1 - frac) * lat0
                     p, _ = search(model, graph, s, lambda m: latency_ms(m, big, min_run_time=0.1), budget,
                                   scope=self.scope, max_ratio=self.max_sparsity, iters=7, round_to=self.round_to)
+                if self.importance == "obs" and self.reconstruct and self.obs_steps > 1:
+                    p = greedy(model, graph, stats, p, steps=self.obs_steps, damp=self.damp)
+            if self.reconstruct:
+                self.refitted_ = refit(model, graph, stats, p, damp=self.damp)
             remove_components(model, graph, p)
             check_runs(model, example, shapes)  # a dependency the analysis missed: one clear error, not a broken model
             for k, v in p.items():

@@ -12,6 +12,11 @@ Every criterion returns {group name: (n_components,) tensor}, higher = keep.
   entropy for class targets, MSE for float targets), read through the batch adapter.
 - activation: mean |output| of the unit on data (what the unit actually emits; for an
   attention head, of its value projection, as for BERT's value layer).
+- obs: the Optimal Brain Surgeon saliency of removing the unit's input columns from the
+  Linears that read it, sum over output rows of w_M^T ((H^-1)_MM)^-1 w_M with H the
+  damped Hessian of the Linear's calibration inputs plus a constant-1 channel (ZipLM,
+  Kurtic et al. 2023; structure.reconstruct has the formula); a group no measured
+  Linear reads falls back to l2.
 - random: the baseline.
 
 Criteria are callables in a registry, `fn(model, graph, *, data, batches, seed, loss)`;
@@ -77,7 +82,7 @@ def calibration_batches(data, n: int, batch_size: int = 64, seed: int = 0):
     random permutation (torch.randperm seeded with `seed`, the global RNG untouched);
     a DataLoader or a list of batches gives its first `n` batches."""
     if data is None:
-        raise NetshrinkError("structure: this importance criterion needs data (taylor, activation)")
+        raise NetshrinkError("structure: this importance criterion needs data (taylor, activation, obs)")
     b = as_batches(data)
     d = b.data
     if isinstance(d, Dataset) and not isinstance(d, IterableDataset) and hasattr(d, "__len__"):
@@ -174,6 +179,12 @@ def _value_projection(m: nn.Module, value: torch.Tensor) -> torch.Tensor:
     return F.linear(value, w, b)
 
 
+def _obs_scores(model, graph, *, data=None, batches=8, **_):
+    from netshrink.structure.reconstruct import consumer_stats, obs_scores   # it imports this module
+
+    return obs_scores(model, graph, consumer_stats(model, graph, data, batches))
+
+
 def _random_scores(model, graph, *, seed: int = 0, **_):
     gen = torch.Generator().manual_seed(seed)
     return {g.name: torch.rand(len(g), generator=gen) for g in graph.groups}
@@ -187,6 +198,7 @@ IMPORTANCE: dict[str, Importance] = {
                                                                                            batches, loss),
     "activation": lambda model, graph, *, data=None, batches=8, **_: _activation_scores(model, graph, data,
                                                                                          batches),
+    "obs": _obs_scores,
     "random": _random_scores,
 }
 

@@ -1,0 +1,144 @@
+"""channel_prune with importance "obs" and reconstruct (ZipLM-style): the saliency and the
+re-fit against least squares computed by hand on a toy MLP, lower output error than
+pruning without the re-fit on a tiny BERT, padding left out of the Hessians, a bit-exact
+save / load of the result, and a clear error without calibration data."""
+import copy
+
+import pytest
+import torch
+import transformers
+from torch import nn
+from torch.utils.data import TensorDataset
+
+import netshrink as ns
+from netshrink.core.context import PrepareContext
+from netshrink.structure import analyze
+from netshrink.structure.reconstruct import consumer_stats, obs_scores
+
+torch.set_num_threads(1)
+
+
+def _toy():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2)).eval()
+    with torch.no_grad():
+        m[0].bias.fill_(0.5)   # every hidden neuron active on some inputs: H has no dead channel
+    return m
+
+
+def _toy_data(n=40):
+    g = torch.Generator().manual_seed(1)
+    return TensorDataset(torch.randn(n, 2, generator=g), torch.zeros(n, dtype=torch.long))
+
+
+def _lstsq_without(a, y, j):
+    """Least squares of y on the hidden activations a without column j, plus a ones column:
+    (weight (2, 2), bias (2,), residual sum of squares)."""
+    keep = [i for i in range(a.shape[1]) if i != j]
+    x = torch.cat([a[:, keep], torch.ones(a.shape[0], 1, dtype=a.dtype)], 1)
+    sol = torch.linalg.lstsq(x, y).solution                  # (3, 2)
+    return sol[:-1].t(), sol[-1], float(((x @ sol - y) ** 2).sum())
+
+
+def test_toy_saliency_and_refit_are_the_least_squares_solution():
+    m, data = _toy(), _toy_data()
+    x = data.tensors[0].double()
+    with torch.no_grad():
+        a = torch.relu(x @ m[0].weight.double().t() + m[0].bias.double())
+        y = a @ m[2].weight.double().t() + m[2].bias.double()   # the original output, exactly linear in [a, 1]
+    assert bool((a != 0).any(0).all())
+    fits = [_lstsq_without(a, y, j) for j in range(3)]
+    # undamped OBS saliency of neuron j = the squared output error the best re-fit without it leaves
+    g = analyze(m, torch.zeros(2, 2))
+    s = obs_scores(m, g, consumer_stats(m, g, data, batches=1), damp=0.0)["0"]
+    torch.testing.assert_close(s.double(), torch.tensor([f[2] for f in fits], dtype=torch.float64),
+                               rtol=1e-4, atol=1e-8)
+    ref = copy.deepcopy(m)
+    method = ns.create("channel_prune", sparsity=1 / 3, importance="obs", reconstruct=True, damp=0.0, batches=1)
+    method.prepare(m, PrepareContext(data=data))
+    j = int(torch.argmin(s))
+    keep = [i for i in range(3) if i != j]
+    assert m[0].out_features == 2 and method.refitted_ == ["2"]
+    torch.testing.assert_close(m[0].weight, ref[0].weight[keep], rtol=0, atol=0)   # producers: only sliced
+    w, b, _ = fits[j]
+    torch.testing.assert_close(m[2].weight.double(), w, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(m[2].bias.double(), b, rtol=1e-4, atol=1e-5)
+
+
+def _bert():
+    cfg = transformers.BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=64, max_position_embeddings=64)
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(0)
+    model = transformers.BertModel(cfg).eval()
+    # trained transformers have input channels of very different scales; give the
+    # LayerNorms log-normal gains so the random model has some (as tests/oneshot do)
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, nn.LayerNorm):
+                mod.weight.mul_(torch.randn(mod.weight.shape, generator=g).exp())
+    return model
+
+
+def _batches(n, seed, pad=False):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        mask = torch.ones(8, 16, dtype=torch.long)
+        if pad:
+            mask[:, 12:] = 0
+        out.append({"input_ids": torch.randint(4, 99, (8, 16), generator=g), "attention_mask": mask})
+    return out
+
+
+def _rel_error(m, ref, data):
+    with torch.no_grad():
+        a = torch.cat([m(**b).last_hidden_state for b in data])
+        r = torch.cat([ref(**b).last_hidden_state for b in data])
+    return float((a - r).norm() / r.norm())
+
+
+def _pruned(ref, calib, **kw):
+    m = copy.deepcopy(ref)
+    recipe = ns.Recipe.of(ns.create("channel_prune", sparsity=0.25, kinds=["ffn"], batches=len(calib), **kw),
+                          finetune=ns.TrainConfig(epochs=0))
+    ns.compress_(m, recipe, data=calib, progress=False)
+    return m
+
+
+def test_bert_ffn_obs_with_reconstruct_beats_pruning_without_and_saves_bit_exact(tmp_path):
+    ref, calib, held_out = _bert(), _batches(4, seed=1), _batches(2, seed=3)
+    ours = _pruned(ref, calib, importance="obs", reconstruct=True)
+    assert ours.encoder.layer[0].intermediate.dense.out_features == 48
+    assert ours.encoder.layer[1].output.dense.in_features == 48
+    e_ours = _rel_error(ours, ref, held_out)
+    e_l1 = _rel_error(_pruned(ref, calib, importance="l1"), ref, held_out)
+    e_obs = _rel_error(_pruned(ref, calib, importance="obs"), ref, held_out)
+    assert e_ours < 0.5 * e_l1 and e_ours < 0.5 * e_obs, (e_ours, e_l1, e_obs)
+    p = tmp_path / "m.nshr"
+    ns.save(ours, p)
+    back = ns.load(p)
+    with torch.no_grad():
+        assert torch.equal(ours(**held_out[0]).last_hidden_state, back(**held_out[0]).last_hidden_state)
+
+
+def test_padding_tokens_are_left_out_of_the_consumer_hessians():
+    m = _bert()
+    g = analyze(m, _batches(1, seed=1)[0])
+    g.groups = [grp for grp in g.groups if grp.kind == "ffn"]
+    stats = consumer_stats(m, g, _batches(2, seed=1, pad=True), batches=2)
+    st = stats["encoder.layer.0.output.dense"]
+    assert st.ones and st.n == 2 * 8 * 12 and st.xtx.shape == (65, 65)
+    assert float(st.xtx[-1, -1]) == st.n          # the ones channel: 1 * 1 per real token
+
+
+def test_reconstruct_without_calibration_data_is_a_clear_error():
+    m = _toy()
+    for kw in ({"reconstruct": True}, {"importance": "obs"}):
+        with pytest.raises(ns.RecipeError, match="needs calibration data"):
+            ns.create("channel_prune", sparsity=0.3, **kw).prepare(
+                m, PrepareContext(data=None, extras={"example": torch.zeros(2, 2)}))
+    for field, value in (("damp", -0.1), ("obs_steps", 0)):
+        with pytest.raises(ns.RecipeError, match=field):
+            ns.create("channel_prune", **{field: value})
