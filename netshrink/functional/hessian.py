@@ -26,7 +26,7 @@ class HessianAccumulator:
         self.abs_max = torch.zeros(d, dtype=torch.float32)
         self.lo = torch.zeros(d, dtype=torch.float32)               # per channel min(x, 0) and max(x, 0)
         self.hi = torch.zeros(d, dtype=torch.float32)
-        # A uniform reservoir of `keep_rows` input rows (AWQ's output-error search).
+        # A uniform sample of `keep_rows` input rows (AWQ's / smoothquant's output-error searches).
         self.keep_rows = keep_rows
         self.rows: torch.Tensor | None = None
         self._g = torch.Generator().manual_seed(seed)
@@ -46,10 +46,24 @@ class HessianAccumulator:
         self.lo = torch.minimum(self.lo, x.amin(0))
         self.hi = torch.maximum(self.hi, x.amax(0))
         if self.keep_rows:
-            self.rows = x if self.rows is None else torch.cat([self.rows, x])
-            if self.rows.shape[0] > self.keep_rows:
-                pick = torch.randperm(self.rows.shape[0], generator=self._g)[: self.keep_rows]
-                self.rows = self.rows[pick.sort().values]
+            self._sample(x)
+
+    def _sample(self, x: torch.Tensor) -> None:
+        """Reservoir sampling (Vitter's algorithm R): after n rows, each is kept with
+        probability keep_rows / n, whichever batch it came in (re-drawing keep_rows from the
+        sample plus each new batch, as before, kept mostly the last batches' rows)."""
+        have = 0 if self.rows is None else self.rows.shape[0]
+        room = max(self.keep_rows - have, 0)
+        head, rest = x[:room], x[room:]
+        if head.shape[0]:
+            self.rows = head.clone() if self.rows is None else torch.cat([self.rows, head])
+        if rest.shape[0]:
+            seen = self.n - rest.shape[0]          # rows before the first of `rest`
+            # row i of rest is the (seen + i + 1)-th: it takes slot j ~ U{0 .. seen + i} if j < keep
+            j = (torch.rand(rest.shape[0], generator=self._g, dtype=torch.float64)
+                 * (seen + 1 + torch.arange(rest.shape[0], dtype=torch.float64))).long()
+            for i in (j < self.keep_rows).nonzero().flatten().tolist():   # in order: a later row wins its slot
+                self.rows[j[i]] = rest[i]
 
     @property
     def h(self) -> torch.Tensor:
