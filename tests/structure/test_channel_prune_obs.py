@@ -12,8 +12,10 @@ from torch.utils.data import TensorDataset
 
 import netshrink as ns
 from netshrink.core.context import PrepareContext
-from netshrink.structure import analyze
-from netshrink.structure.reconstruct import consumer_stats, obs_scores
+from netshrink.structure import DependencyGraph, analyze, remove_components
+from netshrink.structure.importance import scores
+from netshrink.structure.reconstruct import consumer_stats, greedy, obs_scores, refit
+from netshrink.structure.select import plan
 
 torch.set_num_threads(1)
 
@@ -99,22 +101,40 @@ def _rel_error(m, ref, data):
     return float((a - r).norm() / r.norm())
 
 
-def _pruned(ref, calib, **kw):
+@pytest.fixture(scope="module")
+def bert():
+    """(model, its dependency graph): analysed once, the analysis is most of a prune's time here."""
+    m = _bert()
+    return m, analyze(m, _batches(1, seed=1)[0])
+
+
+def _kind(graph, kind):
+    return DependencyGraph([g for g in graph.groups if g.kind == kind], graph.producer_dims)
+
+
+def _pruned(ref, graph, criterion, calib, reconstruct=False):
+    """What channel_prune(sparsity=0.25, importance=criterion, reconstruct=...) does, on a
+    graph analysed once (the toy test above runs the method itself)."""
     m = copy.deepcopy(ref)
-    recipe = ns.Recipe.of(ns.create("channel_prune", sparsity=0.25, kinds=["ffn"], batches=len(calib), **kw),
-                          finetune=ns.TrainConfig(epochs=0))
-    ns.compress_(m, recipe, data=calib, progress=False)
+    if not reconstruct:
+        p = plan(graph, scores(m, graph, criterion, data=calib, batches=len(calib)), 0.25, scope="layer")
+    else:
+        stats = consumer_stats(m, graph, calib, batches=len(calib))
+        p = greedy(m, graph, stats, plan(graph, obs_scores(m, graph, stats), 0.25, scope="layer"), steps=4)
+        assert len(refit(m, graph, stats, p)) == 2   # one consumer Linear per layer
+    remove_components(m, graph, p)
     return m
 
 
-def test_bert_ffn_obs_with_reconstruct_beats_pruning_without_and_saves_bit_exact(tmp_path):
-    ref, calib, held_out = _bert(), _batches(4, seed=1), _batches(2, seed=3)
-    ours = _pruned(ref, calib, importance="obs", reconstruct=True)
+def test_bert_ffn_obs_with_reconstruct_beats_pruning_without_and_saves_bit_exact(bert, tmp_path):
+    (ref, graph), calib, held_out = bert, _batches(4, seed=1), _batches(2, seed=3)
+    g = _kind(graph, "ffn")
+    ours = _pruned(ref, g, "obs", calib, reconstruct=True)
     assert ours.encoder.layer[0].intermediate.dense.out_features == 48
     assert ours.encoder.layer[1].output.dense.in_features == 48
     e_ours = _rel_error(ours, ref, held_out)
-    e_l1 = _rel_error(_pruned(ref, calib, importance="l1"), ref, held_out)
-    e_obs = _rel_error(_pruned(ref, calib, importance="obs"), ref, held_out)
+    e_l1 = _rel_error(_pruned(ref, g, "l1", calib), ref, held_out)
+    e_obs = _rel_error(_pruned(ref, g, "obs", calib), ref, held_out)
     assert e_ours < 0.5 * e_l1 and e_ours < 0.5 * e_obs, (e_ours, e_l1, e_obs)
     p = tmp_path / "m.nshr"
     ns.save(ours, p)
@@ -123,10 +143,19 @@ def test_bert_ffn_obs_with_reconstruct_beats_pruning_without_and_saves_bit_exact
         assert torch.equal(ours(**held_out[0]).last_hidden_state, back(**held_out[0]).last_hidden_state)
 
 
-def test_padding_tokens_are_left_out_of_the_consumer_hessians():
-    m = _bert()
-    g = analyze(m, _batches(1, seed=1)[0])
-    g.groups = [grp for grp in g.groups if grp.kind == "ffn"]
+def test_bert_heads_obs_with_reconstruct_beats_l1(bert):
+    """A head is 8 columns of attention.output.dense removed together: (H^-1)_MM is 8 x 8."""
+    (ref, graph), calib, held_out = bert, _batches(4, seed=1), _batches(2, seed=3)
+    g = _kind(graph, "heads")
+    ours = _pruned(ref, g, "obs", calib, reconstruct=True)
+    assert ours.encoder.layer[0].attention.self.num_attention_heads == 3
+    e_ours = _rel_error(ours, ref, held_out)
+    e_l1 = _rel_error(_pruned(ref, g, "l1", calib), ref, held_out)
+    assert e_ours < 0.5 * e_l1, (e_ours, e_l1)
+
+
+def test_padding_tokens_are_left_out_of_the_consumer_hessians(bert):
+    m, g = bert[0], _kind(bert[1], "ffn")
     stats = consumer_stats(m, g, _batches(2, seed=1, pad=True), batches=2)
     st = stats["encoder.layer.0.output.dense"]
     assert st.ones and st.n == 2 * 8 * 12 and st.xtx.shape == (65, 65)
