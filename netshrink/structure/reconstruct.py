@@ -15,6 +15,9 @@ ones channel always among them):
 the ones channel's coefficient of W'_K being the new bias (a Linear without bias has no
 ones channel). Removing more columns from K is the same problem on the sub-matrix
 H[K, K] with the re-fitted W'_K, so greedy selection needs no second calibration pass.
+Every consumer's H comes from one pass over the model before any removal (not layer by
+layer on the already-pruned model's inputs, as ZipLM's sequential pass): each layer
+re-fits its own original output on the original inputs, one forward per batch in all.
 
 Only nn.Linear consumers are measured and updated; a unit read by other modules (conv,
 LSTM, LayerNorm, a Linear whose forward is never called, as nn.MultiheadAttention's
