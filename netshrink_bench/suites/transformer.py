@@ -84,6 +84,13 @@ def netshrink_rows(quick: bool) -> dict[str, str]:
                 f'method = "sparsegpt"\nsparsity = 0.5\n{LIN}', RECOVER),
             "channel_prune heads/FFN 25 % + recover (block) + quantize 8-bit": _toml(
                 'method = "channel_prune"\nsparsity = 0.25', RECOVER, f'method = "quantize"\nbits = 8\n{LIN}'),
+            # structured: FFN neurons by magnitude, no update, against ZipLM-style OBS
+            # selection with the least-squares re-fit of each FFN output layer
+            "channel_prune FFN 10 % l1 (no update)": _toml(
+                'method = "channel_prune"\nsparsity = 0.1\nkinds = ["ffn"]'),
+            "channel_prune FFN 10 % obs + reconstruct": _toml(
+                'method = "channel_prune"\nsparsity = 0.1\nkinds = ["ffn"]\nimportance = "obs"\n'
+                'reconstruct = true\nbatches = 64'),
             "int8 per-token W8A8, no smoothing + emb 8-bit": _toml(
                 f'method = "gptq"\nbits = 8\ngranularity = "channel"\nsymmetric = true\nexecute = "int8"\n{LIN}',
                 _emb(8)),
