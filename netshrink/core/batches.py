@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
 
 from netshrink.errors import NetshrinkError
 
@@ -191,6 +191,33 @@ class Batches:
 class StopForward(Exception):
     """Raised by a forward hook once it has what it came for: `run_each` skips the rest of
     that forward pass (calibration statistics, a block's inputs, ...)."""
+
+
+def calibration_batches(data, n: int, batch_size: int = 64, seed: int = 0):
+    """(adapter, up to `n` batches of `data`). A map-style Dataset gives batches of a
+    random permutation (torch.randperm seeded with `seed`, the global RNG untouched);
+    a DataLoader or a list of batches gives its first `n` batches."""
+    if data is None:
+        raise NetshrinkError("this criterion needs calibration data (taylor, activation, obs, reconstruct)")
+    b = as_batches(data)
+    d = b.data
+    if isinstance(d, Dataset) and not isinstance(d, IterableDataset) and hasattr(d, "__len__"):
+        idx = torch.randperm(len(d), generator=torch.Generator().manual_seed(seed))
+        collate = b.collate or default_collate
+        chunks = [idx[k * batch_size:(k + 1) * batch_size] for k in range(n)]
+        return b, [collate([d[int(i)] for i in c]) for c in chunks if len(c)]
+    return b, list(itertools.islice(b.iter(batch_size=batch_size), n))
+
+
+def token_mask(batch, x: torch.Tensor) -> torch.Tensor | None:
+    """(N, T) bool of real tokens when `batch` has an attention_mask (N, T) matching the
+    hidden state x (N, T, d): the rows padding adds are left out of calibration statistics."""
+    if not isinstance(batch, Mapping) or "attention_mask" not in batch or x.dim() != 3:
+        return None
+    m = batch["attention_mask"]
+    if not torch.is_tensor(m) or m.dim() != 2 or tuple(m.shape) != tuple(x.shape[:2]):
+        return None
+    return m.to(x.device).bool()
 
 
 def run_each(data: Batches, model: nn.Module, batches, before=None) -> None:

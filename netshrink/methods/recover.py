@@ -52,7 +52,6 @@ it adds 0.002.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -60,7 +59,7 @@ import torch
 from torch import nn
 
 from netshrink.artifact import load
-from netshrink.core.batches import StopForward, as_batches, output_tensor, run_each
+from netshrink.core.batches import StopForward, as_batches, output_tensor, run_each, token_mask
 from netshrink.core.context import PrepareContext
 from netshrink.core.method import Method
 from netshrink.errors import NetshrinkError, RecipeError, TargetError
@@ -175,7 +174,7 @@ class Recover(Method):
         ts = self._capture(teacher, data, batches, t_blk, inputs=False)
         if len(xs) != len(batches) or len(ts) != len(batches):
             raise NetshrinkError(f"{self.name}: block {name} was not called on every batch")
-        masks = [_token_mask(b, t) for b, t in zip(batches, ts)]
+        masks = [token_mask(b, t) for b, t in zip(batches, ts)]
 
         def step_loss(j):
             args, kwargs = xs[j]
@@ -198,7 +197,7 @@ class Recover(Method):
                 for b in batches:
                     t_final.append(output_tensor(data.call(teacher, b)).detach())
                     t_layers.append({k: t_out[k].detach() for k in matched})
-            masks = [_token_mask(b, t) for b, t in zip(batches, t_final)]
+            masks = [token_mask(b, t) for b, t in zip(batches, t_final)]
 
             def step_loss(j):
                 s = output_tensor(data.call(model, batches[j]))
@@ -244,16 +243,6 @@ class Recover(Method):
                         p.mul_(keep)
                 step += 1
         return {"loss_before": before, "loss_after": mean_loss(), "steps": step}
-
-
-def _token_mask(batch, t: torch.Tensor) -> torch.Tensor | None:
-    """(N, T) bool of real tokens when `batch` has an attention_mask matching t (N, T, d)."""
-    if not isinstance(batch, Mapping) or "attention_mask" not in batch or t.dim() != 3:
-        return None
-    m = batch["attention_mask"]
-    if not torch.is_tensor(m) or tuple(m.shape) != tuple(t.shape[:2]):
-        return None
-    return m.to(t.device).bool()
 
 
 def _hidden_loss(s: torch.Tensor, t: torch.Tensor, mask, kind: str) -> torch.Tensor:

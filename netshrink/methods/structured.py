@@ -28,9 +28,9 @@ from netshrink.measure.flops import count_flops
 from netshrink.measure.latency import latency_ms
 from netshrink.structure.depth_pruning import block_scores, candidates, remove_blocks
 from netshrink.structure.graph import DependencyGraph, analyze
-from netshrink.structure.importance import importance_names
+from netshrink.structure.importance import importance_names, obs_importance
 from netshrink.structure.importance import scores as importance_scores
-from netshrink.structure.reconstruct import consumer_stats, greedy, obs_scores, refit
+from netshrink.structure.reconstruct import consumer_stats, greedy, refit
 from netshrink.structure.select import plan, search
 from netshrink.structure.shrink import check_runs, dead_components, output_shapes, remove_components
 from netshrink.structure.tracer import example_inputs
@@ -87,8 +87,8 @@ class ChannelPrune(Method):
     """
 
     name = "channel_prune"
-    summary = "structured pruning: channels/neurons/hidden units/heads by l1/l2/taylor/bn_scale/activation, " \
-              "to a unit, FLOPs or latency target; physically shrinks"
+    summary = "structured pruning: channels/neurons/hidden units/heads by l1/l2/taylor/bn_scale/activation/obs, " \
+              "to a unit, FLOPs or latency target, optional least-squares re-fit (ZipLM); physically shrinks"
 
     sparsity: float = 0.5
     target: Literal["channels", "flops", "latency"] = "channels"
@@ -157,7 +157,7 @@ class ChannelPrune(Method):
                 p = dead_components(model, graph)
             else:
                 if self.importance == "obs":   # the same scores as the registry's, from the pass above
-                    s = obs_scores(model, graph, stats, damp=self.damp)
+                    s = obs_importance(model, graph, stats, damp=self.damp)
                 else:
                     s = importance_scores(model, graph, self.importance, data=ctx.data, batches=self.batches,
                                           seed=self.seed,

@@ -21,8 +21,8 @@ from torch import nn
 
 from torch.utils._pytree import tree_leaves
 
+from netshrink.core.batches import calibration_batches
 from netshrink.core.submodules import set_submodule
-from netshrink.structure.importance import calibration_batches
 from netshrink.structure.tracer import example_inputs
 from netshrink.train.losses import as_batch_loss
 

@@ -27,18 +27,17 @@ field accepts every registered name.
 """
 from __future__ import annotations
 
-import itertools
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset, IterableDataset, default_collate
 
-from netshrink.core.batches import as_batches
+from netshrink.core.batches import calibration_batches
 from netshrink.errors import NetshrinkError
 from netshrink.structure.blocks import MHA_TYPES
 from netshrink.structure.groups import DependencyGraph
+from netshrink.structure.reconstruct import consumer_stats, obs_scores
 from netshrink.train.losses import as_batch_loss
 
 Importance = Callable[..., dict]  # fn(model, graph, *, data, batches, seed, loss) -> {group name: (n,) tensor}
@@ -75,22 +74,6 @@ def _bn_scores(model, graph):
         else:
             out[g.name] = l2[g.name]
     return out
-
-
-def calibration_batches(data, n: int, batch_size: int = 64, seed: int = 0):
-    """(adapter, up to `n` batches of `data`). A map-style Dataset gives batches of a
-    random permutation (torch.randperm seeded with `seed`, the global RNG untouched);
-    a DataLoader or a list of batches gives its first `n` batches."""
-    if data is None:
-        raise NetshrinkError("structure: this importance criterion needs data (taylor, activation, obs)")
-    b = as_batches(data)
-    d = b.data
-    if isinstance(d, Dataset) and not isinstance(d, IterableDataset) and hasattr(d, "__len__"):
-        idx = torch.randperm(len(d), generator=torch.Generator().manual_seed(seed))
-        collate = b.collate or default_collate
-        chunks = [idx[k * batch_size:(k + 1) * batch_size] for k in range(n)]
-        return b, [collate([d[int(i)] for i in c]) for c in chunks if len(c)]
-    return b, list(itertools.islice(b.iter(batch_size=batch_size), n))
 
 
 def zero_gradient_check(loss, total: float, what: str) -> None:
@@ -179,10 +162,18 @@ def _value_projection(m: nn.Module, value: torch.Tensor) -> torch.Tensor:
     return F.linear(value, w, b)
 
 
-def _obs_scores(model, graph, *, data=None, batches=8, **_):
-    from netshrink.structure.reconstruct import consumer_stats, obs_scores   # it imports this module
+def obs_importance(model, graph, stats, *, damp: float = 0.01) -> dict[str, torch.Tensor]:
+    """OBS saliency (structure.reconstruct) where every unit of a group is read by a measured
+    Linear; the l2 norm of the producer weights for the other groups."""
+    out = obs_scores(model, graph, stats, damp=damp)
+    rest = [g for g in graph.groups if g.name not in out]
+    if rest:
+        out.update(_norm_scores(model, DependencyGraph(rest, graph.producer_dims), 2))
+    return out
 
-    return obs_scores(model, graph, consumer_stats(model, graph, data, batches))
+
+def _obs_scores(model, graph, *, data=None, batches=8, **_):
+    return obs_importance(model, graph, consumer_stats(model, graph, data, batches))
 
 
 def _random_scores(model, graph, *, seed: int = 0, **_):

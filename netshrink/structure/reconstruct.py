@@ -37,10 +37,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from netshrink.core.batches import run_each
+from netshrink.core.batches import calibration_batches, run_each, token_mask
 from netshrink.errors import NetshrinkError
 from netshrink.functional.hessian import HessianAccumulator
-from netshrink.methods.calibrated.layerwise import _token_mask
 from netshrink.structure.groups import Component, DependencyGraph
 
 
@@ -81,8 +80,6 @@ def consumer_stats(model: nn.Module, graph: DependencyGraph, data, batches: int 
     """One calibration pass (forward pre-hooks) giving each Linear consumer's input
     Hessian, padding tokens left out when the batch has a matching attention_mask.
     Linears never called (n = 0) are left out of the result."""
-    from netshrink.structure.importance import calibration_batches   # importance imports this module
-
     consumers = linear_consumers(model, graph)
     accs = {name: HessianAccumulator(m.in_features + (m.bias is not None)) for name, m in consumers.items()}
     current: dict = {}
@@ -90,10 +87,10 @@ def consumer_stats(model: nn.Module, graph: DependencyGraph, data, batches: int 
     def hook(name):
         def f(mod, args, kwargs):
             x = args[0] if args else next(iter(kwargs.values()))
-            mask = _token_mask(current.get("batch"), x)
+            mask = token_mask(current.get("batch"), x)
             x = x.detach().reshape(-1, mod.in_features)
             if mask is not None:
-                x = x[mask.to(x.device)]
+                x = x[mask.reshape(-1)]
             x = x.to("cpu", torch.float64)   # the accumulator lives on the CPU
             if mod.bias is not None:
                 x = torch.cat([x, x.new_ones(x.shape[0], 1)], 1)
@@ -223,17 +220,12 @@ def _saliencies(cons: dict[str, Consumer], measured: dict, alive: dict[str, list
 
 def obs_scores(model: nn.Module, graph: DependencyGraph, stats: dict[str, ConsumerStats], *,
                damp: float = 0.01) -> dict[str, torch.Tensor]:
-    """{group: (n,) OBS saliency} (higher = keep); groups not measured: the l2 norm."""
-    from netshrink.structure.importance import scores as norm_scores
-
+    """{group: (n,) OBS saliency} (higher = keep) of the groups whose every unit a measured
+    Linear reads; structure.importance.obs_importance ranks the others by l2."""
     cons = _consumers(model, stats, damp)
     measured = _measured(graph, cons)
     sal = _saliencies(cons, measured, {g: list(range(len(c))) for g, c in measured.items()})
-    fallback = [g for g in graph.groups if g.name not in measured]
-    out = {k: v.float() for k, v in sal.items()}
-    if fallback:
-        out.update(norm_scores(model, DependencyGraph(fallback, graph.producer_dims), "l2"))
-    return out
+    return {k: v.float() for k, v in sal.items()}
 
 
 def greedy(model: nn.Module, graph: DependencyGraph, stats: dict[str, ConsumerStats], plan: dict[str, list[int]],

@@ -15,13 +15,12 @@ the batch carries an `attention_mask` that matches the layer input's leading dim
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from netshrink.core.batches import Batches, StopForward, run_each
+from netshrink.core.batches import Batches, StopForward, run_each, token_mask
 from netshrink.functional.hessian import HessianAccumulator
 
 
@@ -39,16 +38,6 @@ class Calibration:
 def _input_of(args, kwargs) -> torch.Tensor:
     x = args[0] if args else next(iter(kwargs.values()))
     return x
-
-
-def _token_mask(batch, x: torch.Tensor) -> torch.Tensor | None:
-    """(N*T,) bool of real tokens when `batch` has an attention_mask (N, T) matching x (N, T, d)."""
-    if not isinstance(batch, Mapping) or "attention_mask" not in batch or x.dim() != 3:
-        return None
-    m = batch["attention_mask"]
-    if not isinstance(m, torch.Tensor) or m.dim() != 2 or tuple(m.shape) != tuple(x.shape[:2]):
-        return None
-    return m.reshape(-1).bool()
 
 
 @torch.no_grad()
@@ -95,9 +84,9 @@ def collect(model: nn.Module, group: list[tuple[str, nn.Module]], data: Batches,
             return
         if not called:
             x = _input_of(args, kwargs)
-            mask = _token_mask(current["batch"], x)
+            mask = token_mask(current["batch"], x)
             x = x.reshape(-1, d)
-            acc.add(x[mask] if mask is not None else x)
+            acc.add(x[mask.reshape(-1)] if mask is not None else x)
         called.add(id(m))
         if called == names:
             raise StopForward     # the group has read its inputs

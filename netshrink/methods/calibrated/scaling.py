@@ -122,7 +122,8 @@ class SmoothQuant(OneShot):
     outlier_channels: int = 8
     kernel: Literal["auto", "measure", "fbgemm", "fp32", "by_size"] = "auto"
     # per group, the scaling with the least output error on sampled calibration rows among
-    # none (s = 1, no pass over the input at run time) and alpha in ALPHA_GRID + [alpha]
+    # none (s = 1, no pass over the input at run time) and alpha in ALPHA_GRID + [alpha]; act
+    # "static": then, for that scaling, the range (CLIP_GRID times the calibrated min-max)
     search: bool = False
     # false: no input scaling at all (s = 1: W8A8 as is, no pass over the input); act
     # "static" then leans on its outlier channels, and `search` still picks each range
@@ -344,15 +345,24 @@ class SmoothQuant(OneShot):
             alphas = [None, *sorted(set(ALPHA_GRID) | {self.alpha})] if self.search else [self.alpha]
         clips = CLIP_GRID if (self.search and act == "static") else (1.0,)
         best = None
-        for a in alphas:
+
+        def trial(a, c):
+            nonlocal best
             s = None if a is None else smooth_scale(act_max, weights, a)
-            for c in clips:
-                mods = {n: self._candidate(m, s, act, stats, c) for n, m in group}
-                if stats.rows is None:
-                    return a, mods, None, c
-                err = sum(relative_error([q(stats.rows)], [m(stats.rows)]) for (n, m), q in zip(group, mods.values()))
-                if best is None or err < best[2]:
-                    best = (a, mods, err, c)
+            mods = {n: self._candidate(m, s, act, stats, c) for n, m in group}
+            err = None if stats.rows is None else \
+                sum(relative_error([q(stats.rows)], [m(stats.rows)]) for (n, m), q in zip(group, mods.values()))
+            if best is None or (err is not None and err < best[2]):
+                best = (a, mods, err, c)
+
+        # the scaling at the full range first, then the range for that scaling (a coordinate
+        # search: 8 + 6 candidates instead of 8 x 7)
+        for a in alphas:
+            trial(a, clips[0])
+            if stats.rows is None:
+                return best
+        for c in clips[1:]:
+            trial(best[0], c)
         return best
 
     def process(self, model: nn.Module, group: list[tuple[str, nn.Module]], stats: HessianAccumulator) -> None:
