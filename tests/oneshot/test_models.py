@@ -13,24 +13,9 @@ import netshrink as ns
 from netshrink.codec import inspect_archive
 from netshrink.functional.gptq import rtn_quantize
 from netshrink.functional.prune import nm_mask, topk_mask
+from tests.tiny_bert import outlier_bert
 
 torch.set_num_threads(1)
-
-
-def _bert():
-    cfg = transformers.BertConfig(vocab_size=99, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                  intermediate_size=128, max_position_embeddings=64)
-    cfg._attn_implementation = "eager"
-    torch.manual_seed(0)
-    model = transformers.BertModel(cfg).eval()
-    # Trained transformers have input channels of very different scales (outlier
-    # features); a random init has none, so give the LayerNorms log-normal gains.
-    g = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.LayerNorm):
-                m.weight.mul_(torch.randn(m.weight.shape, generator=g).exp())
-    return model
 
 
 def _batches(n=4, seed=1, vocab=99, t=16):
@@ -84,7 +69,7 @@ CASES = [  # (one-shot method, the baseline applied to the same layer at the sam
 
 @pytest.mark.parametrize("method,baseline", CASES, ids=[c[0][0] + str(c[0][1]) for c in CASES])
 def test_lower_layer_error_than_baseline_and_bit_exact_roundtrip(method, baseline, tmp_path):
-    ref, data = _bert(), _batches()
+    ref, data = outlier_bert(), _batches()
     x = _layer_inputs(ref, data)
     ours = copy.deepcopy(ref)
     ns.compress_(ours, _recipe(method), data=data, progress=False)
@@ -106,7 +91,7 @@ def test_lower_layer_error_than_baseline_and_bit_exact_roundtrip(method, baselin
 def test_smoothquant_w8a8_beats_unsmoothed_w8a8_with_outlier_channels(tmp_path):
     """SmoothQuant's point: an outlier input channel ruins plain int8 activations; the
     migrated scale fixes it. The outliers are put in the embeddings (a few channels x30)."""
-    ref, data = _bert(), _batches()
+    ref, data = outlier_bert(), _batches()
     with torch.no_grad():
         ln = ref.encoder.layer[0].attention.output.LayerNorm       # feeds the FFN input
         ln.weight[[3, 17]] *= 30.0

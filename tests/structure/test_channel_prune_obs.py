@@ -6,7 +6,6 @@ import copy
 
 import pytest
 import torch
-import transformers
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -16,6 +15,7 @@ from netshrink.structure import DependencyGraph, analyze, remove_components
 from netshrink.structure.importance import scores
 from netshrink.structure.reconstruct import consumer_stats, greedy, obs_scores, refit
 from netshrink.structure.select import plan
+from tests.tiny_bert import outlier_bert
 
 torch.set_num_threads(1)
 
@@ -67,22 +67,6 @@ def test_toy_saliency_and_refit_are_the_least_squares_solution():
     torch.testing.assert_close(m[2].bias.double(), b, rtol=1e-4, atol=1e-5)
 
 
-def _bert():
-    cfg = transformers.BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                  intermediate_size=64, max_position_embeddings=64)
-    cfg._attn_implementation = "eager"
-    torch.manual_seed(0)
-    model = transformers.BertModel(cfg).eval()
-    # trained transformers have input channels of very different scales; give the
-    # LayerNorms log-normal gains so the random model has some (as tests/oneshot do)
-    g = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, nn.LayerNorm):
-                mod.weight.mul_(torch.randn(mod.weight.shape, generator=g).exp())
-    return model
-
-
 def _batches(n, seed, pad=False):
     g = torch.Generator().manual_seed(seed)
     out = []
@@ -104,7 +88,7 @@ def _rel_error(m, ref, data):
 @pytest.fixture(scope="module")
 def bert():
     """(model, its dependency graph): analysed once, the analysis is most of a prune's time here."""
-    m = _bert()
+    m = outlier_bert(32, 64)
     return m, analyze(m, _batches(1, seed=1)[0])
 
 
