@@ -248,7 +248,7 @@ def run(ctx) -> None:
         row = dict(label=label, kind=kind or "reference", **fid, bytes=nbytes, bytes_how=how,
                    ratio=fp32_bytes / nbytes, speedup_b1=s1, speedup_b64=s64, ms_b1=ms1, ms_b64=ms64,
                    compress_s=wall, kernels=_kernels(model), roundtrip=trip, threads=threads,
-                   recipe=spec if kind == "recipe" else None)
+                   recipe=spec if kind == "recipe" else None, date=time.strftime("%Y-%m-%d"))
         ctx.record(**row)
         ctx.log(f"{label}: cos {fid['cos_mean']:.4f} (min {fid['cos_min']:.3f}) top5 {fid['top5']:.3f} "
                 f"{nbytes / 1e6:.1f} MB x{s1:.2f} b1 x{s64:.2f} b64 {wall:.0f}s [{row['kernels']}]")

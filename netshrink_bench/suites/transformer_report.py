@@ -1,8 +1,6 @@
 """The tables, must-show checks and Pareto plots of `netshrink bench transformer`."""
 from __future__ import annotations
 
-import time
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -72,16 +70,18 @@ def _scatter(path, rows, x, xlabel, logx=False):
 
 
 def write_recipe_results(ctx, recipes_dir) -> None:
-    """The `# result:` line of each shipped recipe, from its row of this run (full runs only)."""
+    """The `# result:` line of each shipped recipe, from its row (full runs only), dated
+    with the day the row was measured; a row from before rows carried a date leaves its
+    recipe's line as it is (merged rows of an earlier run are not re-dated)."""
     if ctx.quick:
         return
     for r in ctx.rows:
-        if "error" in r or not r["label"].startswith("recipes/"):
+        if "error" in r or not r["label"].startswith("recipes/") or "date" not in r:
             continue
         path = recipes_dir / r["label"].split("/", 1)[1]
         if not path.is_file():
             continue
-        line = (f"# result (netshrink bench transformer, {time.strftime('%Y-%m-%d')}): mean cos {r['cos_mean']:.4f}, "
+        line = (f"# result (netshrink bench transformer, {r['date']}): mean cos {r['cos_mean']:.4f}, "
                 f"min {r['cos_min']:.3f}, top-5 {r['top5']:.3f}, {r['bytes'] / 1e6:.2f} MB ({r['ratio']:.1f}x), "
                 f"x{r['speedup_b1']:.2f} b1 / x{r['speedup_b64']:.2f} b64, {r['kernels']}")
         lines = path.read_text().splitlines()
