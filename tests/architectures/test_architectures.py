@@ -33,7 +33,8 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
 
 CELLS = [(a.name, p) for a in ARCH_LIST for p in PIPELINES]
 # `make test` runs one pipeline per architecture, rotating (every pipeline meets every family
-# over the table), with ONNX on each; the full grid is `netshrink bench architectures`, whose
+# over the table), with ONNX on every third architecture (the export and its ONNX Runtime check
+# were ~half of this file's 43 s, in a suite at its 5-minute budget); the full grid is `netshrink bench architectures`, whose
 # table the last test checks against UNSUPPORTED. NETSHRINK_FULL_GRID=1 runs all of it here.
 FULL = os.environ.get("NETSHRINK_FULL_GRID") == "1"
 RUN = CELLS if FULL else [(a.name, list(PIPELINES)[i % len(PIPELINES)]) for i, a in enumerate(ARCH_LIST)]
@@ -45,7 +46,7 @@ def grid():
     torch.set_num_threads(1)   # tiny models: one thread is fastest, and the 2 cores are shared
     try:
         n = len(PIPELINES)
-        return {(a.name, p): run_cell(a, p, onnx=(not FULL or j == i % n))
+        return {(a.name, p): run_cell(a, p, onnx=(i % 3 == 0) if not FULL else j == i % n)
                 for i, a in enumerate(ARCH_LIST) for j, p in enumerate(PIPELINES) if (a.name, p) in RUN}
     finally:
         torch.set_num_threads(threads)
