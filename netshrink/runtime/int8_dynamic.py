@@ -1,7 +1,9 @@
 """Int8DynamicLinear: W8A8 with activations quantized per token at run time.
 
-Weights: int8 codes per output channel (symmetric, [-127, 127]) with one fp32 scale each;
-an optional SmoothQuant input scale (in,). Activations: each token (row) x is mapped to
+Weights: int8 codes per output channel (symmetric, [-127, 127]) with one fp32 scale each,
+or asymmetric (`asymmetric`: a zero point per channel too, w = (q - z) * scale, as GPTQ's
+asymmetric grids are; fbgemm subtracts z times each activation row's sum exactly); an
+optional SmoothQuant input scale (in,). Activations: each token (row) x is mapped to
 [-1, 1] by its own centre c and half-range r (x_n = (x - c) / r), then fbgemm's dynamic
 int8 kernel quantizes x_n (all rows now share one range, so its per-tensor 7-bit grid
 is a per-token affine grid), multiplies in int8 with int32 accumulation, and
@@ -65,7 +67,7 @@ STATIC_OP = "linear_with_input_q_dq_qweight_dq_output_fp32"     # torch.ops.quan
 
 class Int8DynamicLinear(Int8Figures, nn.Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, smooth: bool = False,
-                 act: str = "token", kernel: str = "fbgemm", outliers: int = 0):
+                 act: str = "token", kernel: str = "fbgemm", outliers: int = 0, asymmetric: bool = False):
         super().__init__()
         if act not in ACTS or kernel not in KERNELS:
             raise ValueError(f"act must be one of {ACTS}, kernel one of {KERNELS}")
@@ -73,12 +75,14 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
             raise ValueError(f"outliers: 0..{in_features} input channels, with act 'static' only")
         self.in_features, self.out_features = in_features, out_features
         self.smooth, self.act, self.kernel = bool(smooth), act, kernel
-        self.outliers = int(outliers)
+        self.outliers, self.asymmetric = int(outliers), bool(asymmetric)
         static = act == "static"
         self.register_buffer("act_range", torch.tensor([-1.0, 1.0]) if static else None)       # (2,) lo <= 0 <= hi
         self.register_buffer("outlier_index", torch.zeros(outliers, dtype=torch.long) if static else None)  # (k,)
         self.register_buffer("qweight", torch.zeros(out_features, in_features, dtype=torch.int8))  # (out, in)
         self.register_buffer("scale", torch.ones(out_features))                                    # (out,)
+        # asymmetric: each row's zero point in the codes' int8 domain, w = (q - z) * scale
+        self.register_buffer("weight_zero", torch.zeros(out_features, dtype=torch.int8) if asymmetric else None)
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
         self.register_buffer("input_scale", torch.ones(in_features) if smooth else None)           # (in,) 1/s
         self._packed = self._wsum = self._wdeq = None
@@ -101,12 +105,20 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
     @torch.no_grad()
     def from_codes(cls, codes: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None, *,
                    input_scale: torch.Tensor | None = None, act: str = "token",
-                   kernel: str = "fbgemm", outliers: int = 0) -> "Int8DynamicLinear":
-        """codes (out, in) integers in [-127, 127] (e.g. GPTQ's 4-bit codes), scale (out,).
-        act "static": then `set_static` with the calibrated range and `outliers` channels."""
-        m = cls(codes.shape[1], codes.shape[0], bias is not None, input_scale is not None, act, kernel, outliers)
+                   kernel: str = "fbgemm", outliers: int = 0,
+                   zero_point: torch.Tensor | None = None) -> "Int8DynamicLinear":
+        """codes (out, in) integers in [-127, 127] (e.g. GPTQ's 4-bit codes), scale (out,);
+        zero_point (out,) integers in [-128, 127]: asymmetric rows, w = (codes - zero_point) * scale
+        (fbgemm takes per-channel zero points exactly). act "static": then `set_static` with the
+        calibrated range and `outliers` channels."""
+        m = cls(codes.shape[1], codes.shape[0], bias is not None, input_scale is not None, act, kernel, outliers,
+                zero_point is not None)
         if codes.abs().max() > 127:
             raise ValueError("int8 codes must lie in [-127, 127]")
+        if zero_point is not None:
+            if zero_point.numel() != codes.shape[0] or zero_point.min() < -128 or zero_point.max() > 127:
+                raise ValueError("zero_point: one integer in [-128, 127] per output channel")
+            m.weight_zero.copy_(zero_point.reshape(-1).to(torch.int8))
         if act == "static" and reduce_range(codes):
             raise ValueError("act 'static' needs int8 codes within [-64, 64] (weights of <= 7 bits): "
                              "8-bit activations would saturate fbgemm's int16 sums otherwise")
@@ -127,12 +139,14 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
     def ns_config(self) -> dict:
         cfg = {"in_features": self.in_features, "out_features": self.out_features, "bias": self.bias is not None,
                "smooth": self.smooth, "act": self.act, "kernel": self.kernel}
-        return {**cfg, "outliers": self.outliers} if self.act == "static" else cfg
+        if self.act == "static":
+            cfg["outliers"] = self.outliers
+        return {**cfg, "asymmetric": True} if self.asymmetric else cfg
 
     @classmethod
     def from_ns_config(cls, cfg: dict) -> "Int8DynamicLinear":
         return cls(int(cfg["in_features"]), int(cfg["out_features"]), bool(cfg["bias"]), bool(cfg["smooth"]),
-                   str(cfg["act"]), str(cfg["kernel"]), int(cfg.get("outliers", 0)))
+                   str(cfg["act"]), str(cfg["kernel"]), int(cfg.get("outliers", 0)), bool(cfg.get("asymmetric", False)))
 
     @torch.no_grad()
     def set_static(self, lo: float, hi: float, outlier_index: torch.Tensor) -> None:
@@ -148,7 +162,7 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
         """Derived state: the packed fbgemm weight (or the dequantized fp32 one) and W 1."""
         if self.qweight.is_meta:          # built on "meta" while a file is checked: nothing to derive
             return
-        wdeq = self.qweight.float() * self.scale[:, None]                          # (out, in)
+        wdeq = self.dequantized_weight()                                           # (out, in)
         self._wsum = wdeq.sum(1)                                                   # (out,)
         # fp32, and by_size's small calls: with SmoothQuant's input scale folded in (W diag(s)),
         # so those calls cost exactly what the fp32 Linear does.
@@ -158,7 +172,7 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
             self._wdeq = wdeq * self.input_scale[None, :] if self.smooth else wdeq
         if self.kernel != "fp32":
             torch.backends.quantized.engine = quantized_engine()
-            zero = torch.zeros(self.out_features, dtype=torch.int64)
+            zero = self.weight_zero.long().cpu() if self.asymmetric else torch.zeros(self.out_features, dtype=torch.int64)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 qw = torch._make_per_channel_quantized_tensor(self.qweight.cpu(), self.scale.double().cpu(), zero, 0)
@@ -168,6 +182,10 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
         if self.act == "static":
             self._static_state(wdeq)
 
+    def dequantized_weight(self) -> torch.Tensor:
+        """(out, in) fp32: (codes - zero point) * scale per row."""
+        q = self.qweight.float()
+        return (q - self.weight_zero.float()[:, None] if self.asymmetric else q) * self.scale[:, None]
 
     @torch.no_grad()
     def scale_outputs(self, t: torch.Tensor) -> None:
@@ -180,7 +198,7 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
     def without_input_scale(self) -> "Int8DynamicLinear":
         """The same layer without its input scale (for an input already scaled upstream)."""
         q = Int8DynamicLinear.from_codes(self.qweight, self.scale, self.bias, act=self.act, kernel=self.kernel,
-                                         outliers=self.outliers)
+                                         outliers=self.outliers, zero_point=self.weight_zero)
         if self.act == "static":       # the same input, so the same range and outlier channels
             q.set_static(*self.act_range.tolist(), self.outlier_index)
         return q
@@ -262,17 +280,18 @@ class Int8FusedLinear(Int8DynamicLinear):
     when fused), `member` is this layer's place in it (its columns of the whole output)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, smooth: bool = False,
-                 act: str = "token", kernel: str = "fbgemm", group: str = "", member: int = 0, outliers: int = 0):
+                 act: str = "token", kernel: str = "fbgemm", group: str = "", member: int = 0, outliers: int = 0,
+                 asymmetric: bool = False):
         self.group, self.member = str(group), int(member)
         if not self.group or self.member < 0:
             raise ValueError("a fused layer needs a group name and a member index >= 0")
         self.__dict__["_lead"] = None        # the group's first member, deliberately not a child
-        super().__init__(in_features, out_features, bias, smooth, act, kernel, outliers)
+        super().__init__(in_features, out_features, bias, smooth, act, kernel, outliers, asymmetric)
 
     @classmethod
     def member_of(cls, m: Int8DynamicLinear, group: str, member: int) -> "Int8FusedLinear":
         f = cls(m.in_features, m.out_features, m.bias is not None, m.smooth, m.act, m.kernel, group, member,
-                m.outliers)
+                m.outliers, m.asymmetric)
         f.load_state_dict(m.state_dict())
         return f
 
@@ -283,7 +302,7 @@ class Int8FusedLinear(Int8DynamicLinear):
     def from_ns_config(cls, cfg: dict) -> "Int8FusedLinear":
         return cls(int(cfg["in_features"]), int(cfg["out_features"]), bool(cfg["bias"]), bool(cfg["smooth"]),
                    str(cfg["act"]), str(cfg["kernel"]), str(cfg["group"]), int(cfg["member"]),
-                   int(cfg.get("outliers", 0)))
+                   int(cfg.get("outliers", 0)), bool(cfg.get("asymmetric", False)))
 
     def ns_after_load(self) -> None:
         lead = self.__dict__.get("_lead")
@@ -314,9 +333,11 @@ class Int8FusedLinear(Int8DynamicLinear):
         if whole is None:
             ms = self.__dict__["_members"]
             bias = None if self.bias is None else torch.cat([m.bias for m in ms])
+            zero = torch.cat([m.weight_zero for m in ms]) if self.asymmetric else None
             whole = Int8DynamicLinear.from_codes(
                 torch.cat([m.qweight for m in ms]), torch.cat([m.scale for m in ms]), bias,
-                input_scale=self.input_scale, act=self.act, kernel=self.kernel, outliers=self.outliers)
+                input_scale=self.input_scale, act=self.act, kernel=self.kernel, outliers=self.outliers,
+                zero_point=zero)
             if self.act == "static":         # the members read one input: one range, one set of channels
                 whole.set_static(*self.act_range.tolist(), self.outlier_index)
             self.__dict__["_whole"] = whole
@@ -362,10 +383,10 @@ def _link(members: list[Int8FusedLinear]) -> None:
         raise ArtifactError(f"fused group {name!r}: members {[m.member for m in members]}, expected 0..n-1, n >= 2")
     first = members[0]
     for m in members:
-        if (m.in_features, m.act, m.kernel, m.smooth, m.bias is None) != \
-                (first.in_features, first.act, first.kernel, first.smooth, first.bias is None):
+        if (m.in_features, m.act, m.kernel, m.smooth, m.bias is None, m.asymmetric) != \
+                (first.in_features, first.act, first.kernel, first.smooth, first.bias is None, first.asymmetric):
             raise ArtifactError(f"fused group {name!r}: members differ in input width, act, kernel, "
-                                "smoothing or bias")
+                                "smoothing, bias or weight zero points")
         if m.smooth and not torch.equal(m.input_scale, first.input_scale):
             raise ArtifactError(f"fused group {name!r}: members have different input scales")
         if m.act == "static" and not (torch.equal(m.act_range, first.act_range)

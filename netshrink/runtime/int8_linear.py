@@ -51,7 +51,9 @@ class Int8Figures:
 
     def ns_counts(self) -> tuple[int, int]:
         dense = self.in_features * self.out_features + (self.out_features if self.bias is not None else 0)
-        nz = int((self.qweight != 0).sum()) + (int((self.bias != 0).sum()) if self.bias is not None else 0)
+        zero = getattr(self, "weight_zero", None)          # asymmetric rows: a weight is 0 where q == z
+        q = self.qweight if zero is None else self.qweight.to(torch.int16) - zero.to(torch.int16)[:, None]
+        nz = int((q != 0).sum()) + (int((self.bias != 0).sum()) if self.bias is not None else 0)
         return dense, nz
 
     def ns_flops(self, batch: int) -> tuple[int, int]:

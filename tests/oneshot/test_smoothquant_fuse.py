@@ -56,6 +56,36 @@ def test_fused_qkv_equals_unfused_and_loads_bit_exactly(tmp_path):
     assert torch.equal(_out(back, data[1]), _out(fused, data[1]))
 
 
+def test_gptq_int8_static_fuse_shares_one_range_per_group_and_equals_unfused(tmp_path):
+    # gptq's fuse: q / k / v get one static range (searched on their summed error) and run
+    # as one GEMM with asymmetric codes; the fused model computes what the unfused one does.
+    data = _data()
+
+    def gptq(model, **kw):
+        step = {"method": "gptq", "bits": 6, "granularity": "channel", "symmetric": False, "execute": "int8",
+                "act": "static", "outlier_channels": 2, "kernel": "fbgemm", "samples": 32,
+                "targets": {"include": ["type:Linear"]}, **kw}
+        return ns.run_recipe(model, ns.Recipe.from_dict({"finetune": {"epochs": 0}, "step": [step]}),
+                             data=data, progress=False).methods[0]
+
+    plain, fused = _bert(), _bert()
+    g0, g1 = gptq(plain), gptq(fused, fuse=True)
+    att = fused.encoder.layer[1].attention.self
+    assert all(isinstance(m, Int8FusedLinear) and m.asymmetric for m in (att.query, att.key, att.value))
+    names = [f"encoder.layer.1.attention.self.{n}" for n in ("query", "key", "value")]
+    assert len({g1.report_[n]["clip"] for n in names}) == 1 and g1.report_[names[2]]["fused"] == names[0]
+    # the unfused layers' ranges are their own; set to the group's, they compute the same
+    for blk_p, blk_f in zip(plain.encoder.layer, fused.encoder.layer):
+        a_p, a_f = blk_p.attention.self, blk_f.attention.self
+        for n in ("query", "key", "value"):
+            getattr(a_p, n).set_static(*a_f.query.act_range.tolist(), a_f.query.outlier_index)
+    assert torch.allclose(_out(fused, data[0]), _out(plain, data[0]), atol=1e-5)
+    ns.save(fused, tmp_path / "g.nshr")
+    assert torch.equal(_out(ns.load(tmp_path / "g.nshr"), data[1]), _out(fused, data[1]))
+    with pytest.raises(ns.RecipeError, match="fuse"):
+        ns.create("gptq", fuse=True)
+
+
 def test_fold_moves_attention_outputs_scale_into_the_value_projection_only():
     data = _data()
     plain, folded = _bert(), _bert()

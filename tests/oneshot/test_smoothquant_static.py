@@ -123,3 +123,40 @@ def test_static_search_picks_the_range_with_least_error_and_smooth_false_scales_
     exact = lin(x)
     assert float((q(x) - exact).norm()) < float((full(x) - exact).norm())
     assert q.act_range.tolist() == pytest.approx([rep["clip"] * float(lo.min()), rep["clip"] * float(hi.max())])
+
+
+def test_asymmetric_int8_weights_run_exactly_on_fbgemm_and_gptq_uses_them(tmp_path):
+    # Per-channel zero points: fbgemm's static kernel equals the emulation of (q - z) * s
+    # with the activations on their static grid, the file round-trips bit-exactly, and
+    # GPTQ's asymmetric 6-bit codes sit in -32 .. 31 with their zero points.
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    codes = torch.randint(-64, 64, (24, 64), generator=g)
+    zero = torch.randint(-20, 20, (24,), generator=g)
+    scale, bias, x = torch.rand(24) / 50 + 1e-3, torch.randn(24), _outlier_input()
+    q = Int8DynamicLinear.from_codes(codes, scale, bias, act="static", outliers=2, zero_point=zero)
+    lo, hi, idx = static_range(x.amin(0).clamp(max=0), x.amax(0).clamp(min=0), None, 2)
+    q.set_static(lo, hi, idx)
+    w = (codes - zero[:, None]).float() * scale[:, None]
+    assert torch.equal(q.dequantized_weight(), w)
+    s, z = (hi - lo) / 255, round(-lo / ((hi - lo) / 255))
+    xq = (torch.clamp(torch.round(x / s) + z, 0, 255) - z) * s
+    xq[:, idx] += x[:, idx] - x[:, idx].clamp(-z * s, (255 - z) * s)
+    ref = nn.functional.linear(xq, w, bias)
+    assert torch.allclose(q(x), ref, atol=1e-4 * float(ref.abs().max())), float((q(x) - ref).abs().max())
+    assert q.ns_counts() == (24 * 64 + 24, int((codes != zero[:, None]).sum()) + 24)
+    ns.save(nn.Sequential(q), tmp_path / "a.nshr")
+    back = ns.load(tmp_path / "a.nshr", base=nn.Sequential(nn.Linear(64, 24)))[0]
+    assert back.asymmetric and torch.equal(back.weight_zero, zero.to(torch.int8)) and torch.equal(back(x), q(x))
+
+    model = nn.Sequential(nn.Linear(64, 32), nn.GELU(), nn.Linear(32, 8)).eval()
+    data = [_outlier_input(seed=i) for i in range(3)]
+    step = {"method": "gptq", "granularity": "channel", "symmetric": False, "execute": "int8", "act": "static",
+            "outlier_channels": 2, "bits": 6, "kernel": "fbgemm", "targets": {"include": ["type:Linear"]}}
+    ref = [model(x).detach() for x in data]
+    ns.compress_(model, ns.Recipe.from_dict({"finetune": {"epochs": 0}, "step": [step]}), data=data, progress=False)
+    for lin in (model[0], model[2]):
+        assert lin.asymmetric and -32 <= int(lin.qweight.min()) and int(lin.qweight.max()) <= 31
+        assert len(set(lin.weight_zero.tolist())) > 1                  # each row its own zero point
+    err = sum(float((model(x) - r).norm() / r.norm()) for x, r in zip(data, ref)) / len(data)
+    assert err < 0.05, err

@@ -60,7 +60,8 @@ def choose_kernel(module: Int8DynamicLinear, tokens_per_sample: int, policy: str
 
 def fusable(modules: list) -> bool:
     """Whether these modules can run as one int8 GEMM: two or more plain Int8DynamicLinear
-    sharing input width, act, smoothing (the same input scale) and bias presence (act
+    sharing input width, act, smoothing (the same input scale), bias presence and weight
+    symmetry (act
     "static": the same range and outlier channels too)."""
     if len(modules) < 2 or not all(type(m) is Int8DynamicLinear for m in modules):
         return False
@@ -69,8 +70,8 @@ def fusable(modules: list) -> bool:
             and torch.equal(m.outlier_index, modules[0].outlier_index) for m in modules):
         return False
     a = modules[0]
-    same = all((m.in_features, m.act, m.smooth, m.bias is None) == (a.in_features, a.act, a.smooth, a.bias is None)
-               for m in modules)
+    same = all((m.in_features, m.act, m.smooth, m.bias is None, m.asymmetric)
+               == (a.in_features, a.act, a.smooth, a.bias is None, a.asymmetric) for m in modules)
     return same and (not a.smooth or all(torch.equal(m.input_scale, a.input_scale) for m in modules))
 
 
@@ -83,7 +84,8 @@ def fuse_group(modules: list[Int8DynamicLinear], group: str, tokens_per_sample: 
     whole = Int8DynamicLinear.from_codes(
         torch.cat([m.qweight for m in modules]), torch.cat([m.scale for m in modules]),
         None if modules[0].bias is None else torch.cat([m.bias for m in modules]),
-        input_scale=modules[0].input_scale, act=modules[0].act, outliers=modules[0].outliers)
+        input_scale=modules[0].input_scale, act=modules[0].act, outliers=modules[0].outliers,
+        zero_point=torch.cat([m.weight_zero for m in modules]) if modules[0].asymmetric else None)
     if whole.act == "static":
         whole.set_static(*modules[0].act_range.tolist(), modules[0].outlier_index)
     info = choose_kernel(whole, tokens_per_sample, policy)

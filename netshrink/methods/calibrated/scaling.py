@@ -229,43 +229,9 @@ class SmoothQuant(OneShot):
         finally:
             model.train(was)
 
-    @torch.no_grad()
     def _fuse(self, model: nn.Module, data) -> None:
-        """Each group's int8 layers -> one Int8FusedLinear group, checked end to end."""
-        checks = Calibration(self.check_samples, self.calib_batch).batches(data)
-        was = model.training
-        model.eval()
-        try:
-            refs = _outputs(model, data, checks)
-            old, leads = {}, []
-            for names, tokens in self._groups:
-                mods = [model.get_submodule(n) for n in names]
-                if not fusable(mods):
-                    continue
-                members, info = fuse_group(mods, names[0], tokens, self.kernel)
-                for n, m, new in zip(names, mods, members):
-                    old[n] = m
-                    replace(model, n, new)
-                    self.report_[n].update(fused=names[0], **info)
-                leads.append((names, members[0]))
-            if not leads:
-                return
-            try:
-                e = relative_error(_outputs(model, data, checks), refs)
-            except Exception as err:  # noqa: BLE001 - a model that cannot take the members' views: unfused
-                e = f"{type(err).__name__}: {err}"
-            for names, lead in leads:       # fused, but each member called with another input: no gain
-                once = lead.calls == lead.computes * len(names)
-                if not isinstance(e, float) or e > FUSE_TOLERANCE or not once:
-                    for n in names:
-                        replace(model, n, old[n])
-                        why = e if once else "its members read different input tensors"
-                        self.report_[n].update(fused=None, fuse_refused=why, kernel=old[n].kernel)
-                else:
-                    for n in names:
-                        self.report_[n]["fuse_error"] = e
-        finally:
-            model.train(was)
+        fuse_groups(model, data, self._groups, self.report_, self.kernel,
+                    Calibration(self.check_samples, self.calib_batch).batches(data))
 
     def _prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
         self._alt: dict[str, Int8DynamicLinear] = {}
@@ -320,7 +286,7 @@ class SmoothQuant(OneShot):
             self._alt, self._order = {}, []
 
     def _candidate(self, mod: nn.Linear, s: torch.Tensor | None, act: str,
-                   stats: HessianAccumulator | None = None, clip: float = 1.0) -> Int8DynamicLinear:
+                   stats: HessianAccumulator | None = None) -> Int8DynamicLinear:
         w = mod.weight.detach().float()
         k = min(self.outlier_channels, w.shape[1]) if act == "static" else 0
         if s is None:
@@ -329,7 +295,7 @@ class SmoothQuant(OneShot):
             q = Int8DynamicLinear.from_weight(w * s[None, :], mod.bias, input_scale=1.0 / s, act=act,
                                               bits=self.bits, outliers=k)
         if act == "static":
-            q.set_static(*static_range(stats.lo, stats.hi, s, k, clip))
+            q.set_static(*static_range(stats.lo, stats.hi, s, k))
         return q
 
     @torch.no_grad()
@@ -343,27 +309,23 @@ class SmoothQuant(OneShot):
             alphas = [None]
         else:
             alphas = [None, *sorted(set(ALPHA_GRID) | {self.alpha})] if self.search else [self.alpha]
-        clips = CLIP_GRID if (self.search and act == "static") else (1.0,)
         best = None
-
-        def trial(a, c):
-            nonlocal best
-            s = None if a is None else smooth_scale(act_max, weights, a)
-            mods = {n: self._candidate(m, s, act, stats, c) for n, m in group}
-            err = None if stats.rows is None else \
-                sum(relative_error([q(stats.rows)], [m(stats.rows)]) for (n, m), q in zip(group, mods.values()))
-            if best is None or (err is not None and err < best[2]):
-                best = (a, mods, err, c)
-
         # the scaling at the full range first, then the range for that scaling (a coordinate
         # search: 8 + 6 candidates instead of 8 x 7)
         for a in alphas:
-            trial(a, clips[0])
+            s = None if a is None else smooth_scale(act_max, weights, a)
+            mods = {n: self._candidate(m, s, act, stats) for n, m in group}
             if stats.rows is None:
-                return best
-        for c in clips[1:]:
-            trial(best[0], c)
-        return best
+                return a, mods, None, 1.0
+            err = sum(relative_error([q(stats.rows)], [m(stats.rows)]) for (n, m), q in zip(group, mods.values()))
+            if best is None or err < best[2]:
+                best = (a, mods, err, s)
+        a, mods, err, s = best
+        clip = 1.0
+        if self.search and act == "static":
+            k = next(iter(mods.values())).outliers
+            clip, err = best_static_range([(q, m) for (n, m), q in zip(group, mods.values())], stats, s, k)
+        return a, mods, err, clip
 
     def process(self, model: nn.Module, group: list[tuple[str, nn.Module]], stats: HessianAccumulator) -> None:
         group = _plain(group)
@@ -394,6 +356,66 @@ class SmoothQuant(OneShot):
                 self.report_[name]["tensor"] = {"act": "tensor", "alpha": ta, "error": terr,
                                                 **choose_kernel(self._alt[name], tokens, self.kernel)}
             replace(model, name, q)
+
+@torch.no_grad()
+def fuse_groups(model: nn.Module, data, groups: list[tuple[list[str], float]], report: dict, policy: str,
+                checks: list) -> None:
+    """Each group's int8 layers (names, tokens per sample) -> one Int8FusedLinear group where
+    `fusable`, kept where the model's outputs on `checks` stay those of the unfused layers
+    (FUSE_TOLERANCE) and each input is computed once; `report[name]` says which."""
+    was = model.training
+    model.eval()
+    try:
+        refs = _outputs(model, data, checks)
+        old, leads = {}, []
+        for names, tokens in groups:
+            mods = [model.get_submodule(n) for n in names]
+            if not fusable(mods):
+                continue
+            members, info = fuse_group(mods, names[0], tokens, policy)
+            for n, m, new in zip(names, mods, members):
+                old[n] = m
+                replace(model, n, new)
+                report[n].update(fused=names[0], **info)
+            leads.append((names, members[0]))
+        if not leads:
+            return
+        try:
+            e = relative_error(_outputs(model, data, checks), refs)
+        except Exception as err:  # noqa: BLE001 - a model that cannot take the members' views: unfused
+            e = f"{type(err).__name__}: {err}"
+        for names, lead in leads:       # fused, but each member called with another input: no gain
+            once = lead.calls == lead.computes * len(names)
+            if not isinstance(e, float) or e > FUSE_TOLERANCE or not once:
+                for n in names:
+                    replace(model, n, old[n])
+                    why = e if once else "its members read different input tensors"
+                    report[n].update(fused=None, fuse_refused=why, kernel=old[n].kernel)
+            else:
+                for n in names:
+                    report[n]["fuse_error"] = e
+    finally:
+        model.train(was)
+
+
+@torch.no_grad()
+def best_static_range(pairs: list[tuple[Int8DynamicLinear, nn.Module]], stats: HessianAccumulator,
+                      s: torch.Tensor | None, k: int) -> tuple[float, float]:
+    """(clip, error): the act "static" modules of `pairs` (int8 module, the layer it replaces),
+    all reading one input, set to the range CLIP_GRID[i] x the calibrated min-max
+    (`static_range`) with the least summed relative output error on the sampled rows."""
+    refs = [ref(stats.rows) for _, ref in pairs]
+    errs = []
+    for clip in CLIP_GRID:
+        rng = static_range(stats.lo, stats.hi, s, k, clip)
+        for q, _ in pairs:
+            q.set_static(*rng)
+        errs.append(sum(relative_error([q(stats.rows)], [y]) for (q, _), y in zip(pairs, refs)))
+    i = min(range(len(errs)), key=errs.__getitem__)
+    for q, _ in pairs:
+        q.set_static(*static_range(stats.lo, stats.hi, s, k, CLIP_GRID[i]))
+    return CLIP_GRID[i], errs[i]
+
 
 def static_range(lo: torch.Tensor, hi: torch.Tensor, s: torch.Tensor | None, k: int, clip: float = 1.0):
     """(lo, hi, outlier channels) of act "static" from the calibration inputs' per-channel
