@@ -53,7 +53,7 @@ from torch import nn
 
 from netshrink.errors import ArtifactError
 from netshrink.functional.quantize import calibrate, quantize_codes
-from netshrink.runtime.int8_linear import Int8Figures, quantized_engine, reduce_range
+from netshrink.runtime.int8_linear import FULL_RANGE_MAX_CODE, Int8Figures, quantized_engine, reduce_range
 
 KERNELS = ("fbgemm", "fp32", "by_size")
 # kernel "by_size": a call of fewer multiply-adds runs in fp32 on the dequantized weight,
@@ -63,6 +63,19 @@ KERNELS = ("fbgemm", "fp32", "by_size")
 FBGEMM_MIN_MACS = 2 ** 25
 ACTS = ("token", "tensor", "token_scale", "static")
 STATIC_OP = "linear_with_input_q_dq_qweight_dq_output_fp32"     # torch.ops.quantized: x, scale, zero point, W
+
+
+def _run_codes(codes: torch.Tensor, zero: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 codes, int64 zero points) that fbgemm runs: an asymmetric row's codes minus its
+    zero point where every row then fits [-64, 64] (GPTQ's <= 6-bit asymmetric grids), so
+    fbgemm needs no zero-point pass (measured, one thread, 3,840 x 1536 -> 384: 2-4 % of the
+    GEMM) and 8-bit activations cannot saturate; otherwise the stored codes and zero points."""
+    if zero is None:
+        return codes, torch.zeros(codes.shape[0], dtype=torch.int64)
+    shifted = codes.to(torch.int16) - zero.to(torch.int16).reshape(-1, 1)
+    if shifted.numel() and int(shifted.abs().max()) <= FULL_RANGE_MAX_CODE:
+        return shifted.to(torch.int8), torch.zeros(codes.shape[0], dtype=torch.int64)
+    return codes.to(torch.int8), zero.reshape(-1).long()
 
 
 class Int8DynamicLinear(Int8Figures, nn.Module):
@@ -119,7 +132,7 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
             if zero_point.numel() != codes.shape[0] or zero_point.min() < -128 or zero_point.max() > 127:
                 raise ValueError("zero_point: one integer in [-128, 127] per output channel")
             m.weight_zero.copy_(zero_point.reshape(-1).to(torch.int8))
-        if act == "static" and reduce_range(codes):
+        if act == "static" and reduce_range(_run_codes(codes, zero_point)[0]):
             raise ValueError("act 'static' needs int8 codes within [-64, 64] (weights of <= 7 bits): "
                              "8-bit activations would saturate fbgemm's int16 sums otherwise")
         m.qweight.copy_(codes.to(torch.int8))
@@ -172,13 +185,13 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
             self._wdeq = wdeq * self.input_scale[None, :] if self.smooth else wdeq
         if self.kernel != "fp32":
             torch.backends.quantized.engine = quantized_engine()
-            zero = self.weight_zero.long().cpu() if self.asymmetric else torch.zeros(self.out_features, dtype=torch.int64)
+            codes, zero = _run_codes(self.qweight, self.weight_zero)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                qw = torch._make_per_channel_quantized_tensor(self.qweight.cpu(), self.scale.double().cpu(), zero, 0)
+                qw = torch._make_per_channel_quantized_tensor(codes.cpu(), self.scale.double().cpu(), zero.cpu(), 0)
                 b = self.bias.float() if (self.bias is not None and self.act in ("tensor", "static")) else None
                 self._packed = torch.ops.quantized.linear_prepack(qw, b)
-        self._reduce = reduce_range(self.qweight)
+        self._reduce = reduce_range(_run_codes(self.qweight, self.weight_zero)[0])
         if self.act == "static":
             self._static_state(wdeq)
 

@@ -145,6 +145,15 @@ def test_asymmetric_int8_weights_run_exactly_on_fbgemm_and_gptq_uses_them(tmp_pa
     ref = nn.functional.linear(xq, w, bias)
     assert torch.allclose(q(x), ref, atol=1e-4 * float(ref.abs().max())), float((q(x) - ref).abs().max())
     assert q.ns_counts() == (24 * 64 + 24, int((codes != zero[:, None]).sum()) + 24)
+    zps = torch.ops.quantized.linear_unpack(q._packed)[0].q_per_channel_zero_points()
+    assert torch.equal(zps, zero.long())                # codes - z reach 84: fbgemm takes the zero points
+    # 6-bit asymmetric rows: codes - z fit [-63, 63], so fbgemm runs them with no zero points
+    c6, z6 = torch.randint(-32, 32, (24, 64), generator=g), torch.randint(-32, 32, (24,), generator=g)
+    q6 = Int8DynamicLinear.from_codes(c6, scale, bias, act="static", outliers=2, zero_point=z6)
+    q6.set_static(lo, hi, idx)
+    assert not torch.ops.quantized.linear_unpack(q6._packed)[0].q_per_channel_zero_points().any()
+    ref6 = nn.functional.linear(xq, (c6 - z6[:, None]).float() * scale[:, None], bias)
+    assert torch.allclose(q6(x), ref6, atol=1e-4 * float(ref6.abs().max()))
     ns.save(nn.Sequential(q), tmp_path / "a.nshr")
     back = ns.load(tmp_path / "a.nshr", base=nn.Sequential(nn.Linear(64, 24)))[0]
     assert back.asymmetric and torch.equal(back.weight_zero, zero.to(torch.int8)) and torch.equal(back(x), q(x))
