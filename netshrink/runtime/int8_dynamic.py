@@ -126,8 +126,8 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
         calibrated range and `outliers` channels."""
         m = cls(codes.shape[1], codes.shape[0], bias is not None, input_scale is not None, act, kernel, outliers,
                 zero_point is not None)
-        if codes.abs().max() > 127:
-            raise ValueError("int8 codes must lie in [-127, 127]")
+        if codes.max() > 127 or codes.min() < (-128 if zero_point is not None else -127):
+            raise ValueError("int8 codes must lie in [-127, 127] ([-128, 127] with zero points)")
         if zero_point is not None:
             if zero_point.numel() != codes.shape[0] or zero_point.min() < -128 or zero_point.max() > 127:
                 raise ValueError("zero_point: one integer in [-128, 127] per output channel")

@@ -169,3 +169,16 @@ def test_asymmetric_int8_weights_run_exactly_on_fbgemm_and_gptq_uses_them(tmp_pa
         assert len(set(lin.weight_zero.tolist())) > 1                  # each row its own zero point
     err = sum(float((model(x) - r).norm() / r.norm()) for x, r in zip(data, ref)) / len(data)
     assert err < 0.05, err
+
+
+def test_gptq_8_bit_asymmetric_int8_codes_use_all_of_int8_with_7_bit_activations():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 32), nn.GELU(), nn.Linear(32, 8)).eval()
+    data = [torch.randn(40, 64) for _ in range(3)]
+    ref = model(data[0]).detach()
+    step = {"method": "gptq", "bits": 8, "granularity": "channel", "symmetric": False, "execute": "int8",
+            "act": "token", "kernel": "fbgemm", "targets": {"include": ["type:Linear"]}}
+    ns.compress_(model, ns.Recipe.from_dict({"finetune": {"epochs": 0}, "step": [step]}), data=data, progress=False)
+    q = model[0]
+    assert q.asymmetric and int(q.qweight.min()) == -128 and q._reduce        # 0 .. 255 moved to -128 .. 127
+    assert float((model(data[0]) - ref).norm() / ref.norm()) < 0.03
