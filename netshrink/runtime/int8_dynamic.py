@@ -183,15 +183,15 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
             self._wdeq = None
         else:
             self._wdeq = wdeq * self.input_scale[None, :] if self.smooth else wdeq
+        codes, zero = _run_codes(self.qweight, self.weight_zero)                   # what fbgemm runs
         if self.kernel != "fp32":
             torch.backends.quantized.engine = quantized_engine()
-            codes, zero = _run_codes(self.qweight, self.weight_zero)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 qw = torch._make_per_channel_quantized_tensor(codes.cpu(), self.scale.double().cpu(), zero.cpu(), 0)
                 b = self.bias.float() if (self.bias is not None and self.act in ("tensor", "static")) else None
                 self._packed = torch.ops.quantized.linear_prepack(qw, b)
-        self._reduce = reduce_range(_run_codes(self.qweight, self.weight_zero)[0])
+        self._reduce = reduce_range(codes)
         if self.act == "static":
             self._static_state(wdeq)
 

@@ -357,6 +357,7 @@ class SmoothQuant(OneShot):
                                                 **choose_kernel(self._alt[name], tokens, self.kernel)}
             replace(model, name, q)
 
+
 @torch.no_grad()
 def fuse_groups(model: nn.Module, data, groups: list[tuple[list[str], float]], report: dict, policy: str,
                 checks: list) -> None:
