@@ -4,11 +4,12 @@
 
 execute = "float": the weight stays an fp32 tensor holding the dequantized values (each
 group exactly on its integer grid, which the codec's grid encoding stores as scales +
-entropy-coded codes). execute = "int8": per output channel, symmetric codes (bits <= 8)
-(or asymmetric: codes and a zero point per channel, which fbgemm takes exactly) go into an
-Int8DynamicLinear that runs fbgemm's int8 kernel with per-token activations
-where measured faster (an earlier `smoothquant` step with execute = "float" leaves its
-input scale in the module, which is kept).
+entropy-coded codes). execute = "int8": per output channel, the codes (symmetric, or
+asymmetric with a zero point per channel, which fbgemm takes exactly) go into an
+Int8DynamicLinear that runs fbgemm's int8 kernel with the activations quantized as `act`
+says (per token, per tensor, or "static": one calibrated range per layer, searched, with
+`outlier_channels` kept exact); `fuse` runs the layers of one input as one GEMM. An earlier
+`smoothquant` step with execute = "float" leaves its input scale in the module, which is kept.
 """
 from __future__ import annotations
 
