@@ -29,7 +29,7 @@ from netshrink.core.targets import Targets, select
 from netshrink.errors import NetshrinkError
 from netshrink.functional.prune import topk_mask
 from netshrink.measure import metrics
-from netshrink.train.loop import predict
+from netshrink.train.loop import predict, predict_positions
 
 DEFAULT_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
 
@@ -92,7 +92,7 @@ def sensitivity(model: nn.Module, data, *, sparsities=DEFAULT_SPARSITIES, target
     """
     b = as_batches(data, forward=forward, target=target, n_inputs=n_inputs)
     sites = select(model, targets)
-    dense_out, y = predict(model, b)
+    dense_out, y, mask = predict_positions(model, b)
     ref_out = predict(reference, b)[0] if reference is not None else dense_out
     ref_model = reference if reference is not None else model
     name = metrics.choose(metric, dense_out, y, has_reference=True, hidden=metrics.is_hidden_state(ref_model, b))
@@ -103,7 +103,7 @@ def sensitivity(model: nn.Module, data, *, sparsities=DEFAULT_SPARSITIES, target
                              "or set the function's higher_is_better attribute")
 
     def score(out) -> float:
-        return metrics.compute(name, metric, out, y, ref_out)
+        return metrics.compute(name, metric, out, y, ref_out, mask)
 
     res = SensitivityResult(sparsities=[float(s) for s in sparsities], baseline=score(dense_out),
                             metric=name, higher_is_better=better)

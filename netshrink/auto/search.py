@@ -51,7 +51,7 @@ from netshrink.pipeline.compress import compress_
 from netshrink.pipeline.recipe import Recipe, Step
 from netshrink.pipeline.registry import create
 from netshrink.train.config import TrainConfig
-from netshrink.train.loop import predict
+from netshrink.train.loop import predict_positions
 
 METHODS = ("prune", "kmeans", "channels") + ONESHOT
 FINETUNE = TrainConfig(epochs=10, lr=1e-3)
@@ -317,15 +317,15 @@ class Quality:
 
     def __init__(self, eval_data, reference: nn.Module, metric="auto"):
         self.data, self.metric = eval_data, metric
-        self.ref_out, y = predict(reference, eval_data)
+        self.ref_out, y, self.mask = predict_positions(reference, eval_data)
         self.name = choose(metric, self.ref_out, y, has_reference=True)
         probe_value = MetricValue(self.name, 0.0, self.name not in LOWER_IS_BETTER)
         self.higher, self.points = probe_value.higher_is_better, probe_value.is_fraction
         self.baseline = self(reference)
 
     def __call__(self, model: nn.Module) -> float:
-        out, y = predict(model, self.data)
-        return compute(self.name, self.metric, out, y, self.ref_out)
+        out, y, _ = predict_positions(model, self.data)
+        return compute(self.name, self.metric, out, y, self.ref_out, self.mask)
 
     def drop(self, value: float) -> float:
         d = (self.baseline - value) if self.higher else (value - self.baseline)

@@ -24,7 +24,7 @@ from netshrink.runtime.onnx_export import compare_ort_latency, export_onnx, ort_
 from netshrink.measure.dead_neurons import removable_units, summary
 from netshrink.core.batches import Inputs, as_batches, batch_len
 from netshrink.measure import metrics
-from netshrink.train.loop import predict
+from netshrink.train.loop import predict_positions
 
 
 @dataclass
@@ -146,16 +146,16 @@ def _example(data, batch: int):
 
 def _task_metric(r: Report, model, reference, data, metric) -> None:
     """r.metric / metric_value (and accuracy for fractions) of model and reference."""
-    out, y = predict(model, data)
+    out, y, mask = predict_positions(model, data)
     hidden = metrics.is_hidden_state(model, data)
-    ref_out = predict(reference, data)[0] if reference is not None else None
+    ref_out = predict_positions(reference, data)[0] if reference is not None else None
     name = metrics.choose(metric, out, y, has_reference=reference is not None, hidden=hidden)
     if name is None:
         r.metric = "none"
         r.notes.append("no task metric: the data has no targets and there is no reference model to compare with")
         return
     r.metric = name
-    r.metric_value = metrics.compute(name, metric, out, y, ref_out)
+    r.metric_value = metrics.compute(name, metric, out, y, ref_out, mask)
     if y is not None and reference is not None and (callable(metric) or name in metrics.TARGET_METRICS):
         r.reference_metric_value = metrics.compute(name, metric, ref_out, y, None)
     if name in ("accuracy", "fidelity_top1", "fidelity_top5"):

@@ -32,7 +32,7 @@ from netshrink.core.method import Method
 from netshrink.core.submodules import set_submodule
 from netshrink.errors import RecipeError, TargetError
 from netshrink.measure import metrics
-from netshrink.train.loop import predict
+from netshrink.train.loop import predict, predict_positions
 
 
 def survival_probs(n_blocks: int, *, p_last: float) -> list[float]:
@@ -89,12 +89,12 @@ def removal_order(model: nn.Module, data, *, limit: int | None = None, recalibra
     Returns [(path, the metric on `data` after removing it and all before)]; `model` is
     modified in place (blocks replaced by nn.Identity)."""
     b = as_batches(data)
-    dense, y = predict(model, b)
+    dense, y, mask = predict_positions(model, b)
     name = metrics.choose(metric, dense, y, has_reference=True, hidden=metrics.is_hidden_state(model, b))
     sign = 1.0 if metrics.higher_is_better(name, metric) is not False else -1.0
 
     def value(m: nn.Module) -> float:
-        return metrics.compute(name, metric, predict(m, b)[0], y, dense)
+        return metrics.compute(name, metric, predict(m, b)[0], y, dense, mask)
 
     out = []
     while limit is None or len(out) < limit:

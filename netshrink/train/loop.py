@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from netshrink.core.batches import as_batches, batch_len, output_tensor
+from netshrink.core.batches import as_batches, batch_len, output_tensor, token_mask
 from netshrink.core.context import StepContext
 from netshrink.errors import NetshrinkError
 from netshrink.train.config import TrainConfig
@@ -179,16 +179,35 @@ def _main_tensor(outputs):
 def predict(model: nn.Module, data, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(outputs, targets) of the whole data, in order, in eval mode; outputs are the main
     tensor of each output (core.batches.output_tensor), targets None for unlabelled data."""
+    out, y, _ = predict_positions(model, data, batch_size)
+    return out, y
+
+
+@torch.no_grad()
+def predict_positions(model: nn.Module, data, batch_size: int = 512
+                      ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """predict's (outputs, targets) and the (N, T) bool mask of real tokens where every
+    batch has an attention_mask matching its (N, T, ...) output (core.batches.token_mask),
+    else None. Batches padded to different lengths are padded to the longest (with zeros,
+    marked False in the mask), so that their outputs concatenate."""
     b = as_batches(data)
     was = model.training
     model.eval()
-    outs, ys = [], []
+    outs, ys, masks = [], [], []
     for batch in b.iter(batch_size):
         outs.append(output_tensor(b.call(model, batch)))
-        ys.append(b.split(batch)[1])
+        inputs, y = b.split(batch)
+        ys.append(y)
+        masks.append(token_mask(inputs.kwargs if inputs is not None else None, outs[-1]))
     model.train(was)
     labelled = all(torch.is_tensor(y) for y in ys)
-    return torch.cat(outs), (torch.cat([y.to(outs[0].device) for y in ys]) if labelled and ys else None)
+    if all(m is not None for m in masks) and masks:
+        width = max(o.shape[1] for o in outs)
+        outs = [torch.nn.functional.pad(o, (0, 0) * (o.dim() - 2) + (0, width - o.shape[1])) for o in outs]
+        mask = torch.cat([torch.nn.functional.pad(m, (0, width - m.shape[1])) for m in masks])
+    else:
+        mask = None
+    return torch.cat(outs), (torch.cat([y.to(outs[0].device) for y in ys]) if labelled and ys else None), mask
 
 
 def evaluate(model: nn.Module, data, reference: nn.Module | None = None) -> float:

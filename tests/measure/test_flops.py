@@ -17,3 +17,17 @@ def test_transformer_layer_flops_are_counted_in_eval():
     dense, effective = count_flops(layer, x)
     assert dense == effective == projections + attention + ffn
     assert torch.backends.mha.get_fastpath_enabled()  # restored afterwards
+
+
+def test_int8_layers_count_every_token_row():
+    """An int8 layer reports its own FLOPs (ns_flops): on a (N, T, in) input that is N * T
+    rows, as many as the fp32 Linear it replaces (hand formula 2 * N * T * in * out)."""
+    from netshrink.runtime.int8_dynamic import Int8DynamicLinear
+
+    torch.manual_seed(0)
+    fp32 = nn.Sequential(nn.Linear(8, 12), nn.ReLU(), nn.Linear(12, 4))
+    q = nn.Sequential(Int8DynamicLinear.from_linear(fp32[0]), nn.ReLU(), Int8DynamicLinear.from_linear(fp32[2]))
+    x = torch.randn(3, 5, 8)
+    hand = 2 * 3 * 5 * (8 * 12 + 12 * 4)
+    assert count_flops(fp32, x) == (hand, hand)
+    assert count_flops(q, x) == (hand, hand)
