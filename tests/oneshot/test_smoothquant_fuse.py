@@ -166,3 +166,34 @@ def test_static_fused_qkv_shares_one_range_and_loads_bit_exactly(tmp_path):
     p = tmp_path / "m.nshr"
     ns.save(fused, p)
     assert torch.equal(_out(ns.load(p), data[1]), _out(fused, data[1]))
+
+
+def test_gptq_fold_after_smoothquant_float_moves_the_scale_into_value(tmp_path):
+    # smoothquant's scaling (float) then gptq int8: with fold, attention's output projection
+    # loses its input scale (value's output channels carry it) and computes what it did
+    data = _data()
+
+    def sq_gptq(model, **kw):
+        steps = [{"method": "smoothquant", "alpha": 0.5, "execute": "float", "samples": 32,
+                  "targets": {"include": ["type:Linear"]}},
+                 {"method": "gptq", "bits": 6, "granularity": "channel", "symmetric": False, "execute": "int8",
+                  "act": "static", "outlier_channels": 2, "kernel": "fbgemm", "samples": 32, "fuse": True, **kw}]
+        return ns.run_recipe(model, ns.Recipe.from_dict({"finetune": {"epochs": 0}, "step": steps}),
+                             data=data, progress=False).methods[1]
+
+    plain, folded = _bert(), _bert()
+    sq_gptq(plain)
+    g = sq_gptq(folded, fold=True)
+    for i in range(2):
+        blk = folded.encoder.layer[i]
+        assert plain.encoder.layer[i].attention.output.dense.smooth and not blk.attention.output.dense.smooth
+        assert g.report_[f"encoder.layer.{i}.attention.output.dense"]["folded_into"] == \
+            f"encoder.layer.{i}.attention.self.value"
+        assert blk.intermediate.dense.smooth and blk.output.dense.smooth     # LayerNorm / GELU inputs stay
+        assert isinstance(blk.attention.self.value, Int8FusedLinear)          # folded, then fused
+    y0, y1, ref = _out(plain, data[0]), _out(folded, data[0]), _out(_bert(), data[0])
+    assert float((y1 - y0).abs().max()) < 0.05 * float((y0 - ref).abs().max())
+    ns.save(folded, tmp_path / "f.nshr")
+    assert torch.equal(_out(ns.load(tmp_path / "f.nshr"), data[1]), _out(folded, data[1]))
+    with pytest.raises(ns.RecipeError, match="fold"):
+        ns.create("gptq", fold=True)

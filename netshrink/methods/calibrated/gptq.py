@@ -9,7 +9,8 @@ asymmetric with a zero point per channel, which fbgemm takes exactly) go into an
 Int8DynamicLinear that runs fbgemm's int8 kernel with the activations quantized as `act`
 says (per token, per tensor, or "static": one calibrated range per layer, searched, with
 `outlier_channels` kept exact); `fuse` runs the layers of one input as one GEMM. An earlier
-`smoothquant` step with execute = "float" leaves its input scale in the module, which is kept.
+`smoothquant` step with execute = "float" leaves its input scale in the module, which is kept
+(`fold`: moved into the layer producing that input, where exact).
 """
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ from netshrink.core.targets import PerLayer
 from netshrink.methods.calibrated.base import OneShot, hessian_for, input_scale_of, layer_value
 from netshrink.methods.calibrated.kernels import choose_kernel
 from netshrink.methods.calibrated.layerwise import Calibration, replace
-from netshrink.methods.calibrated.scaling import (CLIP_GRID, SEARCH_ROWS, best_static_range, fuse_groups,
-                                                  static_range)
+from netshrink.methods.calibrated.scaling import (CLIP_GRID, SEARCH_ROWS, _outputs, best_static_range,
+                                                  fold_input_scales, fuse_groups, static_range)
 from netshrink.runtime.int8_dynamic import Int8DynamicLinear
 
 
@@ -54,7 +55,11 @@ class GPTQ(OneShot):
     # model's outputs stay those of the unfused layers (smoothquant's `fuse`); act "static":
     # the group then shares one range, chosen by the members' summed output error
     fuse: bool = False
-    check_samples: int = 32       # calibration samples of the fusion's end-to-end check
+    # execute = "int8": an earlier smoothquant step's input scale moved into the int8 layer that
+    # produces that input, where exact (smoothquant's `fold`: the value projection takes
+    # attention's output projection's 1/s, one pass over its input fewer per call)
+    fold: bool = False
+    check_samples: int = 32       # calibration samples of the fusion's and the fold's end-to-end checks
 
     def validate(self):
         super().validate()
@@ -71,6 +76,7 @@ class GPTQ(OneShot):
                 self.check(top <= 7, "bits", '<= 7 (and per_layer too) with act "static": codes within [-64, 64]')
         self.check(self.outlier_channels >= 0, "outlier_channels", "an integer >= 0")
         self.check(not self.fuse or self.execute == "int8", "fuse", "false unless execute = 'int8'")
+        self.check(not self.fold or self.execute == "int8", "fold", "false unless execute = 'int8'")
         self.check(self.check_samples >= 1, "check_samples", "an integer >= 1")
 
     @property
@@ -79,11 +85,19 @@ class GPTQ(OneShot):
 
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
         self._groups: list[tuple[list[str], float]] = []
-        super().prepare(model, ctx)
-        if self.fuse and ctx.data is not None:
+        late = (self.fuse or self.fold) and ctx.data is not None
+        if late:
             data = as_batches(ctx.data)
-            fuse_groups(model, data, self._groups, self.report_, self.kernel,
-                        Calibration(self.check_samples, self.calib_batch).batches(data))
+            checks = Calibration(self.check_samples, self.calib_batch).batches(data)
+            was = model.training
+            model.eval()
+            before = _outputs(model, data, checks)      # the fold's yardstick: the model before this step
+            model.train(was)
+        super().prepare(model, ctx)
+        if late and self.fold:          # before fusing: a fused group's members are no longer plain layers
+            fold_input_scales(model, data, self._groups, self.report_, checks, before)
+        if late and self.fuse:
+            fuse_groups(model, data, self._groups, self.report_, self.kernel, checks)
         self._groups = []
 
     def process(self, model: nn.Module, group: list[tuple[str, nn.Module]], stats: HessianAccumulator) -> None:

@@ -174,60 +174,10 @@ class SmoothQuant(OneShot):
             model.train(was)
         self._prepare(model, ctx)
         if late and self.fold:
-            self._fold(model, data, checks, fp32)
+            fold_input_scales(model, data, self._groups, self.report_, checks, fp32)
         if late and self.fuse:
             self._fuse(model, data)
         self._groups = []
-
-    @torch.no_grad()
-    def _fold(self, model: nn.Module, data, checks: list, fp32: list) -> None:
-        """Input scales moved into the producing layer's output channels, where exact."""
-        was = model.training
-        model.eval()
-        try:
-            order = [n for names, _ in self._groups for n in names]
-            mods = {n: model.get_submodule(n) for n in order}
-            e_int8 = relative_error(_outputs(model, data, checks), fp32)
-            refs = _outputs(model, data, checks)
-            g = torch.Generator().manual_seed(0)
-            for names, _ in self._groups:
-                cons = [mods[n] for n in names]
-                if not all(type(m) is Int8DynamicLinear and m.smooth for m in cons):
-                    continue
-                prev = [n for n in order[:order.index(names[0])]
-                        if type(mods[n]) is Int8DynamicLinear and mods[n].out_features == cons[0].in_features]
-                if not prev:
-                    continue
-                src = prev[-1]                  # the nearest earlier layer of that width
-                c = torch.rand(cons[0].in_features, generator=g) + 0.5
-                x0 = _input_rows(model, data, checks[0], cons[0])
-                saved = {k: v.clone() for k, v in mods[src].state_dict().items()}
-                mods[src].scale_outputs(c)
-                x1 = _input_rows(model, data, checks[0], cons[0])
-                mods[src].load_state_dict(saved)          # exactly as it was
-                if x0 is None or x1 is None:
-                    continue
-                lin = float((x1 - x0 * c).abs().max()) <= 1e-4 * float((x0 * c).abs().max())
-                self.report_[names[0]]["fold_linear_in"] = [src, lin]
-                if not lin:
-                    continue
-                t = cons[0].input_scale.clone()
-                mods[src].scale_outputs(t)
-                plain = {n: m.without_input_scale() for n, m in zip(names, cons)}
-                for n, m in plain.items():
-                    replace(model, n, m)
-                e = relative_error(_outputs(model, data, checks), refs)
-                if e <= FOLD_TOLERANCE * e_int8:
-                    mods.update(plain)
-                    for n in names:
-                        self.report_[n].update(folded_into=src, fold_error=e)
-                else:
-                    mods[src].load_state_dict(saved)
-                    for n, m in zip(names, cons):
-                        replace(model, n, m)
-                    self.report_[names[0]]["fold_refused"] = e
-        finally:
-            model.train(was)
 
     def _fuse(self, model: nn.Module, data) -> None:
         fuse_groups(model, data, self._groups, self.report_, self.kernel,
@@ -395,6 +345,64 @@ def fuse_groups(model: nn.Module, data, groups: list[tuple[list[str], float]], r
             else:
                 for n in names:
                     report[n]["fuse_error"] = e
+    finally:
+        model.train(was)
+
+
+@torch.no_grad()
+def fold_input_scales(model: nn.Module, data, groups: list[tuple[list[str], float]], report: dict,
+                      checks: list, fp32: list) -> None:
+    """Each group's input scale 1/s (its int8 layers' `input_scale`) moved into the output
+    channels of the int8 layer that produces that input (the nearest earlier layer of that
+    width: the value projection before attention's output projection), where the consumer's
+    input is measured channel-wise linear in the producer's output (a random positive scale
+    of its channels scales the input by the same) and the model's outputs on `checks` move
+    by less than FOLD_TOLERANCE x the int8 model's error against `fp32` (its outputs before
+    the step): one pass over the input fewer per call. `report` gets each decision."""
+    was = model.training
+    model.eval()
+    try:
+        order = [n for names, _ in groups for n in names]
+        mods = {n: model.get_submodule(n) for n in order}
+        e_int8 = relative_error(_outputs(model, data, checks), fp32)
+        refs = _outputs(model, data, checks)
+        g = torch.Generator().manual_seed(0)
+        for names, _ in groups:
+            cons = [mods[n] for n in names]
+            if not all(type(m) is Int8DynamicLinear and m.smooth for m in cons):
+                continue
+            prev = [n for n in order[:order.index(names[0])]
+                    if type(mods[n]) is Int8DynamicLinear and mods[n].out_features == cons[0].in_features]
+            if not prev:
+                continue
+            src = prev[-1]                  # the nearest earlier layer of that width
+            c = torch.rand(cons[0].in_features, generator=g) + 0.5
+            x0 = _input_rows(model, data, checks[0], cons[0])
+            saved = {k: v.clone() for k, v in mods[src].state_dict().items()}
+            mods[src].scale_outputs(c)
+            x1 = _input_rows(model, data, checks[0], cons[0])
+            mods[src].load_state_dict(saved)          # exactly as it was
+            if x0 is None or x1 is None:
+                continue
+            lin = float((x1 - x0 * c).abs().max()) <= 1e-4 * float((x0 * c).abs().max())
+            report[names[0]]["fold_linear_in"] = [src, lin]
+            if not lin:
+                continue
+            t = cons[0].input_scale.clone()
+            mods[src].scale_outputs(t)
+            plain = {n: m.without_input_scale() for n, m in zip(names, cons)}
+            for n, m in plain.items():
+                replace(model, n, m)
+            e = relative_error(_outputs(model, data, checks), refs)
+            if e <= FOLD_TOLERANCE * e_int8:
+                mods.update(plain)
+                for n in names:
+                    report[n].update(folded_into=src, fold_error=e)
+            else:
+                mods[src].load_state_dict(saved)
+                for n, m in zip(names, cons):
+                    replace(model, n, m)
+                report[names[0]]["fold_refused"] = e
     finally:
         model.train(was)
 
