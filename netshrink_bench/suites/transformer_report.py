@@ -83,7 +83,8 @@ def write_recipe_results(ctx, recipes_dir) -> None:
             continue
         line = (f"# result (netshrink bench transformer, {r['date']}): mean cos {r['cos_mean']:.4f}, "
                 f"min {r['cos_min']:.3f}, top-5 {r['top5']:.3f}, {r['bytes'] / 1e6:.2f} MB ({r['ratio']:.1f}x), "
-                f"x{r['speedup_b1']:.2f} b1 / x{r['speedup_b64']:.2f} b64, {r['kernels']}")
+                f"x{r['speedup_b1']:.2f} b1 / x{r['speedup_b64']:.2f} b64, {r['kernels']}"
+                + (f"; {r['cpu']}" if r.get("cpu") else ""))
         lines = path.read_text().splitlines()
         lines = [line if x.startswith("# result") else x for x in lines]
         path.write_text("\n".join(lines) + "\n")
