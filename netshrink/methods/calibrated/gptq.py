@@ -28,8 +28,8 @@ from netshrink.core.targets import PerLayer
 from netshrink.methods.calibrated.base import OneShot, hessian_for, input_scale_of, layer_value
 from netshrink.methods.calibrated.kernels import choose_kernel
 from netshrink.methods.calibrated.layerwise import Calibration, replace
-from netshrink.methods.calibrated.scaling import (CLIP_GRID, SEARCH_ROWS, _outputs, best_static_range,
-                                                  fold_input_scales, fuse_groups, static_range)
+from netshrink.methods.calibrated.scaling import (CLIP_GRID, SEARCH_ROWS, best_static_range, fold_input_scales,
+                                                  fuse_groups, main_outputs, static_range)
 from netshrink.runtime.int8_dynamic import Int8DynamicLinear
 
 
@@ -91,7 +91,7 @@ class GPTQ(OneShot):
             checks = Calibration(self.check_samples, self.calib_batch).batches(data)
             was = model.training
             model.eval()
-            before = _outputs(model, data, checks)      # the fold's yardstick: the model before this step
+            before = main_outputs(model, data, checks)      # the fold's yardstick: the model before this step
             model.train(was)
         super().prepare(model, ctx)
         if late and self.fold:          # before fusing: a fused group's members are no longer plain layers

@@ -27,14 +27,13 @@ has the errors that decided them.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 from torch import nn
 
-from netshrink.core.batches import as_batches, output_tensor
+from netshrink.core.batches import as_batches, output_tensor, token_mask
 from netshrink.core.context import PrepareContext
 from netshrink.core.targets import PerLayer
 from netshrink.functional.awq import awq_search, smooth_scale
@@ -170,7 +169,7 @@ class SmoothQuant(OneShot):
             checks = Calibration(self.check_samples, self.calib_batch).batches(data)
             was = model.training
             model.eval()
-            fp32 = _outputs(model, data, checks)
+            fp32 = main_outputs(model, data, checks)
             model.train(was)
         self._prepare(model, ctx)
         if late and self.fold:
@@ -199,15 +198,15 @@ class SmoothQuant(OneShot):
         was = model.training
         model.eval()
         try:
-            refs = _outputs(model, data, checks)
+            refs = main_outputs(model, data, checks)
             super().prepare(model, ctx)                    # every group token_scale, per-tensor kept aside
-            e0 = relative_error(_outputs(model, data, checks), refs)
+            e0 = relative_error(main_outputs(model, data, checks), refs)
             budget = self.act_tolerance * e0
 
             def trial(names):          # the model's error with these groups per-tensor
                 for n in names:
                     replace(model, n, self._alt[n])
-                return relative_error(_outputs(model, data, checks), refs)
+                return relative_error(main_outputs(model, data, checks), refs)
 
             # each group alone first, then a knapsack's greedy order: the most multiply-adds
             # made per-tensor per unit of error added first, each kept while the total fits
@@ -317,7 +316,7 @@ def fuse_groups(model: nn.Module, data, groups: list[tuple[list[str], float]], r
     was = model.training
     model.eval()
     try:
-        refs = _outputs(model, data, checks)
+        refs = main_outputs(model, data, checks)
         old, leads = {}, []
         for names, tokens in groups:
             mods = [model.get_submodule(n) for n in names]
@@ -332,7 +331,7 @@ def fuse_groups(model: nn.Module, data, groups: list[tuple[list[str], float]], r
         if not leads:
             return
         try:
-            e = relative_error(_outputs(model, data, checks), refs)
+            e = relative_error(main_outputs(model, data, checks), refs)
         except Exception as err:  # noqa: BLE001 - a model that cannot take the members' views: unfused
             e = f"{type(err).__name__}: {err}"
         for names, lead in leads:       # fused, but each member called with another input: no gain
@@ -364,8 +363,8 @@ def fold_input_scales(model: nn.Module, data, groups: list[tuple[list[str], floa
     try:
         order = [n for names, _ in groups for n in names]
         mods = {n: model.get_submodule(n) for n in order}
-        e_int8 = relative_error(_outputs(model, data, checks), fp32)
-        refs = _outputs(model, data, checks)
+        e_int8 = relative_error(main_outputs(model, data, checks), fp32)
+        refs = main_outputs(model, data, checks)
         g = torch.Generator().manual_seed(0)
         for names, _ in groups:
             cons = [mods[n] for n in names]
@@ -393,7 +392,7 @@ def fold_input_scales(model: nn.Module, data, groups: list[tuple[list[str], floa
             plain = {n: m.without_input_scale() for n, m in zip(names, cons)}
             for n, m in plain.items():
                 replace(model, n, m)
-            e = relative_error(_outputs(model, data, checks), refs)
+            e = relative_error(main_outputs(model, data, checks), refs)
             if e <= FOLD_TOLERANCE * e_int8:
                 mods.update(plain)
                 for n in names:
@@ -481,16 +480,16 @@ def _input_rows(model: nn.Module, data, batch, module: nn.Module) -> torch.Tenso
     return got[0] if got else None
 
 
-def _outputs(model: nn.Module, data, batches: list) -> list[torch.Tensor]:
+def main_outputs(model: nn.Module, data, batches: list) -> list[torch.Tensor]:
     """The model's output tensor on each batch; where the batch has an attention_mask
     (N, T) and the output is (N, T, d), only the real tokens' rows (padding is not read)."""
     outs = []
     with torch.no_grad():
         for b in batches:
             y = output_tensor(data.call(model, b)).detach().float()
-            m = b.get("attention_mask") if isinstance(b, Mapping) else None
-            if isinstance(m, torch.Tensor) and y.dim() == 3 and tuple(m.shape) == tuple(y.shape[:2]):
-                y = y[m.bool()]
+            m = token_mask(b, y)
+            if m is not None:
+                y = y[m]
             outs.append(y.clone())
     return outs
 
