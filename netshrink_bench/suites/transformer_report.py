@@ -1,6 +1,8 @@
 """The tables, must-show checks and Pareto plots of `netshrink bench transformer`."""
 from __future__ import annotations
 
+from collections import Counter
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -109,6 +111,12 @@ def write_report(ctx) -> None:
              "interleaved in one process, eager, batch 1 = one median-length sentence, batch 64 = 64 padded "
              "sentences. `kernels` says what runs each Linear layer (int8 token fbgemm: per-token int8 "
              "activations through fbgemm; int8 ... fp32: int8-stored weights computed in fp32 where int8 was "
-             "measured slower at compress time). Rows `recipes/...` run the shipped recipe files.")
+             "measured slower at compress time). Rows `recipes/...` run the shipped recipe files. "
+             "Int8 speedups depend on the CPU named above: fbgemm's int8 GEMMs run much faster where the "
+             "CPU has VNNI (AVX-512 VNNI, AVX-VNNI) than on AVX2 alone (recipes/minilm_8x_fast.toml's "
+             "comments hold the same recipe measured on both).")
+    cpus = Counter(r.get("cpu", "CPU not recorded") for r in rows)
+    if len(cpus) > 1:         # rows merged from runs on different machines: say which ran where
+        notes += " Rows from runs on different CPUs: " + "; ".join(f"{n} rows on {c}" for c, n in cpus.items()) + "."
     ctx.write_markdown("Transformer: all-MiniLM-L6-v2 compressed (issue 15)", sections,
                        plots=["transformer_size_vs_cos.png", "transformer_speed_vs_cos.png"], notes=notes)
