@@ -79,6 +79,15 @@ def _run_codes(codes: torch.Tensor, zero: torch.Tensor | None) -> tuple[torch.Te
     return codes.to(torch.int8), zero.reshape(-1).long()
 
 
+def _sparse_rows(exc: torch.Tensor) -> torch.Tensor:
+    """exc (M, k) as a CSR matrix: its product adds into only the rows and channels that
+    have an excess (measured, one thread, MiniLM at batch 64 with 32 channels: 48 ms per
+    forward against 64 ms for the dense in-place product over every row; batch 1: 1.1 / 1.3)."""
+    with warnings.catch_warnings():            # torch's one-time "sparse CSR is in beta" notice
+        warnings.simplefilter("ignore")
+        return exc.to_sparse_csr()
+
+
 class Int8DynamicLinear(Int8Figures, nn.Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, smooth: bool = False,
                  act: str = "token", kernel: str = "fbgemm", outliers: int = 0, asymmetric: bool = False):
@@ -256,13 +265,9 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
             scale, zero, lo, hi = self._static
             y = getattr(torch.ops.quantized, STATIC_OP)(x, scale, zero, self._packed)
             if self._wo is not None:       # the outlier channels' excess over the range, exact,
-                xo = x.index_select(1, self.outlier_index)      # added to the rows that have one
-                exc = xo - xo.clamp(lo, hi)                     # (the few tokens with massive values:
-                rows = exc.abs().amax(1).nonzero().flatten()    # no pass over the whole output)
-                if rows.numel() * 2 > x.shape[0]:               # most rows (BERT's massive channels
-                    y.addmm_(exc, self._wo)                     # unsmoothed): one in-place pass is
-                elif rows.numel():                              # cheaper (one thread, 3,840 x 1536:
-                    y.index_add_(0, rows, exc.index_select(0, rows) @ self._wo)   # 7.4 ms against 14.4)
+                xo = x.index_select(1, self.outlier_index)      # added where there is one: a sparse
+                exc = xo - xo.clamp(lo, hi)                     # (M, k) matrix (a few channels of
+                y.addmm_(_sparse_rows(exc), self._wo)           # some tokens) times W_o, in place
         elif self.act == "tensor":
             y = torch.ops.quantized.linear_dynamic(x, self._packed, self._reduce)
         elif self.act == "token_scale":
