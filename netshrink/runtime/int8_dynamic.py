@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from netshrink.errors import ArtifactError
+from netshrink.errors import ArtifactError, NetshrinkError
 from netshrink.functional.quantize import calibrate, quantize_codes
 from netshrink.runtime.int8_linear import FULL_RANGE_MAX_CODE, Int8Figures, quantized_engine, reduce_range
 
@@ -250,6 +250,9 @@ class Int8DynamicLinear(Int8Figures, nn.Module):
 
     # -- compute ----------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":     # its derived state (packed / dequantized weights) lives on the CPU
+            raise NetshrinkError(f"Int8DynamicLinear runs fbgemm's int8 kernels, which are CPU-only; its input is on "
+                                 f"{x.device}: run this model on the CPU")
         x = x.float()
         if self.kernel == "fp32" or (self.kernel == "by_size"
                                      and x.numel() * self.out_features < FBGEMM_MIN_MACS):   # MACs: rows * in * out

@@ -20,6 +20,7 @@ import warnings
 import torch
 from torch import nn
 
+from netshrink.errors import NetshrinkError
 from netshrink.functional.quantize import calibrate, quantize_codes
 
 
@@ -115,6 +116,9 @@ class Int8Linear(Int8Figures, nn.Module):
         return self.qweight.float() * self.scale[:, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            raise NetshrinkError(f"Int8Linear runs fbgemm's int8 kernel, which is CPU-only; its input is on {x.device}: "
+                                 "run this model on the CPU")
         return torch.ops.quantized.linear_dynamic(x.float().contiguous(), self._packed, self._reduce)
 
     def extra_repr(self) -> str:

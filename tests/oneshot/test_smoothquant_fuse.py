@@ -197,3 +197,16 @@ def test_gptq_fold_after_smoothquant_float_moves_the_scale_into_value(tmp_path):
     assert torch.equal(_out(ns.load(tmp_path / "f.nshr"), data[1]), _out(folded, data[1]))
     with pytest.raises(ns.RecipeError, match="fold"):
         ns.create("gptq", fold=True)
+
+
+def test_int8_execution_off_the_cpu_is_one_clear_error():
+    # fbgemm is CPU-only: a model elsewhere is refused before any work, and an int8 layer
+    # given an input elsewhere names the problem (here the "meta" device stands in for a GPU)
+    model = _bert().to("meta")
+    step = {"method": "gptq", "bits": 6, "granularity": "channel", "execute": "int8", "samples": 8}
+    with pytest.raises(ns.RecipeError, match="CPU-only.*meta"):
+        ns.run_recipe(model, ns.Recipe.from_dict({"finetune": {"epochs": 0}, "step": [step]}),
+                      data=_data(), progress=False)
+    q = Int8DynamicLinear.from_weight(torch.randn(4, 8), None)
+    with pytest.raises(ns.NetshrinkError, match="CPU-only"):
+        q(torch.randn(2, 8, device="meta"))

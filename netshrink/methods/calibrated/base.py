@@ -7,7 +7,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from netshrink.core.batches import as_batches
+from netshrink.core.batches import as_batches, model_device
 from netshrink.core.context import PrepareContext
 from netshrink.core.method import Method
 from netshrink.core.targets import Site, select
@@ -48,6 +48,11 @@ class OneShot(Method):
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
         if ctx.data is None:
             raise RecipeError(f"{self.name}: needs calibration data (compress_(model, recipe, data=...))")
+        device = model_device(model)
+        if getattr(self, "execute", None) == "int8" and device.type != "cpu":
+            raise RecipeError(f"{self.name}: execute = 'int8' runs fbgemm's int8 kernels, which are CPU-only, and the "
+                              f"model is on {device}: compress a CPU copy (model.cpu()), or keep execute = 'float' "
+                              "(the weights on their integer grids, computed in the model's own dtype)")
         data = as_batches(ctx.data)
         batches = Calibration(self.samples, self.calib_batch).batches(data)
         if not batches:
