@@ -37,7 +37,7 @@ def count_flops(model: nn.Module, example) -> tuple[int, int]:
         # a Linear-like layer multiplies every row of (..., in): a transformer's (N, T, in)
         # is N * T rows (counting N alone put an int8 MiniLM at 79 M FLOPs for 1.7 G)
         width = getattr(module, "in_features", None)
-        rows = x.numel() // width if width and x.dim() > 1 and x.shape[-1] == width else x.shape[0]
+        rows = x.numel() // width if width and x.dim() and x.shape[-1] == width else x.shape[0]
         d, e = module.ns_flops(rows)
         extra["dense"] += d
         extra["effective"] += e
