@@ -345,6 +345,19 @@ def _stream(desc: object, rd: Reader, n: int, alphabet: int, stats: list | None,
     return sym
 
 
+def _ranges(values: list[int]) -> str:
+    """[1, 2, 3, 5, 7, 8] -> '1-3,5,7-8'."""
+    out, vs = [], sorted(set(values))
+    i = 0
+    while i < len(vs):
+        j = i
+        while j + 1 < len(vs) and vs[j + 1] == vs[j] + 1:
+            j += 1
+        out.append(str(vs[i]) if i == j else f"{vs[i]}-{vs[j]}")
+        i = j + 1
+    return ",".join(out)
+
+
 def describe(desc: dict, dtype_label: str) -> str:
     """Human label of a (validated) descriptor, e.g. 'sparse-gaps8+ans/codebook5+huffman'."""
     kind = desc["k"]
@@ -357,7 +370,11 @@ def describe(desc: dict, dtype_label: str) -> str:
             return "const"
         return f"codebook{raw_width(desc['K'])}+{desc['i']['c']}"
     if kind == "gr":
-        if "w" in desc:
-            return f"grid{raw_width(desc['A'])}x{desc['G']}+" + "/".join(f"{w}:{d['c']}" for w, d in desc["i"])
+        if "w" in desc:           # rows of several widths: the widths each coder stores, e.g. w1-6,8:ans/w7:huffman
+            by_coder: dict[str, list[int]] = {}
+            for w, d in desc["i"]:
+                by_coder.setdefault(d["c"], []).append(int(w))
+            return f"grid{raw_width(desc['A'])}x{desc['G']}+" + "/".join(
+                f"w{_ranges(ws)}:{c}" for c, ws in by_coder.items())
         return f"grid{raw_width(desc['A'])}x{desc['G']}+{desc['i']['c']}"
     return f"sparse-gaps{desc['F']}+{desc['g']['c']}/" + describe(desc["v"], dtype_label)

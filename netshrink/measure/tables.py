@@ -8,7 +8,9 @@ from rich.table import Table
 def print_table(title: str, headers: list[str], rows: list[list], console: Console | None = None) -> None:
     t = Table(title=title, title_justify="left")
     for i, h in enumerate(headers):
-        t.add_column(h, justify="left" if i == 0 else "right")
+        # "fold": in a narrow terminal a long cell (a tensor's full name, an encoding) wraps
+        # onto more lines instead of being cut to "encoder.…", which names nothing
+        t.add_column(h, justify="left" if i == 0 else "right", overflow="fold")
     for r in rows:
         t.add_row(*[str(c) for c in r])
     (console or Console()).print(t)
