@@ -73,7 +73,7 @@ def test_valid_archive_exercises_every_coder(valid, tmp_path):
     path.write_bytes(valid)
     assert_bit_exact(small_tensors(), read_archive(path)[1])
     encodings = " ".join(r["encoding"] for r in archive.inspect_archive(path))
-    for word in ("sparse", "codebook", "planes", "dense", "grid", "ans", "huffman", "+2:"):
+    for word in ("sparse", "codebook", "planes", "dense", "grid", "ans", "huffman", "+w2,8:"):   # rows of widths 2 and 8
         assert word in encodings, (word, encodings)
 
 

@@ -1,5 +1,6 @@
 """The grid encoding: per-channel / group-wise quantized float32 weights are stored as
 one scale and offset per group plus a stream of integer codes, losslessly."""
+import re
 
 import numpy as np
 import pytest
@@ -111,5 +112,11 @@ def test_groups_of_different_widths_get_a_stream_each(tmp_path):
     bits = torch.tensor([2] * 200 + [4] * 80 + [8] * 20)
     q = quantize_rows(w, bits, symmetric=False, calibration="minmax")
     row = _save(tmp_path, {"w": q})["w"]            # _save checks the round trip bit for bit
-    assert row["encoding"].startswith("grid") and "2:" in row["encoding"] and "8:" in row["encoding"], row
+    # the label lists each coder's widths ("w2,4,8:ans", or "w2,8:ans/w4:huffman"): every width has its stream
+    widths = set()
+    for part in re.findall(r"w([\d,-]+):", row["encoding"]):
+        for r in part.split(","):
+            lo, _, hi = r.partition("-")
+            widths |= set(range(int(lo), int(hi or lo) + 1))
+    assert row["encoding"].startswith("grid") and widths == {2, 4, 8}, row
     assert row["bytes"] < (200 * 2 + 80 * 4 + 20 * 8) * 64 / 8 + 6 * 300 + 300, row
