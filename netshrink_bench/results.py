@@ -8,6 +8,7 @@ and never touch BENCHMARKS.md.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import platform
@@ -20,6 +21,7 @@ import torch
 from netshrink.measure.tables import markdown_table
 
 
+@functools.lru_cache(maxsize=None)       # one machine per process: read /proc/cpuinfo once
 def cpu_description() -> str:
     """The CPU a table was measured on: model name and the vector ISA torch dispatches to,
     with VNNI where the CPU has it (fbgemm's int8 GEMMs run ~2x faster with it: the same

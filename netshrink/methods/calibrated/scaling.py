@@ -363,8 +363,8 @@ def fold_input_scales(model: nn.Module, data, groups: list[tuple[list[str], floa
     try:
         order = [n for names, _ in groups for n in names]
         mods = {n: model.get_submodule(n) for n in order}
-        e_int8 = relative_error(main_outputs(model, data, checks), fp32)
-        refs = main_outputs(model, data, checks)
+        refs = main_outputs(model, data, checks)          # the int8 model before any fold
+        e_int8 = relative_error(refs, fp32)
         g = torch.Generator().manual_seed(0)
         for names, _ in groups:
             cons = [mods[n] for n in names]
