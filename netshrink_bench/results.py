@@ -24,9 +24,9 @@ from netshrink.measure.tables import markdown_table
 @functools.lru_cache(maxsize=None)       # one machine per process: read /proc/cpuinfo once
 def cpu_description() -> str:
     """The CPU a table was measured on: model name and the vector ISA torch dispatches to,
-    with VNNI where the CPU has it. Int8 speedups hang on it: one int8 MiniLM file (recipes/
-    minilm_8x_fast.toml, 2026-12-02) measured x1.39 at batch 64 against fp32 on an AVX2-only
-    host and x2.08 on an AVX-512 VNNI one."""
+    with VNNI where the CPU has it. Int8 speedups hang on it: the int8 MiniLM of one recipe
+    (recipes/minilm_8x_fast.toml as of 2026-12-02, built on each host) measured x1.39 at batch
+    64 against fp32 on an AVX2-only host and x2.08 on an AVX-512 VNNI one."""
     name, flags = "", set()
     try:
         with open("/proc/cpuinfo") as f:              # Linux; elsewhere platform.processor()
