@@ -27,7 +27,7 @@ from netshrink.errors import ArtifactError
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet_csr():
     """CSR support is marked beta in torch and warns; our tests cover what we use."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
@@ -49,7 +49,7 @@ class SparseLinear(nn.Module):
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> "SparseLinear":
         """The CSR form of `linear`'s weight (its zeros are dropped, nothing else)."""
-        with _quiet():
+        with quiet_csr():
             csr = linear.weight.detach().float().to_sparse_csr()
         m = cls(linear.in_features, linear.out_features, int(csr.values().numel()), linear.bias is not None)
         with torch.no_grad():
@@ -102,7 +102,7 @@ class SparseLinear(nn.Module):
             raise ArtifactError("SparseLinear: column index out of range")
         if int(crow[0]) != 0 or int(crow[-1]) != self.nnz or bool((crow[1:] < crow[:-1]).any()):
             raise ArtifactError("SparseLinear: row pointers are not a valid CSR structure")
-        with _quiet():   # invariants were checked above, so torch's own (slow) check is off
+        with quiet_csr():   # invariants were checked above, so torch's own (slow) check is off
             self._csr = torch.sparse_csr_tensor(crow, col, self.values, (self.out_features, self.in_features),
                                                 check_invariants=False)
 

@@ -89,10 +89,7 @@ class GPTQ(OneShot):
         if late:
             data = as_batches(ctx.data)
             checks = Calibration(self.check_samples, self.calib_batch).batches(data)
-            was = model.training
-            model.eval()
-            before = main_outputs(model, data, checks)      # the fold's yardstick: the model before this step
-            model.train(was)
+            before = main_outputs(model, data, checks) if self.fold else None   # the fold's yardstick
         super().prepare(model, ctx)
         if late and self.fold:          # before fusing: a fused group's members are no longer plain layers
             fold_input_scales(model, data, self._groups, self.report_, checks, before)

@@ -167,20 +167,13 @@ class SmoothQuant(OneShot):
         if late:
             data = as_batches(ctx.data)
             checks = Calibration(self.check_samples, self.calib_batch).batches(data)
-            was = model.training
-            model.eval()
-            fp32 = main_outputs(model, data, checks)
-            model.train(was)
+            fp32 = main_outputs(model, data, checks) if self.fold else None   # the fold's yardstick
         self._prepare(model, ctx)
         if late and self.fold:
             fold_input_scales(model, data, self._groups, self.report_, checks, fp32)
         if late and self.fuse:
-            self._fuse(model, data)
+            fuse_groups(model, data, self._groups, self.report_, self.kernel, checks)
         self._groups = []
-
-    def _fuse(self, model: nn.Module, data) -> None:
-        fuse_groups(model, data, self._groups, self.report_, self.kernel,
-                    Calibration(self.check_samples, self.calib_batch).batches(data))
 
     def _prepare(self, model: nn.Module, ctx: PrepareContext) -> None:
         self._alt: dict[str, Int8DynamicLinear] = {}
@@ -481,16 +474,22 @@ def _input_rows(model: nn.Module, data, batch, module: nn.Module) -> torch.Tenso
 
 
 def main_outputs(model: nn.Module, data, batches: list) -> list[torch.Tensor]:
-    """The model's output tensor on each batch; where the batch has an attention_mask
-    (N, T) and the output is (N, T, d), only the real tokens' rows (padding is not read)."""
+    """The model's output tensor on each batch, in eval mode (the mode it had is restored);
+    where the batch has an attention_mask (N, T) and the output is (N, T, d), only the real
+    tokens' rows (padding is not read)."""
     outs = []
-    with torch.no_grad():
-        for b in batches:
-            y = output_tensor(data.call(model, b)).detach().float()
-            m = token_mask(b, y)
-            if m is not None:
-                y = y[m]
-            outs.append(y.clone())
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for b in batches:
+                y = output_tensor(data.call(model, b)).detach().float()
+                m = token_mask(b, y)
+                if m is not None:
+                    y = y[m]
+                outs.append(y.clone())
+    finally:
+        model.train(was)
     return outs
 
 
